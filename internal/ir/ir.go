@@ -1,0 +1,179 @@
+// Package ir is the per-waypoint configuration: everything one waypoint proxy
+// needs to serve traffic, and nothing else. The translator produces it from
+// Kubernetes objects (from a cluster or from files); the proxy consumes it.
+//
+// The IR is plain data: it serialises to JSON (for golden tests, the admin
+// config dump and the xDS transport) and holds no compiled state. The proxy
+// compiles it once when it arrives (regular expressions, lookup maps, policy
+// evaluators) and swaps a pointer to move to the new version.
+//
+// Once published, a Waypoint is never modified.
+package ir
+
+import "strconv"
+
+// Waypoint is the complete configuration of one waypoint Gateway.
+type Waypoint struct {
+	// Gateway is the namespace/name of the Gateway this configuration is for.
+	Gateway NamespacedName `json:"gateway"`
+	// TrustDomain is the SPIFFE trust domain of the mesh ("cluster.local").
+	TrustDomain string `json:"trustDomain"`
+	// InboundPort is the port of the PROXY-protocol listener (15088 by default).
+	InboundPort uint16 `json:"inboundPort"`
+	// Services are the services this waypoint serves, sorted by namespace/name.
+	Services []*Service `json:"services,omitempty"`
+	// Backends are the upstream destinations referenced by routes and by the
+	// services' default routes, keyed by BackendKey.
+	Backends map[string]*Backend `json:"backends,omitempty"`
+}
+
+// NamespacedName names a namespaced Kubernetes object.
+type NamespacedName struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+func (n NamespacedName) String() string { return n.Namespace + "/" + n.Name }
+
+// Protocol is how the waypoint treats a service port.
+type Protocol string
+
+const (
+	// ProtocolHTTP ports are parsed as HTTP/1.1 or HTTP/2 (h2c), routed and
+	// authorized per request.
+	ProtocolHTTP Protocol = "HTTP"
+	// ProtocolTCP ports are authorized per connection and copied byte for byte.
+	ProtocolTCP Protocol = "TCP"
+)
+
+// Service is one Kubernetes Service whose traffic passes through this waypoint.
+type Service struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	// Hostname is the service's cluster-local FQDN (name.ns.svc.cluster.local).
+	Hostname string `json:"hostname"`
+	// VIPs are the service's cluster IPs; clients dial VIP:port.
+	VIPs []string `json:"vips"`
+	// Ports are the service's ports, sorted by port number.
+	Ports []*ServicePort `json:"ports"`
+}
+
+// ServicePort is one port of a served Service, with everything the proxy does
+// to traffic addressed to any VIP of the service on that port.
+type ServicePort struct {
+	Port     uint16   `json:"port"`
+	Name     string   `json:"name,omitempty"`
+	Protocol Protocol `json:"protocol"`
+	// Routes is the route table for HTTP ports, already in precedence order:
+	// the first entry that matches a request wins. Empty means no route is
+	// attached and every request goes to DefaultBackend.
+	Routes []*HTTPRouteRule `json:"routes,omitempty"`
+	// DefaultBackend is the service itself (BackendKey), used when no route
+	// is attached to this port.
+	DefaultBackend string `json:"defaultBackend"`
+	// Policies are the authorization policies that apply to this port, sorted
+	// by namespace/name. The proxy evaluates them in Istio's order.
+	Policies []*AuthzPolicy `json:"policies,omitempty"`
+}
+
+// HTTPRouteRule is one match of one rule of an HTTPRoute. A rule with several
+// matches becomes several entries, so that precedence orders matches, as the
+// Gateway API specification requires.
+type HTTPRouteRule struct {
+	// Route names the HTTPRoute this entry came from.
+	Route NamespacedName `json:"route"`
+	// RuleIndex and MatchIndex locate the entry inside that route.
+	RuleIndex  int `json:"ruleIndex"`
+	MatchIndex int `json:"matchIndex"`
+	// Match is what a request must satisfy (all fields, AND).
+	Match HTTPMatch `json:"match"`
+	// RequestHeaders is applied to the request before it goes upstream.
+	RequestHeaders *HeaderModifier `json:"requestHeaders,omitempty"`
+	// ResponseHeaders is applied to every response of this rule, including
+	// the waypoint's own replies (403 on denial, 503, ...).
+	ResponseHeaders *HeaderModifier `json:"responseHeaders,omitempty"`
+	// Backends are the weighted destinations. Empty means the rule has no
+	// usable backend and requests matching it get a 500.
+	Backends []WeightedBackend `json:"backends,omitempty"`
+}
+
+// HTTPMatch is one Gateway API HTTPRouteMatch. A zero HTTPMatch matches every
+// request (the spec's default is PathPrefix "/").
+type HTTPMatch struct {
+	Path        *PathMatch        `json:"path,omitempty"`
+	Headers     []HeaderMatch     `json:"headers,omitempty"`
+	QueryParams []QueryParamMatch `json:"queryParams,omitempty"`
+	Method      string            `json:"method,omitempty"`
+}
+
+// MatchType says how a string is compared.
+type MatchType string
+
+const (
+	MatchExact             MatchType = "Exact"
+	MatchPathPrefix        MatchType = "PathPrefix"
+	MatchRegularExpression MatchType = "RegularExpression"
+)
+
+// PathMatch matches the request path (without the query string).
+type PathMatch struct {
+	Type  MatchType `json:"type"`
+	Value string    `json:"value"`
+}
+
+// HeaderMatch matches one request header by name (case-insensitive).
+type HeaderMatch struct {
+	Type  MatchType `json:"type"`
+	Name  string    `json:"name"`
+	Value string    `json:"value"`
+}
+
+// QueryParamMatch matches one query parameter by name (case-sensitive).
+type QueryParamMatch struct {
+	Type  MatchType `json:"type"`
+	Name  string    `json:"name"`
+	Value string    `json:"value"`
+}
+
+// HeaderModifier is the Gateway API header filter: Set replaces a header's
+// values, Add appends a value, Remove deletes the header. The proxy applies
+// Remove, then Set, then Add.
+type HeaderModifier struct {
+	Set    []Header `json:"set,omitempty"`
+	Add    []Header `json:"add,omitempty"`
+	Remove []string `json:"remove,omitempty"`
+}
+
+// Header is one header name and value.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// WeightedBackend is one backendRef of a rule.
+type WeightedBackend struct {
+	// Backend is a key into Waypoint.Backends. Empty when the reference could
+	// not be resolved: requests sent to it get a 500, as the spec requires.
+	Backend string `json:"backend,omitempty"`
+	Weight  uint32 `json:"weight"`
+}
+
+// Backend is an upstream service port and its ready endpoints.
+type Backend struct {
+	// Service names the Kubernetes Service.
+	Service NamespacedName `json:"service"`
+	// Port is the service port the backend was referenced by.
+	Port uint16 `json:"port"`
+	// Protocol is how the waypoint talks to the endpoints: "HTTP1", "H2C"
+	// (HTTP/2 in clear text, for ports whose appProtocol asks for it, such
+	// as grpc) or "TCP" (bytes copied as they are).
+	Protocol string `json:"protocol"`
+	// Endpoints are the ready endpoints (pod IP:targetPort), sorted. The
+	// waypoint sends to endpoints, never to the VIP.
+	Endpoints []string `json:"endpoints,omitempty"`
+}
+
+// BackendKey is the key of a backend in Waypoint.Backends.
+func BackendKey(namespace, name string, port uint16) string {
+	return namespace + "/" + name + ":" + strconv.Itoa(int(port))
+}

@@ -1,0 +1,30 @@
+// Package source defines the Snapshot: the set of Kubernetes objects the
+// translator reads. Two sources fill it — files (standalone mode, package
+// source/files) and a cluster (controller mode) — so both modes share one
+// translator.
+package source
+
+import (
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// Snapshot is one consistent view of the objects that matter to waypoints.
+// Objects are real API types. A Snapshot is never modified after it is built.
+type Snapshot struct {
+	Namespaces            []*corev1.Namespace
+	Services              []*corev1.Service
+	EndpointSlices        []*discoveryv1.EndpointSlice
+	Pods                  []*corev1.Pod
+	GatewayClasses        []*gwv1.GatewayClass
+	Gateways              []*gwv1.Gateway
+	HTTPRoutes            []*gwv1.HTTPRoute
+	GRPCRoutes            []*gwv1.GRPCRoute
+	TCPRoutes             []*gwv1.TCPRoute
+	ReferenceGrants       []*gwv1.ReferenceGrant
+	ServiceEntries        []*istionet.ServiceEntry
+	AuthorizationPolicies []*istiosec.AuthorizationPolicy
+}
