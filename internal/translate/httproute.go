@@ -112,7 +112,7 @@ func (t *translator) parentPorts(route *gwv1.HTTPRoute, pr gwv1.ParentReference)
 			accepted(parent, "False", "NoMatchingParent", fmt.Sprintf("the waypoint has no listener named %q", *pr.SectionName))
 			return nil, "", false
 		}
-		if pr.Port != nil && !t.hasListener("", int32(*pr.Port)) {
+		if pr.Port != nil && !t.hasListener("", *pr.Port) {
 			accepted(parent, "False", "NoMatchingParent", fmt.Sprintf("the waypoint has no listener on port %d", *pr.Port))
 			return nil, "", false
 		}
@@ -143,7 +143,7 @@ func (t *translator) hasListener(name string, port int32) bool {
 		return (name == "" || name == "mesh") && (port == 0 || port == int32(t.out.InboundPort))
 	}
 	for _, l := range t.gw.Spec.Listeners {
-		if (name == "" || string(l.Name) == name) && (port == 0 || int32(l.Port) == port) {
+		if (name == "" || string(l.Name) == name) && (port == 0 || l.Port == port) {
 			return true
 		}
 	}
@@ -360,7 +360,7 @@ func (t *translator) resolveBackend(fromNS, fromKind string, ref gwv1.BackendObj
 	if ref.Port == nil {
 		return "", fmt.Sprintf("Service %s/%s: port is required (BackendNotFound)", ns, ref.Name)
 	}
-	if sp := servicePort(svc, int32(*ref.Port)); sp != nil {
+	if sp := servicePort(svc, *ref.Port); sp != nil {
 		return t.backendFor(svc, sp), ""
 	}
 	return "", fmt.Sprintf("Service %s/%s has no port %d (BackendNotFound)", ns, ref.Name, *ref.Port)

@@ -102,7 +102,7 @@ func (t *translator) servesServices() bool {
 	v := t.gw.Labels[LabelWaypointFor]
 	if v == "" {
 		for _, gc := range t.snap.GatewayClasses {
-			if string(gc.Name) == string(t.gw.Spec.GatewayClassName) {
+			if gc.Name == string(t.gw.Spec.GatewayClassName) {
 				v = gc.Labels[LabelWaypointFor]
 			}
 		}

@@ -4,6 +4,7 @@ package files
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"sort"
 	"strings"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	istiosec "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -323,7 +326,39 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	if err := yaml.UnmarshalStrict(raw, obj); err != nil {
 		return nil, nil, fmt.Errorf("invalid %s: %v", kind, cleanDecodeError(err))
 	}
+	// Istio's generated decoders let unknown spec fields pass; decode the
+	// spec once more, strictly, so a typo is an error and not a silently
+	// different policy.
+	var spec proto.Message
+	switch o := obj.(type) {
+	case *istiosec.AuthorizationPolicy:
+		spec = &o.Spec
+	case *istionet.ServiceEntry:
+		spec = &o.Spec
+	}
+	if spec != nil {
+		if err := strictProtoSpec(raw, spec); err != nil {
+			return nil, nil, fmt.Errorf("invalid %s: spec: %w", kind, err)
+		}
+	}
 	return obj, meta, nil
+}
+
+// strictProtoSpec decodes the manifest's spec into a fresh message of the
+// same type, failing on unknown fields.
+func strictProtoSpec(raw []byte, spec proto.Message) error {
+	j, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return err
+	}
+	var doc struct {
+		Spec json.RawMessage `json:"spec"`
+	}
+	if err := json.Unmarshal(j, &doc); err != nil || len(doc.Spec) == 0 {
+		return err
+	}
+	fresh := spec.ProtoReflect().New().Interface()
+	return protojson.Unmarshal(doc.Spec, fresh)
 }
 
 func (l *loader) add(obj any) {

@@ -24,7 +24,7 @@ func Watch(ctx context.Context, paths []string, log *slog.Logger, onChange func(
 		log.Warn("file events unavailable; polling the manifests every second", "error", err.Error())
 		w = nil
 	} else {
-		defer w.Close()
+		defer func() { _ = w.Close() }()
 		for _, p := range paths {
 			addWatches(w, p, log)
 		}

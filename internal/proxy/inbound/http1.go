@@ -1,0 +1,434 @@
+package inbound
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// serveHTTP1 serves HTTP/1.x requests on one connection, one at a time
+// (keep-alive, pipelining in order). Requests are parsed by net/http; the
+// responses are written here, so that header names go out in lower case as
+// Envoy writes them and so that every limit is ours to set.
+func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, o *HTTPOptions, log *slog.Logger) {
+	bw := bufio.NewWriterSize(c, 4096)
+	lr := &limitReader{r: br, n: -1}
+	hr := bufio.NewReaderSize(lr, 4096)
+	info := InfoFromContext(ctx)
+	remote := info.Source.String()
+	for first := true; ; first = false {
+		// Wait for the next request: idle timeout, then the header timeout
+		// from its first byte.
+		idle := o.IdleTimeout
+		if first {
+			idle = o.ReadHeaderTimeout
+		}
+		_ = c.SetReadDeadline(time.Now().Add(idle))
+		if _, err := hr.Peek(1); err != nil {
+			return // closed, idle, or nothing sent: nothing to answer
+		}
+		_ = c.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
+		lr.n = int64(o.MaxHeaderBytes) + 4096 // headers plus one buffer's read-ahead
+		req, err := http.ReadRequest(hr)
+		lr.n = -1
+		if err != nil {
+			replyError(bw, err, lr, log, remote)
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		if status, msg := checkRequest(req); status != 0 {
+			_ = writeSimple(bw, status, msg, true)
+			return
+		}
+		req.RemoteAddr = remote
+		req = req.WithContext(ctx)
+		if req.Header.Get("Expect") == "100-continue" && req.ContentLength != 0 {
+			req.Body = &continueReader{r: req.Body, w: bw}
+		}
+		w := &responseWriter{bw: bw, req: req, header: make(http.Header, 8), status: 0, cl: -1}
+		if !serveOne(h, w, req, log) {
+			return
+		}
+		if !w.finish() {
+			return
+		}
+		if w.closeAfter {
+			return
+		}
+		// Drain what the handler left of the body so the next request parses,
+		// but do not read an unbounded body for nothing.
+		if req.Body != nil {
+			n, err := io.CopyN(io.Discard, req.Body, 256<<10)
+			if err == nil && n == 256<<10 {
+				return
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
+				return
+			}
+		}
+	}
+}
+
+// serveOne runs the handler, turning a panic into a 500 and a closed
+// connection; it reports whether the connection may go on.
+func serveOne(h http.Handler, w *responseWriter, req *http.Request, log *slog.Logger) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if err, isErr := r.(error); isErr && errors.Is(err, http.ErrAbortHandler) {
+				ok = false
+				return
+			}
+			log.Error("panic in the request handler", "panic", r, "method", req.Method, "path", req.URL.Path)
+			if !w.wroteHeader {
+				w.header = http.Header{}
+				w.closeAfter = true
+				w.WriteHeader(http.StatusInternalServerError)
+				_ = w.finish()
+			}
+			ok = false
+		}
+	}()
+	h.ServeHTTP(w, req)
+	return true
+}
+
+// checkRequest refuses requests that are ambiguous to frame, the basis of
+// request smuggling, as Envoy does.
+func checkRequest(req *http.Request) (int, string) {
+	if req.ProtoMajor != 1 {
+		return http.StatusHTTPVersionNotSupported, "HTTP version not supported"
+	}
+	if req.ProtoMinor == 1 && req.Host == "" {
+		return http.StatusBadRequest, "missing Host header"
+	}
+	if req.Method == "CONNECT" {
+		return http.StatusMethodNotAllowed, "CONNECT is not supported on this listener"
+	}
+	return 0, ""
+}
+
+// replyError answers a request that could not be read, then the caller
+// closes the connection.
+func replyError(bw *bufio.Writer, err error, lr *limitReader, log *slog.Logger, remote string) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return
+	case lr.exceeded:
+		_ = writeSimple(bw, http.StatusRequestHeaderFieldsTooLarge, "request header too large", true)
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		_ = writeSimple(bw, http.StatusRequestTimeout, "request timeout", true)
+	case strings.Contains(err.Error(), "unsupported transfer encoding"):
+		_ = writeSimple(bw, http.StatusNotImplemented, "unsupported transfer encoding", true)
+	default:
+		log.Debug("bad HTTP/1 request", "remote", remote, "error", err.Error())
+		_ = writeSimple(bw, http.StatusBadRequest, "bad request", true)
+	}
+}
+
+// writeSimple writes a small text/plain response.
+func writeSimple(bw *bufio.Writer, status int, body string, closeConn bool) error {
+	fmt.Fprintf(bw, "HTTP/1.1 %d %s\r\ncontent-length: %d\r\ncontent-type: text/plain\r\ndate: %s\r\n",
+		status, http.StatusText(status), len(body), httpDate())
+	if closeConn {
+		bw.WriteString("connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+	bw.WriteString(body)
+	return bw.Flush()
+}
+
+// limitReader fails reads past n bytes (n < 0: unlimited), to bound the
+// request head.
+type limitReader struct {
+	r        io.Reader
+	n        int64
+	exceeded bool
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return l.r.Read(p)
+	}
+	if l.n == 0 {
+		l.exceeded = true
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+var errHeaderTooLarge = errors.New("request header too large")
+
+// continueReader sends "100 Continue" before the first body read.
+type continueReader struct {
+	r    io.ReadCloser
+	w    *bufio.Writer
+	sent bool
+}
+
+func (c *continueReader) Read(p []byte) (int, error) {
+	if !c.sent {
+		c.sent = true
+		c.w.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if err := c.w.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	return c.r.Read(p)
+}
+
+func (c *continueReader) Close() error { return c.r.Close() }
+
+// responseWriter writes one HTTP/1.1 response.
+type responseWriter struct {
+	bw          *bufio.Writer
+	req         *http.Request
+	header      http.Header
+	status      int
+	wroteHeader bool
+	chunked     bool
+	noBody      bool
+	cl          int64 // declared content length, -1 when none
+	written     int64
+	closeAfter  bool
+	failed      bool
+}
+
+func (w *responseWriter) Header() http.Header { return w.header }
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if code < 100 || code > 999 {
+		code = http.StatusInternalServerError
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// Informational: written at once, the final status comes later.
+		w.writeStatusLine(code)
+		w.writeHeaders(w.header, nil)
+		w.bw.WriteString("\r\n")
+		_ = w.bw.Flush()
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	h := w.header
+	if w.req.Close || (w.req.ProtoMinor == 0 && !strings.EqualFold(w.req.Header.Get("Connection"), "keep-alive")) {
+		w.closeAfter = true
+	}
+	if strings.EqualFold(h.Get("Connection"), "close") {
+		w.closeAfter = true
+	}
+	h.Del("Connection")
+	h.Del("Transfer-Encoding")
+	h.Del("Keep-Alive")
+	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	if v := h.Get("Content-Length"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			h.Del("Content-Length")
+		} else {
+			w.cl = n
+		}
+	}
+	extra := make([]string, 0, 4)
+	if w.cl < 0 && !w.noBody {
+		if w.req.ProtoMinor >= 1 {
+			w.chunked = true
+			extra = append(extra, "transfer-encoding: chunked")
+		} else {
+			w.closeAfter = true // HTTP/1.0 without a length: the close ends the body
+		}
+	}
+	if code == http.StatusNoContent || code == http.StatusNotModified || code < 200 {
+		h.Del("Content-Length")
+		w.cl = -1
+		w.chunked = false
+	}
+	if _, ok := h["Date"]; !ok {
+		extra = append(extra, "date: "+httpDate())
+	}
+	if w.closeAfter {
+		extra = append(extra, "connection: close")
+	} else if w.req.ProtoMinor == 0 {
+		extra = append(extra, "connection: keep-alive")
+	}
+	w.writeStatusLine(code)
+	w.writeHeaders(h, extra)
+	w.bw.WriteString("\r\n")
+}
+
+func (w *responseWriter) writeStatusLine(code int) {
+	w.bw.WriteString("HTTP/1.1 ")
+	w.bw.WriteString(strconv.Itoa(code))
+	w.bw.WriteByte(' ')
+	text := http.StatusText(code)
+	if text == "" {
+		text = "status code " + strconv.Itoa(code)
+	}
+	w.bw.WriteString(text)
+	w.bw.WriteString("\r\n")
+}
+
+// writeHeaders writes header fields with lower-case names, as Envoy does,
+// in a stable (sorted) order; CR and LF in values become spaces.
+func (w *responseWriter) writeHeaders(h http.Header, extra []string) {
+	var stack [32]string
+	keys := stack[:0]
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !validHeaderName(k) {
+			continue
+		}
+		for _, v := range h[k] {
+			writeLower(w.bw, k)
+			w.bw.WriteString(": ")
+			writeValue(w.bw, v)
+			w.bw.WriteString("\r\n")
+		}
+	}
+	for _, e := range extra {
+		w.bw.WriteString(e)
+		w.bw.WriteString("\r\n")
+	}
+}
+
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+func writeLower(bw *bufio.Writer, s string) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		bw.WriteByte(c)
+	}
+}
+
+func writeValue(bw *bufio.Writer, s string) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\r' || c == '\n' || c == 0 {
+			c = ' '
+		}
+		bw.WriteByte(c)
+	}
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		if _, ok := w.header["Content-Type"]; !ok && len(p) > 0 {
+			w.header.Set("Content-Type", http.DetectContentType(p))
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return 0, errWriteFailed
+	}
+	if w.noBody || len(p) == 0 {
+		return len(p), nil
+	}
+	if w.cl >= 0 && w.written+int64(len(p)) > w.cl {
+		w.failed = true
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
+	if w.chunked {
+		w.bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+		w.bw.WriteString("\r\n")
+		w.bw.Write(p)
+		_, err := w.bw.WriteString("\r\n")
+		if err != nil {
+			w.failed = true
+			return 0, err
+		}
+		return len(p), nil
+	}
+	n, err := w.bw.Write(p)
+	if err != nil {
+		w.failed = true
+	}
+	return n, err
+}
+
+var errWriteFailed = errors.New("connection write failed")
+
+// Flush sends what is buffered (http.Flusher, used for streaming).
+func (w *responseWriter) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if err := w.bw.Flush(); err != nil {
+		w.failed = true
+	}
+}
+
+// finish completes the response; it reports whether the connection may
+// carry another request.
+func (w *responseWriter) finish() bool {
+	if !w.wroteHeader {
+		if w.cl < 0 {
+			w.header.Set("Content-Length", "0")
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.chunked {
+		w.bw.WriteString("0\r\n\r\n")
+	}
+	if err := w.bw.Flush(); err != nil || w.failed {
+		return false
+	}
+	if w.cl >= 0 && w.written < w.cl && !w.noBody {
+		return false // the body was cut short: only closing tells the client
+	}
+	return true
+}
+
+// Date header, formatted once a second.
+var cachedDate atomic.Pointer[dateEntry]
+
+type dateEntry struct {
+	sec  int64
+	text string
+}
+
+func httpDate() string {
+	now := time.Now()
+	if d := cachedDate.Load(); d != nil && d.sec == now.Unix() {
+		return d.text
+	}
+	d := &dateEntry{sec: now.Unix(), text: now.UTC().Format(http.TimeFormat)}
+	cachedDate.Store(d)
+	return d.text
+}

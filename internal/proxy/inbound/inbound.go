@@ -1,0 +1,388 @@
+// Package inbound is the waypoint's front door in kgateway's "sandwich" mode:
+// the pod's ztunnel terminates HBONE and opens a plain TCP connection that
+// starts with a PROXY protocol v2 header carrying the original source, the
+// address the client dialled (service VIP:port) and, in TLV 0xD0, the
+// client's SPIFFE identity. The listener reads that header, asks the
+// Handler how to serve the destination, and then serves HTTP/1.1, HTTP/2
+// prior knowledge (h2c) or plain TCP on the rest of the connection.
+package inbound
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+)
+
+// TLV types ztunnel writes into the PROXY v2 header.
+const (
+	// TLVPeerIdentity carries the client's SPIFFE identity
+	// ("spiffe://cluster.local/ns/httpbin/sa/curl").
+	TLVPeerIdentity proxyproto.PP2Type = 0xD0
+	// TLVServiceHostname carries the service hostname the client addressed,
+	// when ztunnel knows it (newer ztunnels).
+	TLVServiceHostname proxyproto.PP2Type = 0xD1
+)
+
+// ConnInfo is what the PROXY header says about a connection.
+type ConnInfo struct {
+	// Source is the client's address (pod IP:port).
+	Source netip.AddrPort
+	// Destination is the address the client dialled: a service VIP:port.
+	Destination netip.AddrPort
+	// Identity is the client's SPIFFE identity, "" when ztunnel sent none.
+	Identity string
+	// Hostname is the service hostname from TLV 0xD1, "" when absent.
+	Hostname string
+	// Service is the handler's state for the destination, as returned by
+	// Handler.Classify; the handler may look it up again per request.
+	Service any
+}
+
+type ctxKey struct{}
+
+// InfoFromContext returns the ConnInfo of the connection a request arrived on.
+func InfoFromContext(ctx context.Context) *ConnInfo {
+	ci, _ := ctx.Value(ctxKey{}).(*ConnInfo)
+	return ci
+}
+
+// Handler serves the connections the listener accepts.
+type Handler interface {
+	// Classify says how to serve a connection to info.Destination: HTTP or
+	// TCP, with the handler's state for it. ok=false refuses the connection
+	// (a destination this waypoint does not serve).
+	Classify(info *ConnInfo) (proto ir.Protocol, service any, ok bool)
+	// ServeHTTP serves one request; InfoFromContext gives its connection.
+	http.Handler
+	// ServeTCP serves a TCP connection; r holds bytes already read from conn.
+	ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *ConnInfo)
+}
+
+// Options are the listener's limits.
+type Options struct {
+	// HeaderTimeout bounds the wait for the PROXY header (default 5s).
+	HeaderTimeout time.Duration
+	// HTTP are the HTTP/1.1 limits.
+	HTTP   HTTPOptions
+	Logger *slog.Logger
+}
+
+// HTTPOptions are limits of the HTTP front.
+type HTTPOptions struct {
+	// MaxHeaderBytes bounds the request line and headers (default 60 KiB,
+	// as Envoy's default max_request_headers_kb); past it: 431.
+	MaxHeaderBytes int
+	// ReadHeaderTimeout bounds the time to read a request's headers
+	// (default 10s); a slow client gets 408 and the connection closes.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection with no request in flight
+	// (default 1h, Envoy's default).
+	IdleTimeout time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.HeaderTimeout == 0 {
+		o.HeaderTimeout = 5 * time.Second
+	}
+	if o.HTTP.MaxHeaderBytes == 0 {
+		o.HTTP.MaxHeaderBytes = 60 << 10
+	}
+	if o.HTTP.ReadHeaderTimeout == 0 {
+		o.HTTP.ReadHeaderTimeout = 10 * time.Second
+	}
+	if o.HTTP.IdleTimeout == 0 {
+		o.HTTP.IdleTimeout = time.Hour
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Server accepts PROXY-protocol connections and serves them.
+type Server struct {
+	h    Handler
+	opts Options
+	h2   *http.Server
+	h2ln *chanListener
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewServer builds a server for a handler.
+func NewServer(h Handler, opts Options) *Server {
+	opts.defaults()
+	s := &Server{h: h, opts: opts, conns: map[net.Conn]struct{}{}}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	s.h2ln = newChanListener()
+	s.h2 = &http.Server{
+		Handler:           h,
+		Protocols:         &protos,
+		ReadHeaderTimeout: opts.HTTP.ReadHeaderTimeout,
+		IdleTimeout:       opts.HTTP.IdleTimeout,
+		MaxHeaderBytes:    opts.HTTP.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if pc, ok := c.(*prefaceConn); ok {
+				return context.WithValue(ctx, ctxKey{}, pc.info)
+			}
+			return ctx
+		},
+	}
+	go func() { _ = s.h2.Serve(s.h2ln) }()
+	return s
+}
+
+// Serve accepts connections on ln until it is closed.
+func (s *Server) Serve(ln net.Listener) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors or similar: back off, keep serving.
+				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if !s.track(c, true) {
+			_ = c.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go s.serveConn(c)
+	}
+}
+
+func (s *Server) track(c net.Conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closed {
+			return false
+		}
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+	return true
+}
+
+// Close closes every connection at once (the graceful drain belongs to the
+// caller: stop accepting, wait, then Close).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	_ = s.h2.Close()
+	s.wg.Wait()
+	return nil
+}
+
+// serveConn reads the PROXY header and dispatches the connection.
+func (s *Server) serveConn(c net.Conn) {
+	defer s.wg.Done()
+	defer s.track(c, false)
+	handedOff := false
+	defer func() {
+		if r := recover(); r != nil {
+			s.opts.Logger.Error("panic serving a connection; closed it", "panic", r, "remote", c.RemoteAddr().String())
+		}
+		if !handedOff {
+			_ = c.Close()
+		}
+	}()
+	br := bufio.NewReaderSize(c, 4096)
+	info, err := s.readProxyHeader(c, br)
+	if err != nil {
+		s.opts.Logger.Debug("refused connection", "remote", c.RemoteAddr().String(), "reason", err.Error())
+		return
+	}
+	proto, svc, ok := s.h.Classify(info)
+	if !ok {
+		s.opts.Logger.Debug("refused connection to a destination this waypoint does not serve",
+			"destination", info.Destination.String(), "source", info.Source.String(), "identity", info.Identity)
+		return
+	}
+	info.Service = svc
+	ctx := context.WithValue(context.Background(), ctxKey{}, info)
+	if proto == ir.ProtocolTCP {
+		s.h.ServeTCP(ctx, c, br, info)
+		return
+	}
+	// HTTP: HTTP/2 prior knowledge starts with the client preface.
+	_ = c.SetReadDeadline(time.Now().Add(s.opts.HTTP.ReadHeaderTimeout))
+	isH2, err := hasH2Preface(br)
+	if err != nil {
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	if isH2 {
+		pc := &prefaceConn{Conn: c, r: br, info: info, done: make(chan struct{})}
+		if s.h2ln.deliver(pc) {
+			handedOff = true
+			<-pc.done // keep the connection tracked until http.Server closes it
+			return
+		}
+		return
+	}
+	serveHTTP1(ctx, c, br, s.h, &s.opts.HTTP, s.opts.Logger)
+}
+
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// hasH2Preface reports whether the connection starts with the HTTP/2 client
+// preface. It reads only as far as the bytes keep matching, so a short
+// HTTP/1 request is not held up waiting for 24 bytes.
+func hasH2Preface(br *bufio.Reader) (bool, error) {
+	for n := 1; n <= len(h2Preface); n++ {
+		b, err := br.Peek(n)
+		if len(b) < n {
+			return false, err
+		}
+		if b[n-1] != h2Preface[n-1] {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// readProxyHeader reads and checks the PROXY v2 header.
+func (s *Server) readProxyHeader(c net.Conn, br *bufio.Reader) (*ConnInfo, error) {
+	_ = c.SetReadDeadline(time.Now().Add(s.opts.HeaderTimeout))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	// Only v2 is accepted: check the signature before the library, which
+	// would also take the text v1 form.
+	sig, err := br.Peek(12)
+	if err != nil {
+		return nil, fmt.Errorf("reading PROXY header: %w", err)
+	}
+	if string(sig) != "\r\n\r\n\x00\r\nQUIT\n" {
+		return nil, errors.New("no PROXY protocol v2 header")
+	}
+	h, err := proxyproto.Read(br)
+	if err != nil {
+		return nil, fmt.Errorf("malformed PROXY v2 header: %w", err)
+	}
+	return ParseHeader(h)
+}
+
+// ParseHeader extracts the connection facts from a PROXY v2 header. It
+// refuses LOCAL commands, non-TCP transports and malformed TLVs.
+func ParseHeader(h *proxyproto.Header) (*ConnInfo, error) {
+	if h.Version != 2 {
+		return nil, errors.New("PROXY protocol v1 is not accepted")
+	}
+	if h.Command != proxyproto.PROXY {
+		return nil, errors.New("PROXY header with the LOCAL command carries no addresses")
+	}
+	src, dst, ok := h.TCPAddrs()
+	if !ok {
+		return nil, fmt.Errorf("PROXY header transport %v is not TCP", h.TransportProtocol)
+	}
+	info := &ConnInfo{
+		Source:      src.AddrPort(),
+		Destination: dst.AddrPort(),
+	}
+	info.Source = netip.AddrPortFrom(info.Source.Addr().Unmap(), info.Source.Port())
+	info.Destination = netip.AddrPortFrom(info.Destination.Addr().Unmap(), info.Destination.Port())
+	tlvs, err := h.TLVs()
+	if err != nil {
+		return nil, fmt.Errorf("malformed PROXY v2 TLVs: %w", err)
+	}
+	for _, t := range tlvs {
+		switch t.Type {
+		case TLVPeerIdentity:
+			if info.Identity != "" {
+				return nil, errors.New("PROXY header carries two identity TLVs")
+			}
+			id := string(t.Value)
+			if id == "" || !utf8.ValidString(id) || len(id) > 2048 {
+				return nil, errors.New("PROXY header identity TLV is not a valid identity")
+			}
+			info.Identity = id
+		case TLVServiceHostname:
+			if !utf8.ValidString(string(t.Value)) {
+				return nil, errors.New("PROXY header hostname TLV is not valid UTF-8")
+			}
+			info.Hostname = string(t.Value)
+		}
+	}
+	return info, nil
+}
+
+// prefaceConn is a connection whose first bytes sit in a bufio.Reader; it
+// carries the ConnInfo to http.Server's ConnContext.
+type prefaceConn struct {
+	net.Conn
+	r    *bufio.Reader
+	info *ConnInfo
+	once sync.Once
+	done chan struct{}
+}
+
+func (c *prefaceConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *prefaceConn) Close() error {
+	c.once.Do(func() { close(c.done) })
+	return c.Conn.Close()
+}
+
+// chanListener hands connections to an http.Server.
+type chanListener struct {
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.closed:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4zero} }

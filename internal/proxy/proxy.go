@@ -1,0 +1,205 @@
+// Package proxy is the waypoint's data plane: for each connection the
+// inbound listener accepts it finds the destination service by (VIP, port),
+// then per request routes, authorizes and forwards to an endpoint.
+//
+// Configuration arrives as an ir.Waypoint; Update compiles it (route
+// tables, policy evaluators, endpoint lists) and swaps one pointer, so
+// requests in flight finish on the config they started with and no
+// connection is dropped.
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
+)
+
+// Options configure the proxy.
+type Options struct {
+	// ServerHeader is the value of the "server" response header ("envoy"
+	// by default, so tools and checks written for Istio's waypoint work).
+	ServerHeader string
+	// Upstream tunes the connection pools.
+	Upstream upstream.Options
+	Logger   *slog.Logger
+}
+
+// Proxy serves traffic for one waypoint. It implements inbound.Handler.
+type Proxy struct {
+	opts   Options
+	log    *slog.Logger
+	pool   *upstream.Pool
+	config atomic.Pointer[config]
+	// reverse forwards requests upstream.
+	reverse *httputil.ReverseProxy
+	// serverHeader is the precomputed header value slice.
+	serverHeader []string
+}
+
+// New builds a proxy with no configuration: it refuses every connection
+// until the first Update.
+func New(opts Options) *Proxy {
+	if opts.ServerHeader == "" {
+		opts.ServerHeader = "envoy"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxy{
+		opts:         opts,
+		log:          opts.Logger,
+		pool:         upstream.NewPool(opts.Upstream),
+		serverHeader: []string{opts.ServerHeader},
+	}
+	p.reverse = p.newReverseProxy()
+	return p
+}
+
+// config is a compiled ir.Waypoint.
+type config struct {
+	version  uint64
+	ir       *ir.Waypoint
+	byAddr   map[netip.AddrPort]*servicePort
+	byHost   map[hostPort]*servicePort
+	backends map[string]*upstream.Backend
+}
+
+type hostPort struct {
+	host string
+	port uint16
+}
+
+// servicePort is everything needed to serve one (service, port).
+type servicePort struct {
+	svc            *ir.Service
+	port           *ir.ServicePort
+	routes         *route.Table // nil: no route attached, use defaultBackend
+	authz          *authz.Evaluator
+	defaultBackend *upstream.Backend
+	// hostPort is "hostname:port" for logs.
+	name string
+}
+
+// Ready reports whether a configuration has been loaded.
+func (p *Proxy) Ready() bool { return p.config.Load() != nil }
+
+// Version is the number of configurations applied so far.
+func (p *Proxy) Version() uint64 {
+	if c := p.config.Load(); c != nil {
+		return c.version
+	}
+	return 0
+}
+
+// Current returns the configuration in force (nil before the first).
+func (p *Proxy) Current() *ir.Waypoint {
+	if c := p.config.Load(); c != nil {
+		return c.ir
+	}
+	return nil
+}
+
+// Update compiles a new configuration and puts it in force. On error the
+// previous configuration stays.
+func (p *Proxy) Update(w *ir.Waypoint) error {
+	c, err := compile(w, p.opts)
+	if err != nil {
+		return err
+	}
+	prev := p.config.Load()
+	if prev != nil {
+		c.version = prev.version + 1
+		// Keep round-robin cursors of unchanged backends, so that frequent
+		// updates do not send every first request to the first endpoint.
+		for k, b := range c.backends {
+			if old := prev.backends[k]; old != nil {
+				b.InheritCursor(old)
+			}
+		}
+	} else {
+		c.version = 1
+	}
+	p.config.Store(c)
+	return nil
+}
+
+func compile(w *ir.Waypoint, opts Options) (*config, error) {
+	if w == nil {
+		return nil, errors.New("no configuration")
+	}
+	c := &config{
+		ir:       w,
+		byAddr:   map[netip.AddrPort]*servicePort{},
+		byHost:   map[hostPort]*servicePort{},
+		backends: make(map[string]*upstream.Backend, len(w.Backends)),
+	}
+	for k, b := range w.Backends {
+		c.backends[k] = upstream.NewBackend(k, b)
+	}
+	azOpts := authz.Options{TrustDomain: w.TrustDomain}
+	for _, s := range w.Services {
+		for _, p := range s.Ports {
+			sp := &servicePort{
+				svc:            s,
+				port:           p,
+				authz:          authz.Compile(p.Policies, azOpts),
+				defaultBackend: c.backends[p.DefaultBackend],
+				name:           s.Hostname + ":" + strconv.Itoa(int(p.Port)),
+			}
+			if len(p.Routes) > 0 {
+				t, err := route.Compile(p.Routes)
+				if err != nil {
+					return nil, fmt.Errorf("service %s/%s port %d: %w", s.Namespace, s.Name, p.Port, err)
+				}
+				sp.routes = t
+			}
+			for _, vip := range s.VIPs {
+				a, err := netip.ParseAddr(vip)
+				if err != nil {
+					return nil, fmt.Errorf("service %s/%s: bad VIP %q", s.Namespace, s.Name, vip)
+				}
+				c.byAddr[netip.AddrPortFrom(a.Unmap(), p.Port)] = sp
+			}
+			c.byHost[hostPort{s.Hostname, p.Port}] = sp
+		}
+	}
+	return c, nil
+}
+
+// lookup finds the service port a connection is for: by the address the
+// client dialled, else by the hostname ztunnel passed in TLV 0xD1.
+func (c *config) lookup(info *inbound.ConnInfo) *servicePort {
+	if sp := c.byAddr[info.Destination]; sp != nil {
+		return sp
+	}
+	if info.Hostname != "" {
+		return c.byHost[hostPort{info.Hostname, info.Destination.Port()}]
+	}
+	return nil
+}
+
+// Classify implements inbound.Handler.
+func (p *Proxy) Classify(info *inbound.ConnInfo) (ir.Protocol, any, bool) {
+	c := p.config.Load()
+	if c == nil {
+		return "", nil, false
+	}
+	sp := c.lookup(info)
+	if sp == nil {
+		return "", nil, false
+	}
+	return sp.port.Protocol, sp, true
+}
+
+// Close releases pooled upstream connections.
+func (p *Proxy) Close() { p.pool.Close() }

@@ -1,0 +1,121 @@
+package files
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadDirectoryRecursiveMultiDocument(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "a.yaml", `# comment only document
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ns}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc}
+spec: {clusterIP: 10.0.0.1, ports: [{port: 80}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: skipped, namespace: ns}
+spec: {}
+---
+`)
+	writeFile(t, dir, "sub/deeper/b.yml", `apiVersion: gateway.networking.k8s.io/v1beta1
+kind: HTTPRoute
+metadata: {name: r, namespace: ns}
+spec: {}
+---
+apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec: {action: DENY}
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: from-list, namespace: ns}
+  spec: {ports: [{port: 81}]}
+`)
+	writeFile(t, dir, "notes.txt", "not a manifest")
+	writeFile(t, dir, ".hidden/c.yaml", "this: [is not read")
+	snap, err := Load([]string{dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Namespaces) != 1 || len(snap.Services) != 2 || len(snap.HTTPRoutes) != 1 || len(snap.AuthorizationPolicies) != 1 {
+		t.Fatalf("loaded %d namespaces, %d services, %d routes, %d policies",
+			len(snap.Namespaces), len(snap.Services), len(snap.HTTPRoutes), len(snap.AuthorizationPolicies))
+	}
+	if snap.Services[0].Namespace != "default" {
+		t.Errorf("a Service without namespace lands in %q, want default", snap.Services[0].Namespace)
+	}
+	if snap.AuthorizationPolicies[0].Spec.GetAction().String() != "DENY" {
+		t.Errorf("policy action %v", snap.AuthorizationPolicies[0].Spec.GetAction())
+	}
+}
+
+func TestLoadErrorsNameFileObjectAndReason(t *testing.T) {
+	cases := []struct {
+		name, content string
+		object, why   string
+	}{
+		{"unknown field", "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: ns}\nspec: {portz: []}\n", "Service ns/s", "portz"},
+		{"unknown policy field", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: ns}\nspec: {actoin: DENY}\n", "AuthorizationPolicy ns/p", "actoin"},
+		{"bad enum", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: ns}\nspec: {action: MAYBE}\n", "AuthorizationPolicy ns/p", "MAYBE"},
+		{"unsupported version", "apiVersion: gateway.networking.k8s.io/v9\nkind: HTTPRoute\nmetadata: {name: r, namespace: ns}\n", "HTTPRoute ns/r", "not supported"},
+		{"no name", "apiVersion: v1\nkind: Service\nmetadata: {namespace: ns}\n", "document 1", "metadata.name"},
+		{"no kind", "apiVersion: v1\nmetadata: {name: x}\n", "document 1", "kind are required"},
+		{"bad YAML", "apiVersion: v1\nkind: [\n", "document 1", ""},
+		{"bad cluster IP", "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: ns}\nspec: {clusterIP: 10.0.0.300}\n", "Service ns/s", "not an IP"},
+		{"bad port", "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: ns}\nspec: {ports: [{port: 0}]}\n", "Service ns/s", "between 1 and 65535"},
+		{"namespaced cluster object", "apiVersion: v1\nkind: Namespace\nmetadata: {name: nsx, namespace: x}\n", "Namespace nsx", "cluster-scoped"},
+		{"gateway without class", "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g, namespace: ns}\nspec: {listeners: []}\n", "Gateway ns/g", "gatewayClassName"},
+		{"duplicate", "apiVersion: v1\nkind: Namespace\nmetadata: {name: nsx}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: nsx}\n", "Namespace nsx", "defined twice"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := writeFile(t, dir, "m.yaml", tc.content)
+			_, err := Load([]string{path}, nil)
+			var le *LoadError
+			if !errors.As(err, &le) || len(le.Errors) == 0 {
+				t.Fatalf("want a LoadError, got %v", err)
+			}
+			oe := le.Errors[0]
+			if oe.File != path || oe.Object != tc.object || !strings.Contains(oe.Reason, tc.why) {
+				t.Errorf("got file %q object %q reason %q; want object %q and a reason mentioning %q",
+					oe.File, oe.Object, oe.Reason, tc.object, tc.why)
+			}
+		})
+	}
+}
+
+func TestLoadMissingPath(t *testing.T) {
+	if _, err := Load([]string{filepath.Join(t.TempDir(), "nope")}, nil); err == nil {
+		t.Fatal("a missing path must be an error")
+	}
+	if _, err := Load(nil, nil); err == nil {
+		t.Fatal("no path must be an error")
+	}
+}
