@@ -1,0 +1,154 @@
+// Command kgateway-waypoint is the kgateway waypoint for the Istio ambient
+// mesh: control plane and data plane in one binary. This file only wires
+// subcommands to the packages that do the work.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/demo"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/standalone"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+type globalFlags struct {
+	logLevel  string
+	logFormat string
+}
+
+func (g *globalFlags) logger(w *os.File) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(g.logFormat) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", g.logFormat)
+}
+
+func newRoot() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:           "kgateway-waypoint",
+		Short:         "The kgateway waypoint proxy for the Istio ambient mesh",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.AddCommand(newStandalone(g), newDemo(g), newVersion())
+	return root
+}
+
+func newVersion() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), version)
+		},
+	}
+}
+
+func newStandalone(g *globalFlags) *cobra.Command {
+	var o standalone.Options
+	c := &cobra.Command{
+		Use:   "standalone -f PATH [-f PATH ...]",
+		Short: "Run a waypoint from manifest files (no cluster), watching them for changes",
+		Long: `Run the waypoint control plane and proxy in one process, fed from Kubernetes
+manifests (Namespace, Service, EndpointSlice, GatewayClass, Gateway, HTTPRoute,
+AuthorizationPolicy, ...) in YAML files or directories. Changes to the files
+take effect within a second; a file that fails to load is reported and the last
+good configuration stays in force.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			if len(o.Paths) == 0 {
+				return fmt.Errorf("at least one -f PATH is required")
+			}
+			o.Logger = log
+			r, err := standalone.Start(o)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+			defer signal.Stop(sig)
+			for {
+				select {
+				case s := <-sig:
+					if s == syscall.SIGHUP {
+						log.Info("SIGHUP: reloading the manifests")
+						_ = r.Reload()
+						continue
+					}
+					log.Info("shutting down", "signal", s.String())
+					return nil
+				case err := <-r.Errors():
+					return err
+				}
+			}
+		},
+	}
+	f := c.Flags()
+	f.StringArrayVarP(&o.Paths, "file", "f", nil, "manifest file or directory (repeatable; directories are read recursively)")
+	f.StringVar(&o.Gateway, "gateway", "", "the waypoint Gateway as NAMESPACE/NAME (default: the only Gateway of the class)")
+	f.StringVar(&o.InboundAddress, "inbound-address", "", "PROXY protocol listener (default 0.0.0.0:<the Gateway's istio.io/PROXY listener port, 15088>)")
+	f.StringVar(&o.StatusAddress, "status-address", "0.0.0.0:15021", "readiness listener (GET /healthz/ready)")
+	f.StringVar(&o.ServerHeader, "server-header", "envoy", "value of the server response header")
+	f.StringVar(&o.Translate.GatewayClass, "gateway-class", translate.DefaultGatewayClass, "GatewayClass of our waypoints")
+	f.StringVar(&o.Translate.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of the mesh")
+	f.StringVar(&o.Translate.RootNamespace, "root-namespace", "istio-system", "Istio root namespace (policies there may target the GatewayClass)")
+	return c
+}
+
+func newDemo(g *globalFlags) *cobra.Command {
+	var keep bool
+	c := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the waypoint walkthrough locally: httpbin, the waypoint and a curl client on loopback",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.logLevel == "info" && !cmd.Flags().Changed("log-level") {
+				g.logLevel = "warn" // keep the walkthrough's output readable
+			}
+			log, err := g.logger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return demo.Run(ctx, demo.Options{Out: os.Stdout, Logger: log, Keep: keep})
+		},
+	}
+	c.Flags().BoolVar(&keep, "keep", false, "keep the waypoint running after the walkthrough")
+	return c
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The full test command: formatting and lint, vet, then every test with the
+# race detector. It installs what it needs (golangci-lint, pinned) into
+# .cache/bin, so it runs on a fresh machine that has Go.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GOLANGCI_LINT_VERSION=v2.15.0
+bin="$PWD/.cache/bin"
+mkdir -p "$bin"
+if ! "$bin/golangci-lint" version 2>/dev/null | grep -q "${GOLANGCI_LINT_VERSION#v}"; then
+  echo "== installing golangci-lint $GOLANGCI_LINT_VERSION"
+  GOBIN="$bin" go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== golangci-lint"
+"$bin/golangci-lint" run ./...
+
+echo "== go test -race"
+go test -race -count=1 ./...
+
+echo "== fuzz (bounded)"
+hack/fuzz.sh "${FUZZTIME:-10s}"
