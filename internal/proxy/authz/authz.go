@@ -7,8 +7,8 @@
 //
 // # Evaluation order
 //
-// CUSTOM policies are out of scope: they are skipped (never match) and reported by
-// Warnings. Then: if any enforced DENY policy matches, the request is denied; else if
+// CUSTOM policies have no external authorizer yet: they are enforced as DENY (the
+// requests they select are denied, fail-closed) and reported by Warnings. Then: if any enforced DENY policy matches, the request is denied; else if
 // there is no enforced ALLOW policy, it is allowed; else if any enforced ALLOW policy
 // matches, it is allowed; else it is denied. AUDIT policies and policies with the
 // istio.io/dry-run annotation are evaluated and reported in Decision.DryRunResults but

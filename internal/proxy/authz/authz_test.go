@@ -294,9 +294,12 @@ func TestActionsAndOrder(t *testing.T) {
 		{name: "dry-run deny does not deny", policies: []*ir.AuthzPolicy{dry(denyAll("d"))}, wantAllow: true, wantReason: ReasonNoAllowPolicy},
 		{name: "dry-run allow does not enable default deny", policies: []*ir.AuthzPolicy{dry(allowNone("a"))}, wantAllow: true, wantReason: ReasonNoAllowPolicy},
 		{name: "dry-run allow does not allow", policies: []*ir.AuthzPolicy{dry(allowAll("a")), allowNone("b")}, wantReason: ReasonNoAllowMatched},
-		{name: "custom is ignored", policies: []*ir.AuthzPolicy{pol("ns", "c", ir.AuthzCustom, &ir.AuthzRule{})}, wantAllow: true, wantReason: ReasonNoPolicy},
-		{name: "custom ignored with allow", policies: []*ir.AuthzPolicy{pol("ns", "c", ir.AuthzCustom, &ir.AuthzRule{}), allowAll("a")},
-			wantAllow: true, wantPolicy: "ns/a", wantAction: ir.AuthzAllow},
+		{name: "custom without a provider denies what it matches", policies: []*ir.AuthzPolicy{pol("ns", "c", ir.AuthzCustom, &ir.AuthzRule{})},
+			wantPolicy: "ns/c", wantAction: ir.AuthzDeny},
+		{name: "custom without a provider wins over allow", policies: []*ir.AuthzPolicy{pol("ns", "c", ir.AuthzCustom, &ir.AuthzRule{}), allowAll("a")},
+			wantPolicy: "ns/c", wantAction: ir.AuthzDeny},
+		{name: "custom that does not match leaves the decision to others", policies: []*ir.AuthzPolicy{pol("ns", "c", ir.AuthzCustom, to(ir.AuthzOperation{Methods: l("POST")}))},
+			wantAllow: true, wantReason: ReasonNoAllowPolicy},
 
 		// empty rules
 		{name: "allow with nil rules denies all", policies: []*ir.AuthzPolicy{pol("ns", "a", ir.AuthzAllow)}, wantReason: ReasonNoAllowMatched},
@@ -455,8 +458,8 @@ func TestEmptyAndWarnings(t *testing.T) {
 		t.Fatal("nil evaluator must allow")
 	}
 	custom := Compile([]*ir.AuthzPolicy{pol("ns", "c", ir.AuthzCustom, &ir.AuthzRule{}), nil}, Options{})
-	if !custom.Empty() {
-		t.Fatal("only CUSTOM: Empty() = false")
+	if custom.Empty() {
+		t.Fatal("only CUSTOM: Empty() = true, but CUSTOM is enforced as DENY")
 	}
 	if w := custom.Warnings(); len(w) != 1 || !strings.Contains(w[0], "CUSTOM") {
 		t.Fatalf("warnings %q, want one about CUSTOM", w)
@@ -520,5 +523,31 @@ func TestNoAllocations(t *testing.T) {
 		if !d.Allowed {
 			t.Fatalf("HTTP=%v: benchmark request denied: %+v", r.HTTP, d)
 		}
+	}
+}
+
+func TestTrustDomains(t *testing.T) {
+	r := baseRequest()
+	r.SourcePrincipal = "spiffe://td-a/ns/foo/sa/bar"
+	cases := []struct {
+		src  ir.AuthzSource
+		want bool
+	}{
+		{ir.AuthzSource{TrustDomains: l("td-a")}, true},
+		{ir.AuthzSource{TrustDomains: l("td-b")}, false},
+		{ir.AuthzSource{TrustDomains: l("td-*")}, true},
+		{ir.AuthzSource{NotTrustDomains: l("td-a")}, false},
+		{ir.AuthzSource{NotTrustDomains: l("other")}, true},
+	}
+	for _, tc := range cases {
+		e := Compile([]*ir.AuthzPolicy{pol("ns", "a", ir.AuthzAllow, from(tc.src))}, Options{})
+		if got := e.Evaluate(r).Allowed; got != tc.want {
+			t.Errorf("%+v: allowed %v, want %v", tc.src, got, tc.want)
+		}
+	}
+	r.SourcePrincipal = ""
+	e := Compile([]*ir.AuthzPolicy{pol("ns", "a", ir.AuthzAllow, from(ir.AuthzSource{TrustDomains: l("*")}))}, Options{})
+	if e.Evaluate(r).Allowed {
+		t.Error("a source without identity has no trust domain")
 	}
 }

@@ -132,8 +132,11 @@ func compilePolicy(p *ir.AuthzPolicy, tds []string, warnings *[]string) *policy 
 		action = ir.AuthzAllow // the API default
 	case ir.AuthzAllow, ir.AuthzDeny, ir.AuthzAudit:
 	case ir.AuthzCustom:
-		warn("CUSTOM action (provider %q) is not supported; policy ignored", p.Provider)
-		return nil
+		// No external authorizer is wired yet. Istio denies the requests a
+		// CUSTOM policy selects when its provider cannot be used; so do we
+		// (fail closed) by enforcing the policy as a DENY.
+		warn("CUSTOM action (provider %q): no extension provider is configured; matching requests are denied", p.Provider)
+		action = ir.AuthzDeny
 	default:
 		invalid = fmt.Sprintf("unknown action %q", p.Action)
 		action = ir.AuthzDeny
@@ -238,6 +241,7 @@ func (c *compiler) source(s *ir.AuthzSource) ([]matcher, error) {
 		{fNamespace, s.Namespaces, s.NotNamespaces},
 		{fServiceAccount, s.ServiceAccounts, s.NotServiceAccounts},
 		{fRequestPrincipal, s.RequestPrincipals, s.NotRequestPrincipals},
+		{fTrustDomain, s.TrustDomains, s.NotTrustDomains},
 	} {
 		if err := c.field(&ms, matcher{kind: f.kind}, f.vals, f.not); err != nil {
 			return nil, err
@@ -389,7 +393,7 @@ func (c *compiler) field(dst *[]matcher, proto matcher, values, notValues []stri
 		for _, v := range list {
 			if err := c.value(&m, v); err != nil {
 				if c.strict {
-					return fmt.Errorf("%s value %q: %v", m.kind, v, err)
+					return fmt.Errorf("%s value %q: %w", m.kind, v, err)
 				}
 				c.ignored = append(c.ignored, fmt.Sprintf("%s value %q ignored (%v)", m.kind, v, err))
 				continue
@@ -432,7 +436,7 @@ func (c *compiler) value(m *matcher, v string) error {
 			return fmt.Errorf("invalid port")
 		}
 		m.ports = append(m.ports, uint16(p))
-	case fSNI:
+	case fSNI, fTrustDomain:
 		m.strs = append(m.strs, stringPattern(v, false))
 	case fHost:
 		m.strs = append(m.strs, hostPattern(v))

@@ -26,6 +26,7 @@ const (
 	fHeader                            // request.headers[...]
 	fInlineHeader                      // request.experimental.inline.headers[...]
 	fJWTAbsent                         // request.auth.audiences/presenter/claims[...]: no value yet
+	fTrustDomain                       // trustDomains: the trust domain of the peer identity
 )
 
 var fieldNames = [...]string{
@@ -33,7 +34,7 @@ var fieldNames = [...]string{
 	fRequestPrincipal: "requestPrincipal", fSourceIP: "source.ip", fRemoteIP: "remote.ip",
 	fDestIP: "destination.ip", fDestPort: "port", fSNI: "connection.sni", fHost: "host",
 	fMethod: "method", fPath: "path", fHeader: "request.headers", fInlineHeader: "request.experimental.inline.headers",
-	fJWTAbsent: "request.auth",
+	fJWTAbsent: "request.auth", fTrustDomain: "trustDomain",
 }
 
 func (k fieldKind) String() string { return fieldNames[k] }
@@ -135,8 +136,22 @@ func (m *matcher) any(c *reqCtx) bool {
 		return anyString(m.strs, v, true)
 	case fJWTAbsent:
 		return false
+	case fTrustDomain:
+		td, ok := trustDomainOf(r.SourcePrincipal)
+		return ok && anyString(m.strs, td, true)
 	}
 	return false
+}
+
+// trustDomainOf returns the trust domain of a SPIFFE identity
+// ("spiffe://<td>/...").
+func trustDomainOf(principal string) (string, bool) {
+	rest, ok := strings.CutPrefix(principal, spiffePrefix)
+	if !ok {
+		return "", false
+	}
+	td, _, _ := strings.Cut(rest, "/")
+	return td, td != ""
 }
 
 func anyPrefix(nets []netip.Prefix, a netip.Addr) bool {
