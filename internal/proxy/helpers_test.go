@@ -148,12 +148,13 @@ func expectClosed(t *testing.T, c net.Conn) {
 
 // backend is an HTTP server on a loopback "pod IP" that echoes what it got.
 type backend struct {
-	name string
-	addr netip.AddrPort
-	srv  *http.Server
-	mu   sync.Mutex
-	hits int
-	last *http.Request
+	name  string
+	addr  netip.AddrPort
+	srv   *http.Server
+	mu    sync.Mutex
+	hits  int
+	conns int
+	last  *http.Request
 }
 
 // echo is what a backend answers.
@@ -170,7 +171,13 @@ type echo struct {
 
 func startBackend(t *testing.T, name, ip string, h2c bool) *backend {
 	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
+	return startBackendOn(t, name, ip+":0", h2c)
+}
+
+// startBackendOn starts a backend listening on addr (ip:port).
+func startBackendOn(t *testing.T, name, addr string, h2c bool) *backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +199,13 @@ func startBackend(t *testing.T, name, ip string, h2c bool) *backend {
 		_ = json.NewEncoder(w).Encode(echo{Backend: name, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 			Host: r.Host, Headers: r.Header, Body: string(body), Proto: r.Proto})
 	}), ReadHeaderTimeout: 5 * time.Second}
+	b.srv.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			b.mu.Lock()
+			b.conns++
+			b.mu.Unlock()
+		}
+	}
 	if h2c {
 		var p http.Protocols
 		p.SetHTTP1(true)
@@ -201,6 +215,13 @@ func startBackend(t *testing.T, name, ip string, h2c bool) *backend {
 	go func() { _ = b.srv.Serve(ln) }()
 	t.Cleanup(func() { _ = b.srv.Close() })
 	return b
+}
+
+// Conns is the number of connections the backend accepted.
+func (b *backend) Conns() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.conns
 }
 
 func (b *backend) Hits() int {

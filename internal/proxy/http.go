@@ -96,6 +96,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rule != nil {
 		route.ApplyHeaders(r.Header, rule.IR.RequestHeaders)
 	}
+	// The waypoint answers Expect: 100-continue itself (as Envoy does by
+	// default); the upstream gets the body without waiting for a 100.
+	delete(r.Header, "Expect")
 	p.forward(w, r, backend, ep, respMod)
 }
 

@@ -89,7 +89,7 @@ func TestKeepAliveAndRoundRobin(t *testing.T) {
 		t.Skipf("cannot bind the second pod on the same port: %v", err)
 	}
 	_ = ln.Close()
-	b := startBackendAt(t, "b", netip.AddrPortFrom(netip.MustParseAddr("127.0.1.2"), a.addr.Port()))
+	b := startBackendOn(t, "b", netip.AddrPortFrom(netip.MustParseAddr("127.0.1.2"), a.addr.Port()).String(), false)
 	w := startWaypoint(t, svcManifests(a.addr, b.addr))
 
 	c := w.dial(vip, curlID)
@@ -105,6 +105,49 @@ func TestKeepAliveAndRoundRobin(t *testing.T) {
 	if seen["a"] != 5 || seen["b"] != 5 {
 		t.Errorf("round robin over two endpoints gave %v, want 5 each", seen)
 	}
+	// Upstream connections are pooled: ten sequential requests, one
+	// connection per endpoint.
+	if a.Conns() != 1 || b.Conns() != 1 {
+		t.Errorf("upstream connections: a %d, b %d; want 1 each (keep-alive pool)", a.Conns(), b.Conns())
+	}
+}
+
+func TestHTTP10HeadAndNoContent(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	w := startWaypoint(t, svcManifests(b.addr))
+	t.Run("HTTP/1.0 closes after the response", func(t *testing.T) {
+		c := w.dial(vip, curlID)
+		_, _ = io.WriteString(c, "GET /old HTTP/1.0\r\n\r\n")
+		got, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(got), "HTTP/1.1 200 OK\r\n") || !strings.Contains(string(got), `"path":"/old"`) {
+			t.Fatalf("response %q", got)
+		}
+	})
+	t.Run("HEAD has no body and keeps the connection", func(t *testing.T) {
+		c := w.dial(vip, curlID)
+		br := bufio.NewReader(c)
+		resp, body := roundTrip(t, c, br, newReq("HEAD", "/head", ""))
+		if resp.StatusCode != 200 || body != "" {
+			t.Fatalf("HEAD: status %d body %q", resp.StatusCode, body)
+		}
+		if resp, _ := roundTrip(t, c, br, get("/after-head")); resp.StatusCode != 200 {
+			t.Fatalf("request after HEAD on the same connection: %d", resp.StatusCode)
+		}
+	})
+	t.Run("204 from upstream", func(t *testing.T) {
+		c := w.dial(vip, curlID)
+		br := bufio.NewReader(c)
+		resp, body := roundTrip(t, c, br, get("/x?status=204"))
+		if resp.StatusCode != 204 || body != "" {
+			t.Fatalf("status %d body %q", resp.StatusCode, body)
+		}
+		if resp, _ := roundTrip(t, c, br, get("/y")); resp.StatusCode != 200 {
+			t.Fatalf("request after 204 on the same connection: %d", resp.StatusCode)
+		}
+	})
 }
 
 func TestRefusesBadPreambles(t *testing.T) {
@@ -315,19 +358,29 @@ func TestConfigUpdateKeepsConnections(t *testing.T) {
 	}
 }
 
-func startBackendAt(t *testing.T, name string, at netip.AddrPort) *backend {
-	t.Helper()
-	b := startBackend(t, name, at.Addr().String(), false)
-	// Rebind on the requested port.
-	_ = b.srv.Close()
-	ln, err := net.Listen("tcp", at.String())
+func TestExpectContinue(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	w := startWaypoint(t, svcManifests(b.addr))
+	c := w.dial(vip, curlID)
+	br := bufio.NewReader(c)
+	_, _ = io.WriteString(c, "POST /up HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	line, err := br.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("want 100 Continue before the body, got %q (%v)", line, err)
+	}
+	if blank, _ := br.ReadString('\n'); blank != "\r\n" {
+		t.Fatalf("100 Continue not terminated: %q", blank)
+	}
+	_, _ = io.WriteString(c, "hello")
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.addr = at
-	srv := &http.Server{Handler: b.srv.Handler, ReadHeaderTimeout: 5 * time.Second}
-	b.srv = srv
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return b
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d body %q", resp.StatusCode, body)
+	}
+	if e := decodeEcho(t, string(body)); e.Body != "hello" {
+		t.Fatalf("status %d body %q", resp.StatusCode, e.Body)
+	}
 }

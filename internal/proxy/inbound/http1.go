@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -53,29 +54,32 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		}
 		req.RemoteAddr = remote
 		req = req.WithContext(ctx)
-		if req.Header.Get("Expect") == "100-continue" && req.ContentLength != 0 {
-			req.Body = &continueReader{r: req.Body, w: bw}
-		}
+		body := req.Body
 		w := &responseWriter{bw: bw, req: req, header: make(http.Header, 8), status: 0, cl: -1}
+		var cont *continueReader
+		if req.Header.Get("Expect") == "100-continue" && req.ContentLength != 0 {
+			cont = &continueReader{r: body, w: w}
+			req.Body = cont
+		}
 		if !serveOne(h, w, req, log) {
 			return
 		}
-		if !w.finish() {
+		if !w.finish() || w.closeAfter {
 			return
 		}
-		if w.closeAfter {
+		// The client still waits for "100 Continue" before it sends the
+		// body nobody read: only closing ends that exchange.
+		if cont != nil && !cont.wasSent() {
 			return
 		}
-		// Drain what the handler left of the body so the next request parses,
-		// but do not read an unbounded body for nothing.
-		if req.Body != nil {
-			n, err := io.CopyN(io.Discard, req.Body, 256<<10)
-			if err == nil && n == 256<<10 {
-				return
-			}
-			if err != nil && !errors.Is(err, io.EOF) {
-				return
-			}
+		// Drain what the handler left of the body so the next request
+		// parses (but never an unbounded body for nothing), then close the
+		// body: an upstream writer that still holds it can no longer read
+		// from the connection once the next request is being parsed.
+		n, err := io.CopyN(io.Discard, body, 256<<10)
+		_ = body.Close()
+		if (err == nil && n == 256<<10) || (err != nil && !errors.Is(err, io.EOF)) {
+			return
 		}
 	}
 }
@@ -175,28 +179,43 @@ func (l *limitReader) Read(p []byte) (int, error) {
 
 var errHeaderTooLarge = errors.New("request header too large")
 
-// continueReader sends "100 Continue" before the first body read.
+// continueReader sends "100 Continue" before the first body read, unless
+// the final response has begun. It runs on whatever goroutine reads the
+// body (the upstream transport's), so it shares the response's lock.
 type continueReader struct {
 	r    io.ReadCloser
-	w    *bufio.Writer
-	sent bool
+	w    *responseWriter
+	sent bool // guarded by w.mu
 }
 
 func (c *continueReader) Read(p []byte) (int, error) {
+	c.w.mu.Lock()
 	if !c.sent {
 		c.sent = true
-		c.w.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-		if err := c.w.Flush(); err != nil {
-			return 0, err
+		if !c.w.wroteHeader {
+			c.w.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := c.w.bw.Flush(); err != nil {
+				c.w.mu.Unlock()
+				return 0, err
+			}
 		}
 	}
+	c.w.mu.Unlock()
 	return c.r.Read(p)
+}
+
+func (c *continueReader) wasSent() bool {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	return c.sent
 }
 
 func (c *continueReader) Close() error { return c.r.Close() }
 
-// responseWriter writes one HTTP/1.1 response.
+// responseWriter writes one HTTP/1.1 response. mu serialises its writes
+// with a continueReader's on another goroutine.
 type responseWriter struct {
+	mu          sync.Mutex
 	bw          *bufio.Writer
 	req         *http.Request
 	header      http.Header
@@ -213,13 +232,22 @@ type responseWriter struct {
 func (w *responseWriter) Header() http.Header { return w.header }
 
 func (w *responseWriter) WriteHeader(code int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writeHeaderLocked(code)
+}
+
+func (w *responseWriter) writeHeaderLocked(code int) {
 	if w.wroteHeader {
 		return
 	}
 	if code < 100 || code > 999 {
 		code = http.StatusInternalServerError
 	}
-	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+	if code == http.StatusContinue {
+		return // 100 Continue is ours to send (continueReader), never relayed
+	}
+	if code > 100 && code < 200 && code != http.StatusSwitchingProtocols {
 		// Informational: written at once, the final status comes later.
 		w.writeStatusLine(code)
 		w.writeHeaders(w.header, nil)
@@ -263,7 +291,7 @@ func (w *responseWriter) WriteHeader(code int) {
 		w.chunked = false
 	}
 	if _, ok := h["Date"]; !ok {
-		extra = append(extra, "date: "+httpDate())
+		h["Date"] = []string{httpDate()}
 	}
 	if w.closeAfter {
 		extra = append(extra, "connection: close")
@@ -347,11 +375,13 @@ func writeValue(bw *bufio.Writer, s string) {
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if !w.wroteHeader {
 		if _, ok := w.header["Content-Type"]; !ok && len(p) > 0 {
 			w.header.Set("Content-Type", http.DetectContentType(p))
 		}
-		w.WriteHeader(http.StatusOK)
+		w.writeHeaderLocked(http.StatusOK)
 	}
 	if w.failed {
 		return 0, errWriteFailed
@@ -386,8 +416,10 @@ var errWriteFailed = errors.New("connection write failed")
 
 // Flush sends what is buffered (http.Flusher, used for streaming).
 func (w *responseWriter) Flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
+		w.writeHeaderLocked(http.StatusOK)
 	}
 	if err := w.bw.Flush(); err != nil {
 		w.failed = true
@@ -397,11 +429,13 @@ func (w *responseWriter) Flush() {
 // finish completes the response; it reports whether the connection may
 // carry another request.
 func (w *responseWriter) finish() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if !w.wroteHeader {
 		if w.cl < 0 {
 			w.header.Set("Content-Length", "0")
 		}
-		w.WriteHeader(http.StatusOK)
+		w.writeHeaderLocked(http.StatusOK)
 	}
 	if w.chunked {
 		w.bw.WriteString("0\r\n\r\n")
