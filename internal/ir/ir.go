@@ -74,6 +74,9 @@ type ServicePort struct {
 	// Policies are the authorization policies that apply to this port, sorted
 	// by namespace/name. The proxy evaluates them in Istio's order.
 	Policies []*AuthzPolicy `json:"policies,omitempty"`
+	// TCPBackends are the weighted backends of a TCPRoute attached to this
+	// TCP port; empty means DefaultBackend.
+	TCPBackends []WeightedBackend `json:"tcpBackends,omitempty"`
 }
 
 // HTTPRouteRule is one match of one rule of an HTTPRoute. A rule with several
@@ -93,8 +96,92 @@ type HTTPRouteRule struct {
 	// the waypoint's own replies (403 on denial, 503, ...).
 	ResponseHeaders *HeaderModifier `json:"responseHeaders,omitempty"`
 	// Backends are the weighted destinations. Empty means the rule has no
-	// usable backend and requests matching it get a 500.
+	// usable backend and requests matching it get a 500 (unless Redirect).
 	Backends []WeightedBackend `json:"backends,omitempty"`
+	// RuleName is the rule's optional name (for logs and status).
+	RuleName string `json:"ruleName,omitempty"`
+	// ClientNamespace, when set, makes this a consumer route entry: it
+	// applies only to clients of that namespace, which then see only the
+	// consumer routes of their namespace for this service.
+	ClientNamespace string `json:"clientNamespace,omitempty"`
+	// GRPC marks entries from a GRPCRoute.
+	GRPC bool `json:"grpc,omitempty"`
+	// Redirect answers the request with a redirect instead of forwarding.
+	Redirect *Redirect `json:"redirect,omitempty"`
+	// Rewrite changes the host and path sent upstream.
+	Rewrite *Rewrite `json:"rewrite,omitempty"`
+	// Mirrors receive a copy of (a share of) the requests; their responses
+	// are ignored.
+	Mirrors []Mirror `json:"mirrors,omitempty"`
+	// CORS answers preflight requests and decorates responses.
+	CORS *CORS `json:"cors,omitempty"`
+	// Timeouts bound the request (whole exchange) and each backend try;
+	// 0 means none. In milliseconds.
+	RequestTimeoutMs        int64 `json:"requestTimeoutMs,omitempty"`
+	BackendRequestTimeoutMs int64 `json:"backendRequestTimeoutMs,omitempty"`
+	// Retry re-sends a failed request to another endpoint.
+	Retry *Retry `json:"retry,omitempty"`
+	// Unsupported, when set, says why the rule cannot be honoured; requests
+	// matching it get a 500 rather than skipping a filter.
+	Unsupported string `json:"unsupported,omitempty"`
+}
+
+// PathModifier rewrites a request path.
+type PathModifier struct {
+	// Type is ReplaceFullPath or ReplacePrefixMatch.
+	Type string `json:"type"`
+	// Value is the full path, or what replaces the matched prefix.
+	Value string `json:"value"`
+}
+
+const (
+	ReplaceFullPath    = "ReplaceFullPath"
+	ReplacePrefixMatch = "ReplacePrefixMatch"
+)
+
+// Redirect is the Gateway API RequestRedirect filter, resolved: empty
+// fields keep the request's value.
+type Redirect struct {
+	Scheme     string        `json:"scheme,omitempty"`
+	Hostname   string        `json:"hostname,omitempty"`
+	Path       *PathModifier `json:"path,omitempty"`
+	Port       uint16        `json:"port,omitempty"`
+	StatusCode int           `json:"statusCode"`
+}
+
+// Rewrite is the Gateway API URLRewrite filter.
+type Rewrite struct {
+	Hostname string        `json:"hostname,omitempty"`
+	Path     *PathModifier `json:"path,omitempty"`
+}
+
+// Mirror sends a copy of requests to a backend.
+type Mirror struct {
+	// Backend is a key into Waypoint.Backends ("" when unresolved: skipped).
+	Backend string `json:"backend"`
+	// Percent of requests mirrored, 0 to 100 (fractions allowed).
+	Percent float64 `json:"percent"`
+}
+
+// CORS is the Gateway API CORS filter.
+type CORS struct {
+	AllowOrigins     []string `json:"allowOrigins,omitempty"`
+	AllowMethods     []string `json:"allowMethods,omitempty"`
+	AllowHeaders     []string `json:"allowHeaders,omitempty"`
+	ExposeHeaders    []string `json:"exposeHeaders,omitempty"`
+	MaxAge           int32    `json:"maxAge,omitempty"`
+	AllowCredentials bool     `json:"allowCredentials,omitempty"`
+}
+
+// Retry is the Gateway API retry policy.
+type Retry struct {
+	// Attempts is the number of retries after the first try.
+	Attempts int `json:"attempts"`
+	// Codes are the response statuses that trigger a retry (connection
+	// failures always do).
+	Codes []int `json:"codes,omitempty"`
+	// BackoffMs is the wait before each retry.
+	BackoffMs int64 `json:"backoffMs,omitempty"`
 }
 
 // HTTPMatch is one Gateway API HTTPRouteMatch. A zero HTTPMatch matches every
@@ -156,6 +243,10 @@ type WeightedBackend struct {
 	// not be resolved: requests sent to it get a 500, as the spec requires.
 	Backend string `json:"backend,omitempty"`
 	Weight  uint32 `json:"weight"`
+	// RequestHeaders and ResponseHeaders are the backendRef's own filters,
+	// applied after the rule's.
+	RequestHeaders  *HeaderModifier `json:"requestHeaders,omitempty"`
+	ResponseHeaders *HeaderModifier `json:"responseHeaders,omitempty"`
 }
 
 // Backend is an upstream service port and its ready endpoints.

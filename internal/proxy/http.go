@@ -1,25 +1,18 @@
 package proxy
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"io"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"os"
 	"strconv"
-	"sync"
-	"time"
+	"strings"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
-	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 )
 
 // Bodies of the waypoint's own replies, as Envoy words them.
@@ -30,76 +23,125 @@ const (
 	bodyTimeout       = "upstream request timeout"
 )
 
+// exchange is one request's state on its way through the proxy.
+type exchange struct {
+	w       http.ResponseWriter
+	r       *http.Request
+	info    *inbound.ConnInfo
+	sp      *servicePort
+	rule    *route.Rule
+	backend *ir.WeightedBackend // the backendRef chosen (nil: the service itself)
+}
+
+// responseHeaders applies every response modifier of the exchange: the
+// rule's, then the chosen backendRef's, then CORS, then the server header.
+func (p *Proxy) responseHeaders(x *exchange, h http.Header) {
+	if x.rule != nil {
+		route.ApplyHeaders(h, x.rule.IR.ResponseHeaders)
+		if x.backend != nil {
+			route.ApplyHeaders(h, x.backend.ResponseHeaders)
+		}
+		if x.rule.CORS != nil {
+			x.rule.CORS.Decorate(x.r, h)
+		}
+	}
+	h["Server"] = p.serverHeader
+}
+
 // ServeHTTP handles one request: route, authorize, forward.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := inbound.InfoFromContext(r.Context())
 	c := p.config.Load()
-	var sp *servicePort
+	x := &exchange{w: w, r: r, info: info}
 	if info != nil && c != nil {
-		sp = c.lookup(info)
+		x.sp = c.lookup(info)
 	}
-	if sp == nil {
+	if x.sp == nil {
 		// The service left the configuration after the connection was
 		// accepted: finish this exchange and close.
 		w.Header().Set("Connection", "close")
-		p.localReply(w, nil, http.StatusServiceUnavailable, bodyNoHealthy)
+		p.localReply(x, http.StatusServiceUnavailable, bodyNoHealthy)
 		return
 	}
+	sp := x.sp
 	if r.Header.Get("X-Request-Id") == "" {
 		r.Header["X-Request-Id"] = []string{newRequestID()}
 	}
 	if np := normalizePath(r.URL.Path); np != r.URL.Path {
 		r.URL.Path, r.URL.RawPath = np, ""
 	}
-
-	var rule *route.Rule
+	routed := false
 	if sp.routes != nil {
-		rule = sp.routes.Match(r)
+		x.rule, routed = sp.routes.Match(r, namespaceOf(info.Identity))
 	}
-	var respMod *ir.HeaderModifier
-	if rule != nil {
-		respMod = rule.IR.ResponseHeaders
+	// CORS preflights are answered before authorization, as browsers send
+	// them without credentials.
+	if x.rule != nil && x.rule.CORS != nil && route.IsPreflight(r) {
+		p.preflight(x)
+		return
 	}
-
 	if !sp.authz.Empty() {
 		d := sp.authz.Evaluate(p.authzRequest(info, r))
 		if !d.Allowed {
 			p.log.Debug("request denied", "service", sp.name, "policy", d.Policy, "reason", d.Reason,
 				"identity", info.Identity, "method", r.Method, "path", r.URL.Path)
-			p.localReply(w, respMod, http.StatusForbidden, bodyDenied)
+			p.localReply(x, http.StatusForbidden, bodyDenied)
 			return
 		}
 	}
-
+	if routed && x.rule == nil {
+		p.localReply(x, http.StatusNotFound, "")
+		return
+	}
 	backend := sp.defaultBackend
-	if sp.routes != nil {
-		if rule == nil {
-			p.localReply(w, nil, http.StatusNotFound, "")
+	if rule := x.rule; rule != nil {
+		switch {
+		case rule.IR.Unsupported != "":
+			p.localReply(x, http.StatusInternalServerError, "")
+			return
+		case rule.IR.Redirect != nil:
+			p.redirect(x)
 			return
 		}
-		key, ok := rule.PickBackend(mrand.Uint32())
-		if !ok || key == "" {
-			p.localReply(w, respMod, http.StatusInternalServerError, "")
+		x.backend = rule.PickBackend(mrand.Uint32())
+		if x.backend == nil || x.backend.Backend == "" {
+			p.localReply(x, http.StatusInternalServerError, "")
 			return
 		}
-		backend = c.backends[key]
+		backend = c.backends[x.backend.Backend]
+		route.ApplyHeaders(r.Header, rule.IR.RequestHeaders)
+		route.ApplyHeaders(r.Header, x.backend.RequestHeaders)
+		if rw := rule.IR.Rewrite; rw != nil {
+			if rw.Hostname != "" {
+				r.Host = rw.Hostname
+			}
+			if rw.Path != nil {
+				r.URL.Path, r.URL.RawPath = rule.RewritePath(r.URL.Path, rw.Path), ""
+			}
+		}
+		if len(rule.IR.Mirrors) > 0 {
+			p.mirror(c, x)
+		}
 	}
 	if backend == nil {
-		p.localReply(w, respMod, http.StatusServiceUnavailable, bodyNoHealthy)
+		p.localReply(x, http.StatusServiceUnavailable, bodyNoHealthy)
 		return
-	}
-	ep, ok := backend.Pick()
-	if !ok {
-		p.localReply(w, respMod, http.StatusServiceUnavailable, bodyNoHealthy)
-		return
-	}
-	if rule != nil {
-		route.ApplyHeaders(r.Header, rule.IR.RequestHeaders)
 	}
 	// The waypoint answers Expect: 100-continue itself (as Envoy does by
 	// default); the upstream gets the body without waiting for a 100.
 	delete(r.Header, "Expect")
-	p.forward(w, r, backend, ep, respMod)
+	p.forward(x, backend)
+}
+
+// namespaceOf returns the namespace of a SPIFFE identity
+// ("spiffe://td/ns/<ns>/sa/<sa>"), "" when there is none.
+func namespaceOf(identity string) string {
+	_, rest, ok := strings.Cut(identity, "/ns/")
+	if !ok {
+		return ""
+	}
+	ns, _, _ := strings.Cut(rest, "/")
+	return ns
 }
 
 // authzRequest gathers the attributes policies look at.
@@ -117,116 +159,138 @@ func (p *Proxy) authzRequest(info *inbound.ConnInfo, r *http.Request) *authz.Req
 	}
 }
 
-// localReply writes one of the waypoint's own responses, with the matched
-// rule's response header modifier applied (the seed's 403 carries
-// traversed-waypoint).
-func (p *Proxy) localReply(w http.ResponseWriter, respMod *ir.HeaderModifier, status int, body string) {
-	h := w.Header()
+// localReply writes one of the waypoint's own responses, with the
+// exchange's response header modifiers applied (the seed's 403 carries
+// traversed-waypoint). A gRPC request gets a gRPC answer: HTTP 200 with the
+// status in grpc-status, as Envoy maps it.
+func (p *Proxy) localReply(x *exchange, status int, body string) {
+	h := x.w.Header()
+	if isGRPC(x.r) {
+		h["Content-Type"] = []string{"application/grpc"}
+		h["Grpc-Status"] = []string{strconv.Itoa(grpcStatus(status))}
+		msg := body
+		if msg == "" {
+			msg = http.StatusText(status)
+		}
+		h["Grpc-Message"] = []string{grpcEscape(msg)}
+		h["Content-Length"] = []string{"0"}
+		p.responseHeaders(x, h)
+		x.w.WriteHeader(http.StatusOK)
+		return
+	}
 	if body != "" {
 		h["Content-Type"] = []string{"text/plain"}
 	}
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
-	route.ApplyHeaders(h, respMod)
-	h["Server"] = p.serverHeader
-	w.WriteHeader(status)
+	p.responseHeaders(x, h)
+	x.w.WriteHeader(status)
 	if body != "" {
-		_, _ = io.WriteString(w, body)
+		_, _ = io.WriteString(x.w, body)
 	}
 }
 
-// forwardState travels with the outbound request to the response hooks.
-type forwardState struct {
-	respMod   *ir.HeaderModifier
-	start     time.Time
-	transport http.RoundTripper
-}
-
-type forwardKey struct{}
-
-// forward proxies the request to one endpoint of the backend.
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *upstream.Backend, endpoint string, respMod *ir.HeaderModifier) {
-	r.URL.Scheme = "http"
-	r.URL.Host = endpoint
-	st := &forwardState{respMod: respMod, start: time.Now(), transport: p.pool.Transport(b)}
-	r = r.WithContext(context.WithValue(r.Context(), forwardKey{}, st))
-	p.reverse.ServeHTTP(w, r)
-}
-
-// newReverseProxy builds the forwarder shared by all requests; per-request
-// choices travel in the request's forwardState.
-func (p *Proxy) newReverseProxy() *httputil.ReverseProxy {
-	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.Header["X-Forwarded-Proto"] = []string{"http"}
-		},
-		Transport:      stateTransport{},
-		FlushInterval:  -1, // stream: never hold back a chunk
-		ModifyResponse: p.modifyResponse,
-		ErrorHandler:   p.upstreamError,
-		BufferPool:     bufferPool{},
+// redirect answers with the rule's RequestRedirect.
+func (p *Proxy) redirect(x *exchange) {
+	rd := x.rule.IR.Redirect
+	r := x.r
+	scheme := rd.Scheme
+	if scheme == "" {
+		scheme = "http"
 	}
-}
-
-// stateTransport sends a request with the transport its forwardState names
-// (the HTTP/1.1 or the h2c pool).
-type stateTransport struct{}
-
-func (stateTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	st, _ := r.Context().Value(forwardKey{}).(*forwardState)
-	if st == nil {
-		return nil, errors.New("request without forwarding state")
+	host := rd.Hostname
+	reqHost, reqPort := splitHostPort(r.Host)
+	if host == "" {
+		host = reqHost
 	}
-	return st.transport.RoundTrip(r)
-}
-
-// bufferPool recycles the 32 KiB copy buffers of response bodies.
-type bufferPool struct{}
-
-var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
-func (bufferPool) Put(b []byte) { buffers.Put(&b) }
-
-func (p *Proxy) modifyResponse(resp *http.Response) error {
-	st, _ := resp.Request.Context().Value(forwardKey{}).(*forwardState)
-	h := resp.Header
-	if st != nil {
-		h["X-Envoy-Upstream-Service-Time"] = []string{strconv.FormatInt(time.Since(st.start).Milliseconds(), 10)}
-		route.ApplyHeaders(h, st.respMod)
-	}
-	h["Server"] = p.serverHeader
-	return nil
-}
-
-// upstreamError maps a failed upstream exchange to Envoy's replies.
-func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	st, _ := r.Context().Value(forwardKey{}).(*forwardState)
-	var respMod *ir.HeaderModifier
-	if st != nil {
-		respMod = st.respMod
-	}
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		return // the client went away; nobody to answer
-	}
-	p.log.Debug("upstream request failed", "endpoint", r.URL.Host, "error", err.Error())
+	var port uint16
 	switch {
-	case isTimeout(err):
-		p.localReply(w, respMod, http.StatusGatewayTimeout, bodyTimeout)
+	case rd.Port != 0:
+		port = rd.Port
+	case rd.Scheme != "":
+		port = 0 // the scheme's well-known port
+	case reqPort != 0:
+		port = reqPort
 	default:
-		p.localReply(w, respMod, http.StatusServiceUnavailable, bodyConnectFailed)
+		port = x.info.Destination.Port() // the service port the client dialled
 	}
+	if (scheme == "http" && port == 80) || (scheme == "https" && port == 443) {
+		port = 0
+	}
+	var b strings.Builder
+	b.WriteString(scheme)
+	b.WriteString("://")
+	b.WriteString(host)
+	if port != 0 {
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(int(port)))
+	}
+	b.WriteString(x.rule.RewritePath(r.URL.Path, rd.Path))
+	if r.URL.RawQuery != "" {
+		b.WriteByte('?')
+		b.WriteString(r.URL.RawQuery)
+	}
+	x.w.Header()["Location"] = []string{b.String()}
+	p.localReply(x, rd.StatusCode, "")
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		var oe *net.OpError
-		if errors.As(err, &oe) && oe.Op == "dial" {
-			return false // a connect timeout is a connection failure (503)
-		}
-		return true
+// preflight answers a CORS preflight request without going upstream.
+func (p *Proxy) preflight(x *exchange) {
+	h := x.w.Header()
+	x.rule.CORS.Preflight(x.r, h)
+	h["Content-Length"] = []string{"0"}
+	h["Server"] = p.serverHeader
+	x.w.WriteHeader(http.StatusOK)
+}
+
+// splitHostPort splits a Host header; the port is 0 when absent or bad.
+func splitHostPort(hostport string) (string, uint16) {
+	i := strings.LastIndexByte(hostport, ':')
+	if i < 0 || strings.HasSuffix(hostport, "]") {
+		return hostport, 0
 	}
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
+	n, err := strconv.ParseUint(hostport[i+1:], 10, 16)
+	if err != nil {
+		return hostport, 0
+	}
+	return hostport[:i], uint16(n)
+}
+
+// isGRPC reports a gRPC request.
+func isGRPC(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return strings.HasPrefix(ct, "application/grpc")
+}
+
+// grpcStatus maps an HTTP status to a gRPC status code as Envoy does
+// (Grpc::Utility::httpToGrpcStatus).
+func grpcStatus(status int) int {
+	switch status {
+	case http.StatusBadRequest:
+		return 13 // INTERNAL
+	case http.StatusUnauthorized:
+		return 16 // UNAUTHENTICATED
+	case http.StatusForbidden:
+		return 7 // PERMISSION_DENIED
+	case http.StatusNotFound:
+		return 12 // UNIMPLEMENTED
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return 14 // UNAVAILABLE
+	}
+	return 2 // UNKNOWN
+}
+
+// grpcEscape percent-encodes a grpc-message value.
+func grpcEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			b.WriteString("%" + strings.ToUpper(hex.EncodeToString([]byte{c})))
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // newRequestID returns a random UUID (version 4), as Envoy generates for

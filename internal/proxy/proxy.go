@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http/httputil"
 	"net/netip"
 	"strconv"
 	"sync/atomic"
@@ -40,8 +39,6 @@ type Proxy struct {
 	log    *slog.Logger
 	pool   *upstream.Pool
 	config atomic.Pointer[config]
-	// reverse forwards requests upstream.
-	reverse *httputil.ReverseProxy
 	// serverHeader is the precomputed header value slice.
 	serverHeader []string
 }
@@ -61,7 +58,6 @@ func New(opts Options) *Proxy {
 		pool:         upstream.NewPool(opts.Upstream),
 		serverHeader: []string{opts.ServerHeader},
 	}
-	p.reverse = p.newReverseProxy()
 	return p
 }
 

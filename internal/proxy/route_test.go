@@ -135,10 +135,11 @@ spec:
       responseHeaderModifier:
         add: [{name: x-rule, value: missing}]
   - matches: [{path: {type: PathPrefix, value: /none}}]
-  - matches: [{path: {type: PathPrefix, value: /redirect}}]
+  - matches: [{path: {type: PathPrefix, value: /extension}}]
     filters:
-    - type: RequestRedirect
-      requestRedirect: {hostname: example.com}
+    - type: ExtensionRef
+      extensionRef: {group: example.com, kind: Thing, name: t}
+    backendRefs: [{name: svc, port: 80}]
 `))
 	for i := 0; i < 10; i++ {
 		_, body := w.do(vip, curlID, get("/weighted"))
@@ -154,7 +155,7 @@ spec:
 	if seen["a"] == 0 || seen["b"] == 0 {
 		t.Errorf("a 1:1 split over 60 requests gave %v", seen)
 	}
-	for _, path := range []string{"/zero", "/missing", "/none", "/redirect"} {
+	for _, path := range []string{"/zero", "/missing", "/none", "/extension"} {
 		resp, _ := w.do(vip, curlID, get(path))
 		if resp.StatusCode != 500 {
 			t.Errorf("%s: status %d, want 500", path, resp.StatusCode)

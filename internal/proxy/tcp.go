@@ -3,12 +3,14 @@ package proxy
 import (
 	"context"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
 )
 
 // ServeTCP authorizes a TCP connection with the L4 fields of the policies,
@@ -32,6 +34,18 @@ func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *
 		}
 	}
 	b := sp.defaultBackend
+	if len(sp.port.TCPBackends) > 0 {
+		wb := route.PickWeighted(sp.port.TCPBackends, mrand.Uint32())
+		if wb == nil || wb.Backend == "" {
+			p.log.Debug("TCPRoute has no usable backend; connection closed", "service", sp.name)
+			return
+		}
+		c := p.config.Load()
+		if c == nil {
+			return
+		}
+		b = c.backends[wb.Backend]
+	}
 	if b == nil {
 		return
 	}

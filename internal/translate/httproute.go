@@ -3,8 +3,8 @@ package translate
 import (
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -12,164 +12,118 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
 
-// attachment is one HTTPRoute entry bound to one service port.
-type attachment struct {
-	route *gwv1.HTTPRoute
-	rule  *ir.HTTPRouteRule
-}
-
-// attachHTTPRoutes binds every HTTPRoute whose parentRef is a served Service
-// (optionally one port of it) or this Gateway, and orders each service
-// port's entries by the Gateway API precedence rules.
-func (t *translator) attachHTTPRoutes() {
+// attachRoutes binds every HTTPRoute and GRPCRoute whose parentRef is a
+// served Service (optionally one port of it) or this Gateway to the HTTP
+// service ports, and every TCPRoute to the TCP service ports, then orders
+// each HTTP port's entries by precedence.
+func (t *translator) attachRoutes() {
 	perPort := map[*ir.ServicePort][]attachment{}
 	for _, route := range t.snap.HTTPRoutes {
-		var entries []*ir.HTTPRouteRule
-		compiled := false
+		ref := routeRef{kind: "HTTPRoute", meta: &route.ObjectMeta}
 		for _, pr := range route.Spec.ParentRefs {
-			ports, parent, ok := t.parentPorts(route, pr)
+			b, ok := t.bindParent(ref, pr, ir.ProtocolHTTP)
 			if !ok {
 				continue
 			}
-			if !compiled {
-				entries = t.compileHTTPRoute(route, parent)
-				compiled = true
-			}
-			for _, sp := range ports {
-				for _, e := range entries {
-					perPort[sp] = append(perPort[sp], attachment{route: route, rule: e})
+			for _, e := range t.compileHTTPRoute(route, b) {
+				for _, sp := range b.ports {
+					perPort[sp] = append(perPort[sp], attachment{route: ref, rule: e})
 				}
 			}
 		}
 	}
-	for sp, atts := range perPort {
-		sort.SliceStable(atts, func(i, j int) bool { return precedes(atts[i], atts[j]) })
-		sp.Routes = make([]*ir.HTTPRouteRule, 0, len(atts))
-		seen := map[*ir.HTTPRouteRule]bool{}
-		for _, a := range atts {
-			if !seen[a.rule] { // a route naming the same port twice binds once
-				seen[a.rule] = true
-				sp.Routes = append(sp.Routes, a.rule)
-			}
-		}
-	}
-}
-
-// parentPorts resolves one parentRef to the HTTP service ports of this
-// waypoint it binds to, recording the parent's Accepted condition. ok is
-// false when the parent is not ours (no status is written for it).
-func (t *translator) parentPorts(route *gwv1.HTTPRoute, pr gwv1.ParentReference) ([]*ir.ServicePort, string, bool) {
-	ns := route.Namespace
-	if pr.Namespace != nil && *pr.Namespace != "" {
-		ns = string(*pr.Namespace)
-	}
-	group, kind := "gateway.networking.k8s.io", "Gateway"
-	if pr.Group != nil {
-		group = string(*pr.Group)
-	}
-	if pr.Kind != nil {
-		kind = string(*pr.Kind)
-	}
-	accepted := func(parent string, status, reason, msg string) {
-		t.cond(Condition{Kind: "HTTPRoute", Namespace: route.Namespace, Name: route.Name, Parent: parent,
-			Type: "Accepted", Status: status, Reason: reason, Message: msg})
-	}
-	switch {
-	case kind == "Service" && (group == "" || group == "core"):
-		parent := "Service " + ns + "/" + string(pr.Name)
-		svc := t.served[ir.NamespacedName{Namespace: ns, Name: string(pr.Name)}]
-		if svc == nil {
-			return nil, "", false // a service of another waypoint, or none: not ours to report
-		}
-		if route.Namespace != ns {
-			accepted(parent, "False", "UnsupportedValue",
-				"consumer routes (a route in another namespace than its Service) are not supported yet")
-			return nil, "", false
-		}
-		var ports []*ir.ServicePort
-		for _, sp := range svc.Ports {
-			if sp.Protocol != ir.ProtocolHTTP {
+	for _, route := range t.snap.GRPCRoutes {
+		ref := routeRef{kind: "GRPCRoute", meta: &route.ObjectMeta}
+		for _, pr := range route.Spec.ParentRefs {
+			b, ok := t.bindParent(ref, pr, ir.ProtocolHTTP)
+			if !ok {
 				continue
 			}
-			if pr.Port != nil && uint16(*pr.Port) != sp.Port {
-				continue
-			}
-			ports = append(ports, sp)
-		}
-		if pr.Port != nil && len(ports) == 0 {
-			accepted(parent, "False", "NoMatchingParent",
-				fmt.Sprintf("%s has no HTTP port %d", parent, *pr.Port))
-			return nil, "", false
-		}
-		accepted(parent, "True", "Accepted", "")
-		return ports, parent, true
-	case kind == "Gateway" && group == "gateway.networking.k8s.io":
-		if ns != t.gw.Namespace || string(pr.Name) != t.gw.Name {
-			return nil, "", false
-		}
-		parent := "Gateway " + ns + "/" + string(pr.Name)
-		if pr.SectionName != nil && !t.hasListener(string(*pr.SectionName), 0) {
-			accepted(parent, "False", "NoMatchingParent", fmt.Sprintf("the waypoint has no listener named %q", *pr.SectionName))
-			return nil, "", false
-		}
-		if pr.Port != nil && !t.hasListener("", *pr.Port) {
-			accepted(parent, "False", "NoMatchingParent", fmt.Sprintf("the waypoint has no listener on port %d", *pr.Port))
-			return nil, "", false
-		}
-		if route.Namespace != t.gw.Namespace && !t.admitsNamespace(route.Namespace) {
-			accepted(parent, "False", "NotAllowedByListeners",
-				fmt.Sprintf("the waypoint's listeners do not allow routes from namespace %s", route.Namespace))
-			return nil, "", false
-		}
-		var ports []*ir.ServicePort
-		for _, s := range t.out.Services {
-			for _, sp := range s.Ports {
-				if sp.Protocol == ir.ProtocolHTTP {
-					ports = append(ports, sp)
+			for _, e := range t.compileGRPCRoute(route, b) {
+				for _, sp := range b.ports {
+					perPort[sp] = append(perPort[sp], attachment{route: ref, rule: e})
 				}
 			}
 		}
-		accepted(parent, "True", "Accepted", "")
-		return ports, parent, true
 	}
-	return nil, "", false
+	orderRoutes(perPort)
+	t.attachTCPRoutes()
 }
 
-// hasListener reports whether the waypoint has a mesh listener with that
-// name (when name is set) or port (when port is set). A Gateway without
-// listeners has the implicit "mesh" listener on the inbound port.
-func (t *translator) hasListener(name string, port int32) bool {
-	if len(t.gw.Spec.Listeners) == 0 {
-		return (name == "" || name == "mesh") && (port == 0 || port == int32(t.out.InboundPort))
+// ruleProblems collects what a route's rules could not honour, for its
+// PartiallyInvalid and ResolvedRefs conditions on one parent.
+type ruleProblems struct {
+	invalid []string // rules or matches dropped or answering 500
+	refs    []string // unresolved references ("... (Reason)")
+}
+
+func (p *ruleProblems) report(t *translator, r routeRef, parent string) {
+	refs := Condition{Kind: r.kind, Namespace: r.meta.Namespace, Name: r.meta.Name, Parent: parent,
+		Type: "ResolvedRefs", Status: "True", Reason: "ResolvedRefs"}
+	if len(p.refs) > 0 {
+		refs.Status, refs.Reason, refs.Message = "False", refReason(p.refs), strings.Join(p.refs, "; ")
 	}
-	for _, l := range t.gw.Spec.Listeners {
-		if (name == "" || string(l.Name) == name) && (port == 0 || l.Port == port) {
-			return true
-		}
+	t.cond(refs)
+	if len(p.invalid) > 0 {
+		t.cond(Condition{Kind: r.kind, Namespace: r.meta.Namespace, Name: r.meta.Name, Parent: parent,
+			Type: "PartiallyInvalid", Status: "True", Reason: "UnsupportedValue", Message: strings.Join(p.invalid, "; ")})
 	}
-	return false
 }
 
 // compileHTTPRoute converts a route's rules into IR entries (one per match).
-// Problems are reported as conditions on the route; a rule that cannot be
-// understood is dropped, and one whose filters or backends cannot be honoured
-// answers 500, as the spec requires.
-func (t *translator) compileHTTPRoute(route *gwv1.HTTPRoute, parent string) []*ir.HTTPRouteRule {
+// A match that cannot be understood is dropped; a rule whose filters or
+// backends cannot be honoured answers 500, as the spec requires.
+func (t *translator) compileHTTPRoute(route *gwv1.HTTPRoute, b binding) []*ir.HTTPRouteRule {
+	ref := routeRef{kind: "HTTPRoute", meta: &route.ObjectMeta}
 	rn := ir.NamespacedName{Namespace: route.Namespace, Name: route.Name}
 	var out []*ir.HTTPRouteRule
-	var problems, refProblems []string
+	var probs ruleProblems
 	for ri := range route.Spec.Rules {
 		rule := &route.Spec.Rules[ri]
-		reqH, respH, filterErr := convertFilters(rule.Filters)
-		if filterErr != "" {
-			problems = append(problems, fmt.Sprintf("rule %d: %s", ri, filterErr))
+		tmpl := &ir.HTTPRouteRule{Route: rn, RuleIndex: ri, ClientNamespace: b.clientNS}
+		if rule.Name != nil {
+			tmpl.RuleName = string(*rule.Name)
 		}
-		backends, refErrs := t.convertBackends(route, rule.BackendRefs)
-		for _, e := range refErrs {
-			refProblems = append(refProblems, fmt.Sprintf("rule %d: %s", ri, e))
+		fail := func(format string, args ...any) {
+			msg := fmt.Sprintf(format, args...)
+			probs.invalid = append(probs.invalid, fmt.Sprintf("rule %d: %s", ri, msg))
+			if tmpl.Unsupported == "" {
+				tmpl.Unsupported = msg
+			}
 		}
-		if filterErr != "" {
-			backends = nil // an unsupported filter must not be skipped: answer 500
+		for _, f := range rule.Filters {
+			t.applyHTTPFilter(route.Namespace, b.service, tmpl, f, fail, &probs, ri)
+		}
+		if err := convertTimeouts(rule.Timeouts, tmpl); err != "" {
+			fail("%s", err)
+		}
+		if rule.Retry != nil {
+			tmpl.Retry = convertRetry(rule.Retry)
+		}
+		for i, br := range rule.BackendRefs {
+			wb, problem := t.weightedBackend(route.Namespace, "HTTPRoute", br.BackendRef, b.service)
+			if problem != "" {
+				probs.refs = append(probs.refs, fmt.Sprintf("rule %d backendRef %d: %s", ri, i, problem))
+			}
+			for _, f := range br.Filters {
+				switch f.Type {
+				case gwv1.HTTPRouteFilterRequestHeaderModifier:
+					if f.RequestHeaderModifier != nil {
+						wb.RequestHeaders = convertHeaderFilter(f.RequestHeaderModifier)
+					}
+				case gwv1.HTTPRouteFilterResponseHeaderModifier:
+					if f.ResponseHeaderModifier != nil {
+						wb.ResponseHeaders = convertHeaderFilter(f.ResponseHeaderModifier)
+					}
+				default:
+					probs.invalid = append(probs.invalid, fmt.Sprintf("rule %d backendRef %d: filter %s is not supported on a backendRef; its share of requests gets 500", ri, i, f.Type))
+					wb.Backend = ""
+				}
+			}
+			tmpl.Backends = append(tmpl.Backends, wb)
+		}
+		if tmpl.Redirect != nil && len(tmpl.Backends) > 0 {
+			fail("a rule cannot both redirect and have backendRefs")
 		}
 		matches := rule.Matches
 		if len(matches) == 0 {
@@ -178,26 +132,236 @@ func (t *translator) compileHTTPRoute(route *gwv1.HTTPRoute, parent string) []*i
 		for mi := range matches {
 			m, err := convertMatch(&matches[mi])
 			if err != "" {
-				problems = append(problems, fmt.Sprintf("rule %d match %d: %s", ri, mi, err))
+				probs.invalid = append(probs.invalid, fmt.Sprintf("rule %d match %d: %s (match dropped)", ri, mi, err))
 				continue
 			}
-			out = append(out, &ir.HTTPRouteRule{
-				Route: rn, RuleIndex: ri, MatchIndex: mi, Match: m,
-				RequestHeaders: reqH, ResponseHeaders: respH, Backends: backends,
-			})
+			e := *tmpl
+			e.MatchIndex, e.Match = mi, m
+			if err := checkPrefixRewrite(&e); err != "" {
+				probs.invalid = append(probs.invalid, fmt.Sprintf("rule %d match %d: %s", ri, mi, err))
+				if e.Unsupported == "" {
+					e.Unsupported = err
+				}
+			}
+			out = append(out, &e)
 		}
 	}
-	refs := Condition{Kind: "HTTPRoute", Namespace: route.Namespace, Name: route.Name, Parent: parent,
-		Type: "ResolvedRefs", Status: "True", Reason: "ResolvedRefs"}
-	if len(refProblems) > 0 {
-		refs.Status, refs.Reason, refs.Message = "False", refReason(refProblems), strings.Join(refProblems, "; ")
+	probs.report(t, ref, b.parent)
+	return out
+}
+
+// applyHTTPFilter folds one rule filter into the entry template.
+func (t *translator) applyHTTPFilter(ns string, parentSvc ir.NamespacedName, e *ir.HTTPRouteRule, f gwv1.HTTPRouteFilter, fail func(string, ...any), probs *ruleProblems, ri int) {
+	switch f.Type {
+	case gwv1.HTTPRouteFilterRequestHeaderModifier:
+		if f.RequestHeaderModifier == nil {
+			fail("RequestHeaderModifier filter without requestHeaderModifier")
+			return
+		}
+		e.RequestHeaders = convertHeaderFilter(f.RequestHeaderModifier)
+	case gwv1.HTTPRouteFilterResponseHeaderModifier:
+		if f.ResponseHeaderModifier == nil {
+			fail("ResponseHeaderModifier filter without responseHeaderModifier")
+			return
+		}
+		e.ResponseHeaders = convertHeaderFilter(f.ResponseHeaderModifier)
+	case gwv1.HTTPRouteFilterRequestRedirect:
+		if f.RequestRedirect == nil {
+			fail("RequestRedirect filter without requestRedirect")
+			return
+		}
+		r, err := convertRedirect(f.RequestRedirect)
+		if err != "" {
+			fail("%s", err)
+			return
+		}
+		e.Redirect = r
+	case gwv1.HTTPRouteFilterURLRewrite:
+		if f.URLRewrite == nil {
+			fail("URLRewrite filter without urlRewrite")
+			return
+		}
+		rw := &ir.Rewrite{}
+		if f.URLRewrite.Hostname != nil {
+			rw.Hostname = string(*f.URLRewrite.Hostname)
+		}
+		if f.URLRewrite.Path != nil {
+			pm, err := convertPathModifier(f.URLRewrite.Path)
+			if err != "" {
+				fail("%s", err)
+				return
+			}
+			rw.Path = pm
+		}
+		e.Rewrite = rw
+	case gwv1.HTTPRouteFilterRequestMirror:
+		if f.RequestMirror == nil {
+			fail("RequestMirror filter without requestMirror")
+			return
+		}
+		m, problem := t.convertMirror(ns, "HTTPRoute", f.RequestMirror, parentSvc)
+		if problem != "" {
+			probs.refs = append(probs.refs, fmt.Sprintf("rule %d mirror: %s", ri, problem))
+		}
+		e.Mirrors = append(e.Mirrors, m)
+	case gwv1.HTTPRouteFilterCORS:
+		if f.CORS == nil {
+			fail("CORS filter without cors")
+			return
+		}
+		c := &ir.CORS{MaxAge: f.CORS.MaxAge}
+		for _, o := range f.CORS.AllowOrigins {
+			c.AllowOrigins = append(c.AllowOrigins, string(o))
+		}
+		for _, m := range f.CORS.AllowMethods {
+			c.AllowMethods = append(c.AllowMethods, string(m))
+		}
+		for _, h := range f.CORS.AllowHeaders {
+			c.AllowHeaders = append(c.AllowHeaders, string(h))
+		}
+		for _, h := range f.CORS.ExposeHeaders {
+			c.ExposeHeaders = append(c.ExposeHeaders, string(h))
+		}
+		if f.CORS.AllowCredentials != nil {
+			c.AllowCredentials = *f.CORS.AllowCredentials
+		}
+		e.CORS = c
+	default:
+		fail("filter %s is not supported; requests matching this rule get 500", f.Type)
 	}
-	t.cond(refs)
-	if len(problems) > 0 {
-		t.cond(Condition{Kind: "HTTPRoute", Namespace: route.Namespace, Name: route.Name, Parent: parent,
-			Type: "PartiallyInvalid", Status: "True", Reason: "UnsupportedValue", Message: strings.Join(problems, "; ")})
+}
+
+func convertPathModifier(p *gwv1.HTTPPathModifier) (*ir.PathModifier, string) {
+	switch p.Type {
+	case gwv1.FullPathHTTPPathModifier:
+		if p.ReplaceFullPath == nil {
+			return nil, "ReplaceFullPath without replaceFullPath"
+		}
+		return &ir.PathModifier{Type: ir.ReplaceFullPath, Value: *p.ReplaceFullPath}, ""
+	case gwv1.PrefixMatchHTTPPathModifier:
+		if p.ReplacePrefixMatch == nil {
+			return nil, "ReplacePrefixMatch without replacePrefixMatch"
+		}
+		return &ir.PathModifier{Type: ir.ReplacePrefixMatch, Value: *p.ReplacePrefixMatch}, ""
+	}
+	return nil, fmt.Sprintf("unsupported path modifier %q", p.Type)
+}
+
+// checkPrefixRewrite enforces the spec: ReplacePrefixMatch needs a
+// PathPrefix match.
+func checkPrefixRewrite(e *ir.HTTPRouteRule) string {
+	uses := (e.Redirect != nil && e.Redirect.Path != nil && e.Redirect.Path.Type == ir.ReplacePrefixMatch) ||
+		(e.Rewrite != nil && e.Rewrite.Path != nil && e.Rewrite.Path.Type == ir.ReplacePrefixMatch)
+	if uses && e.Match.Path != nil && e.Match.Path.Type != ir.MatchPathPrefix {
+		return "ReplacePrefixMatch needs a PathPrefix match"
+	}
+	return ""
+}
+
+func convertRedirect(f *gwv1.HTTPRequestRedirectFilter) (*ir.Redirect, string) {
+	r := &ir.Redirect{StatusCode: 302}
+	if f.Scheme != nil {
+		if *f.Scheme != "http" && *f.Scheme != "https" {
+			return nil, fmt.Sprintf("redirect scheme %q: want http or https", *f.Scheme)
+		}
+		r.Scheme = *f.Scheme
+	}
+	if f.Hostname != nil {
+		r.Hostname = string(*f.Hostname)
+	}
+	if f.Port != nil {
+		r.Port = uint16(*f.Port)
+	}
+	if f.StatusCode != nil {
+		switch *f.StatusCode {
+		case 301, 302, 303, 307, 308:
+			r.StatusCode = *f.StatusCode
+		default:
+			return nil, fmt.Sprintf("redirect status %d: want 301, 302, 303, 307 or 308", *f.StatusCode)
+		}
+	}
+	if f.Path != nil {
+		pm, err := convertPathModifier(f.Path)
+		if err != "" {
+			return nil, err
+		}
+		r.Path = pm
+	}
+	return r, ""
+}
+
+// convertTimeouts parses the rule's timeouts (Gateway API durations).
+func convertTimeouts(t *gwv1.HTTPRouteTimeouts, e *ir.HTTPRouteRule) string {
+	if t == nil {
+		return ""
+	}
+	parse := func(what string, d *gwv1.Duration) (int64, string) {
+		if d == nil {
+			return 0, ""
+		}
+		v, err := time.ParseDuration(string(*d))
+		if err != nil || v < 0 {
+			return 0, fmt.Sprintf("timeouts.%s %q is not a duration", what, *d)
+		}
+		return v.Milliseconds(), ""
+	}
+	var err string
+	if e.RequestTimeoutMs, err = parse("request", t.Request); err != "" {
+		return err
+	}
+	if e.BackendRequestTimeoutMs, err = parse("backendRequest", t.BackendRequest); err != "" {
+		return err
+	}
+	if e.RequestTimeoutMs > 0 && e.BackendRequestTimeoutMs > e.RequestTimeoutMs {
+		return "timeouts.backendRequest must not exceed timeouts.request"
+	}
+	return ""
+}
+
+func convertRetry(r *gwv1.HTTPRouteRetry) *ir.Retry {
+	out := &ir.Retry{Attempts: 1}
+	if r.Attempts != nil {
+		out.Attempts = *r.Attempts
+	}
+	for _, c := range r.Codes {
+		out.Codes = append(out.Codes, int(c))
+	}
+	if r.Backoff != nil {
+		if d, err := time.ParseDuration(string(*r.Backoff)); err == nil && d > 0 {
+			out.BackoffMs = d.Milliseconds()
+		}
 	}
 	return out
+}
+
+// weightedBackend resolves one backendRef with its weight.
+func (t *translator) weightedBackend(fromNS, fromKind string, ref gwv1.BackendRef, parentSvc ir.NamespacedName) (ir.WeightedBackend, string) {
+	weight := uint32(1)
+	if ref.Weight != nil {
+		if *ref.Weight < 0 {
+			return ir.WeightedBackend{}, "negative weight (UnsupportedValue)"
+		}
+		weight = uint32(*ref.Weight)
+	}
+	key, problem := t.resolveBackend(fromNS, fromKind, ref.BackendObjectReference, parentSvc)
+	return ir.WeightedBackend{Backend: key, Weight: weight}, problem
+}
+
+func (t *translator) convertMirror(fromNS, fromKind string, f *gwv1.HTTPRequestMirrorFilter, parentSvc ir.NamespacedName) (ir.Mirror, string) {
+	m := ir.Mirror{Percent: 100}
+	switch {
+	case f.Percent != nil:
+		m.Percent = float64(*f.Percent)
+	case f.Fraction != nil:
+		den := int32(100)
+		if f.Fraction.Denominator != nil && *f.Fraction.Denominator > 0 {
+			den = *f.Fraction.Denominator
+		}
+		m.Percent = 100 * float64(f.Fraction.Numerator) / float64(den)
+	}
+	key, problem := t.resolveBackend(fromNS, fromKind, f.BackendRef, parentSvc)
+	m.Backend = key
+	return m, problem
 }
 
 // refReason picks the spec reason for the first unresolved reference.
@@ -276,28 +440,6 @@ func checkStringMatch(typ, value string) string {
 	return fmt.Sprintf("unsupported match type %q", typ)
 }
 
-// convertFilters converts the filters the waypoint supports; the message is
-// non-empty when a filter cannot be honoured.
-func convertFilters(filters []gwv1.HTTPRouteFilter) (req, resp *ir.HeaderModifier, problem string) {
-	for _, f := range filters {
-		switch f.Type {
-		case gwv1.HTTPRouteFilterRequestHeaderModifier:
-			if f.RequestHeaderModifier == nil {
-				return nil, nil, "RequestHeaderModifier filter without requestHeaderModifier"
-			}
-			req = convertHeaderFilter(f.RequestHeaderModifier)
-		case gwv1.HTTPRouteFilterResponseHeaderModifier:
-			if f.ResponseHeaderModifier == nil {
-				return nil, nil, "ResponseHeaderModifier filter without responseHeaderModifier"
-			}
-			resp = convertHeaderFilter(f.ResponseHeaderModifier)
-		default:
-			problem = fmt.Sprintf("filter %s is not supported yet; requests matching this rule get 500", f.Type)
-		}
-	}
-	return req, resp, problem
-}
-
 func convertHeaderFilter(f *gwv1.HTTPHeaderFilter) *ir.HeaderModifier {
 	m := &ir.HeaderModifier{Remove: append([]string(nil), f.Remove...)}
 	for _, h := range f.Set {
@@ -309,33 +451,9 @@ func convertHeaderFilter(f *gwv1.HTTPHeaderFilter) *ir.HeaderModifier {
 	return m
 }
 
-// convertBackends resolves backendRefs to backends. An unresolvable
-// reference keeps its weight with an empty backend, so the share of requests
-// it would have taken gets a 500.
-func (t *translator) convertBackends(route *gwv1.HTTPRoute, refs []gwv1.HTTPBackendRef) ([]ir.WeightedBackend, []string) {
-	var out []ir.WeightedBackend
-	var problems []string
-	for i, ref := range refs {
-		weight := uint32(1)
-		if ref.Weight != nil {
-			if *ref.Weight < 0 {
-				problems = append(problems, fmt.Sprintf("backendRef %d: negative weight", i))
-				continue
-			}
-			weight = uint32(*ref.Weight)
-		}
-		key, problem := t.resolveBackend(route.Namespace, "HTTPRoute", ref.BackendObjectReference)
-		if problem != "" {
-			problems = append(problems, fmt.Sprintf("backendRef %d: %s", i, problem))
-		}
-		out = append(out, ir.WeightedBackend{Backend: key, Weight: weight})
-	}
-	return out, problems
-}
-
 // resolveBackend finds the Service port a backendRef names. The problem
 // message ends with the spec reason in parentheses.
-func (t *translator) resolveBackend(fromNS, fromKind string, ref gwv1.BackendObjectReference) (string, string) {
+func (t *translator) resolveBackend(fromNS, fromKind string, ref gwv1.BackendObjectReference, parentSvc ir.NamespacedName) (string, string) {
 	group, kind := "", "Service"
 	if ref.Group != nil {
 		group = string(*ref.Group)
@@ -350,7 +468,8 @@ func (t *translator) resolveBackend(fromNS, fromKind string, ref gwv1.BackendObj
 	if ref.Namespace != nil && *ref.Namespace != "" {
 		ns = string(*ref.Namespace)
 	}
-	if ns != fromNS && !t.referenceGranted(fromKind, fromNS, ns, string(ref.Name)) {
+	target := ir.NamespacedName{Namespace: ns, Name: string(ref.Name)}
+	if ns != fromNS && target != parentSvc && !t.referenceGranted(fromKind, fromNS, ns, string(ref.Name)) {
 		return "", fmt.Sprintf("Service %s/%s is in another namespace and no ReferenceGrant allows it (RefNotPermitted)", ns, ref.Name)
 	}
 	svc := t.services[ir.NamespacedName{Namespace: ns, Name: string(ref.Name)}]
@@ -389,64 +508,6 @@ func (t *translator) referenceGranted(fromKind, fromNS, toNS, name string) bool 
 		}
 	}
 	return false
-}
-
-// precedes orders route entries as the Gateway API specifies: exact path,
-// then longest prefix, then method, most headers, most query parameters,
-// then the oldest route, then route namespace/name, then rule and match order.
-func precedes(a, b attachment) bool {
-	ma, mb := a.rule.Match, b.rule.Match
-	if ra, rb := pathRank(ma.Path), pathRank(mb.Path); ra != rb {
-		return ra > rb
-	}
-	if la, lb := pathLen(ma.Path), pathLen(mb.Path); la != lb {
-		return la > lb
-	}
-	if (ma.Method != "") != (mb.Method != "") {
-		return ma.Method != ""
-	}
-	if len(ma.Headers) != len(mb.Headers) {
-		return len(ma.Headers) > len(mb.Headers)
-	}
-	if len(ma.QueryParams) != len(mb.QueryParams) {
-		return len(ma.QueryParams) > len(mb.QueryParams)
-	}
-	ta, tb := a.route.CreationTimestamp, b.route.CreationTimestamp
-	if !ta.Equal(&tb) {
-		return ta.Before(&tb)
-	}
-	if a.route.Namespace != b.route.Namespace {
-		return a.route.Namespace < b.route.Namespace
-	}
-	if a.route.Name != b.route.Name {
-		return a.route.Name < b.route.Name
-	}
-	if a.rule.RuleIndex != b.rule.RuleIndex {
-		return a.rule.RuleIndex < b.rule.RuleIndex
-	}
-	return a.rule.MatchIndex < b.rule.MatchIndex
-}
-
-// pathRank: Exact beats PathPrefix, which beats RegularExpression (whose
-// order the spec leaves to implementations).
-func pathRank(p *ir.PathMatch) int {
-	if p == nil {
-		return 2 // the default PathPrefix "/"
-	}
-	switch p.Type {
-	case ir.MatchExact:
-		return 3
-	case ir.MatchPathPrefix:
-		return 2
-	}
-	return 1
-}
-
-func pathLen(p *ir.PathMatch) int {
-	if p == nil {
-		return 1 // "/"
-	}
-	return len(p.Value)
 }
 
 // servicePort finds a Service's port by number.

@@ -67,7 +67,7 @@ func (t *translator) run() *Result {
 	if t.servesServices() {
 		t.selectServices()
 	}
-	t.attachHTTPRoutes()
+	t.attachRoutes()
 	t.attachPolicies()
 	sort.Slice(t.conditions, func(i, j int) bool { return conditionLess(t.conditions[i], t.conditions[j]) })
 	return &Result{Waypoint: t.out, Conditions: t.conditions}

@@ -14,9 +14,12 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
 
-// Table is the compiled route table of one service port.
+// Table is the compiled route table of one service port: the producer
+// routes, which apply to every client, and the consumer routes of each
+// client namespace, which replace them for that namespace's clients.
 type Table struct {
-	rules []*Rule
+	rules    []*Rule
+	consumer map[string][]*Rule
 }
 
 // Rule is one compiled route entry.
@@ -32,6 +35,9 @@ type Rule struct {
 	// cumulative weights of IR.Backends; total 0 means no backend can be chosen.
 	cumulative []uint32
 	total      uint32
+
+	// CORS is the compiled CORS filter, nil when the rule has none.
+	CORS *CORS
 }
 
 type pathMatcher struct {
@@ -61,6 +67,13 @@ func Compile(entries []*ir.HTTPRouteRule) (*Table, error) {
 		r, err := compileRule(e)
 		if err != nil {
 			return nil, fmt.Errorf("route %s rule %d match %d (entry %d): %w", e.Route, e.RuleIndex, e.MatchIndex, i, err)
+		}
+		if e.ClientNamespace != "" {
+			if t.consumer == nil {
+				t.consumer = map[string][]*Rule{}
+			}
+			t.consumer[e.ClientNamespace] = append(t.consumer[e.ClientNamespace], r)
+			continue
 		}
 		t.rules = append(t.rules, r)
 	}
@@ -118,20 +131,31 @@ func compileRule(e *ir.HTTPRouteRule) (*Rule, error) {
 		r.total += b.Weight
 		r.cumulative = append(r.cumulative, r.total)
 	}
+	r.CORS = CompileCORS(e.CORS)
 	return r, nil
 }
 
-// Len is the number of entries in the table.
+// Len is the number of producer entries in the table.
 func (t *Table) Len() int { return len(t.rules) }
 
-// Match returns the first rule that matches the request, or nil.
-func (t *Table) Match(req *http.Request) *Rule {
-	for _, r := range t.rules {
-		if r.matches(req) {
-			return r
+// Match returns the first rule that matches a request from a client of
+// namespace clientNS. When that namespace has consumer routes for this
+// service, only they are considered (GAMMA consumer routes). routed is
+// false when no route applies to this client at all: the request then
+// goes to the service itself; a nil rule with routed true is a 404.
+func (t *Table) Match(req *http.Request, clientNS string) (rule *Rule, routed bool) {
+	rules := t.rules
+	if t.consumer != nil {
+		if c, ok := t.consumer[clientNS]; ok {
+			rules = c
 		}
 	}
-	return nil
+	for _, r := range rules {
+		if r.matches(req) {
+			return r, true
+		}
+	}
+	return nil, len(rules) > 0
 }
 
 func (r *Rule) matches(req *http.Request) bool {
@@ -223,21 +247,79 @@ func (m *queryMatcher) matches(rawQuery string) bool {
 	return false
 }
 
-// PickBackend chooses a backend by weight for a random number n. It returns
-// ok=false when every weight is zero or the rule has no backends (the
-// request then gets a 500). An empty key with ok=true is a reference that
-// could not be resolved (also a 500).
-func (r *Rule) PickBackend(n uint32) (key string, ok bool) {
+// PickBackend chooses a backendRef by weight for a random number n. It
+// returns nil when every weight is zero or the rule has no backends (the
+// request then gets a 500). A backendRef with an empty Backend is a
+// reference that could not be resolved (also a 500).
+func (r *Rule) PickBackend(n uint32) *ir.WeightedBackend {
 	if r.total == 0 {
-		return "", false
+		return nil
 	}
 	x := n % r.total
 	for i, c := range r.cumulative {
 		if x < c {
-			return r.IR.Backends[i].Backend, true
+			return &r.IR.Backends[i]
 		}
 	}
-	return "", false
+	return nil
+}
+
+// PickWeighted is PickBackend over any list of weighted backends (TCPRoute
+// backends); nil when no weight is positive.
+func PickWeighted(list []ir.WeightedBackend, n uint32) *ir.WeightedBackend {
+	var total uint32
+	for _, b := range list {
+		total += b.Weight
+	}
+	if total == 0 {
+		return nil
+	}
+	x := n % total
+	for i := range list {
+		if x < list[i].Weight {
+			return &list[i]
+		}
+		x -= list[i].Weight
+	}
+	return nil
+}
+
+// MatchedPrefix is the path prefix the rule matched on, as
+// ReplacePrefixMatch rewrites it ("/" when the rule has no path match).
+func (r *Rule) MatchedPrefix() string {
+	if r.path.typ == ir.MatchPathPrefix {
+		return r.path.value
+	}
+	return "/"
+}
+
+// ReplacePrefix replaces the matched prefix of path with repl, as the
+// Gateway API's ReplacePrefixMatch does: "/foo" → "/xyz" turns "/foo/bar"
+// into "/xyz/bar", and "/foo" → "/" turns "/foo/bar" into "/bar".
+func ReplacePrefix(path, prefix, repl string) string {
+	rest := path
+	if prefix != "/" {
+		rest = path[min(len(prefix), len(path)):]
+	}
+	out := strings.TrimSuffix(repl, "/") + rest
+	if out == "" {
+		return "/"
+	}
+	if out[0] != '/' {
+		out = "/" + out
+	}
+	return out
+}
+
+// RewritePath applies a path modifier to path for this rule.
+func (r *Rule) RewritePath(path string, m *ir.PathModifier) string {
+	if m == nil {
+		return path
+	}
+	if m.Type == ir.ReplaceFullPath {
+		return m.Value
+	}
+	return ReplacePrefix(path, r.MatchedPrefix(), m.Value)
 }
 
 // ApplyHeaders applies a header modifier to h: remove, then set, then add.

@@ -1,0 +1,348 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
+)
+
+// hopHeaders are connection-specific and never forwarded (RFC 9110 7.6.1).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopHeaders strips hop-by-hop headers, including those the
+// Connection header names. "te: trailers" survives: gRPC needs it.
+func removeHopHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				delete(h, http.CanonicalHeaderKey(name))
+			}
+		}
+	}
+	te := h["Te"]
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+	for _, v := range te {
+		if strings.EqualFold(strings.TrimSpace(v), "trailers") {
+			h["Te"] = []string{"trailers"}
+		}
+	}
+}
+
+// replayBody lets a request be sent again after a connection failure: it
+// passes reads through, records whether any happened, and ignores Close
+// (the transport closes request bodies even when it never read them).
+type replayBody struct {
+	mu   sync.Mutex
+	r    io.Reader
+	read bool
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.read = true
+	return b.r.Read(p)
+}
+
+func (b *replayBody) Close() error { return nil }
+
+func (b *replayBody) used() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.read
+}
+
+// defaultRetries is how often a connection failure is retried on another
+// endpoint when the route sets no retry policy (Istio's default policy
+// retries connect failures twice).
+const defaultRetries = 2
+
+// forward sends the request to an endpoint of the backend and relays the
+// response, within the rule's timeouts, retrying as its policy (or Istio's
+// default for connection failures) says.
+func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
+	r := x.r
+	ctx := r.Context()
+	var perTry time.Duration
+	retries := defaultRetries
+	var retryCodes []int
+	var backoff time.Duration
+	if rule := x.rule; rule != nil {
+		if ms := rule.IR.RequestTimeoutMs; ms > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+			defer cancel()
+		}
+		perTry = time.Duration(rule.IR.BackendRequestTimeoutMs) * time.Millisecond
+		if rt := rule.IR.Retry; rt != nil {
+			retries, retryCodes, backoff = rt.Attempts, rt.Codes, time.Duration(rt.BackoffMs)*time.Millisecond
+		}
+	}
+	removeHopHeaders(r.Header)
+	r.Header["X-Forwarded-Proto"] = []string{"http"}
+
+	var body *replayBody
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body = &replayBody{r: r.Body}
+	}
+	start := time.Now()
+	var resp *http.Response
+	var err error
+	for attempt := 0; ; attempt++ {
+		ep, ok := b.Pick()
+		if !ok {
+			p.localReply(x, http.StatusServiceUnavailable, bodyNoHealthy)
+			return
+		}
+		resp, err = p.roundTrip(ctx, perTry, r, body, b, ep)
+		if attempt >= retries || ctx.Err() != nil {
+			break
+		}
+		retryable := false
+		switch {
+		case err != nil:
+			// A failure to connect sent nothing: always safe to retry.
+			// After any other failure the upstream may have acted on it.
+			retryable = isConnectFailure(err)
+		case slices.Contains(retryCodes, resp.StatusCode):
+			// Only a body nobody has read yet can be sent again.
+			retryable = body == nil || !body.used()
+		}
+		if !retryable {
+			break
+		}
+		if resp != nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			_ = resp.Body.Close()
+			resp = nil
+		}
+		p.log.Debug("retrying upstream request", "endpoint", ep, "attempt", attempt+1, "error", errString(err))
+		if backoff > 0 {
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+		}
+	}
+	if err != nil {
+		if r.Context().Err() != nil {
+			panic(http.ErrAbortHandler) // the client went away: nobody to answer
+		}
+		p.log.Debug("upstream request failed", "service", x.sp.name, "error", err.Error())
+		if isTimeout(err) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			p.localReply(x, http.StatusGatewayTimeout, bodyTimeout)
+		} else {
+			p.localReply(x, http.StatusServiceUnavailable, bodyConnectFailed)
+		}
+		return
+	}
+	defer func() { _ = resp.Body.Close() }()
+	p.relay(x, resp, start)
+}
+
+// roundTrip sends one try to one endpoint.
+func (p *Proxy) roundTrip(ctx context.Context, perTry time.Duration, r *http.Request, body *replayBody, b *upstream.Backend, ep string) (*http.Response, error) {
+	if perTry > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, perTry)
+		// The try's context must outlive this function while the body is
+		// relayed: cancel when the response body is closed.
+		resp, err := p.send(ctx, r, body, b, ep)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+		return resp, nil
+	}
+	return p.send(ctx, r, body, b, ep)
+}
+
+func (p *Proxy) send(ctx context.Context, r *http.Request, body *replayBody, b *upstream.Backend, ep string) (*http.Response, error) {
+	out := &http.Request{
+		Method:        r.Method,
+		URL:           &url.URL{Scheme: "http", Host: ep, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        r.Header,
+		Host:          r.Host,
+		ContentLength: r.ContentLength,
+		Body:          http.NoBody,
+	}
+	if body != nil {
+		out.Body = body
+	}
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""} // do not invent one
+	}
+	return p.pool.Transport(b).RoundTrip(out.WithContext(ctx))
+}
+
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelBody) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// relay writes the upstream response to the client: headers (hop-by-hop
+// removed, modifiers applied), the body as it streams, then trailers.
+func (p *Proxy) relay(x *exchange, resp *http.Response, start time.Time) {
+	h := x.w.Header()
+	removeHopHeaders(resp.Header)
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	if len(resp.Trailer) > 0 {
+		names := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			names = append(names, k)
+		}
+		h["Trailer"] = []string{strings.Join(names, ", ")}
+	}
+	h["X-Envoy-Upstream-Service-Time"] = []string{strconv.FormatInt(time.Since(start).Milliseconds(), 10)}
+	p.responseHeaders(x, h)
+	x.w.WriteHeader(resp.StatusCode)
+
+	// Stream: flush after every read when the length is unknown (gRPC,
+	// server-sent events), else let the writer buffer.
+	flusher, _ := x.w.(http.Flusher)
+	stream := resp.ContentLength < 0 && flusher != nil
+	bufp := buffers.Get().(*[]byte)
+	defer buffers.Put(bufp)
+	buf := *bufp
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := x.w.Write(buf[:n]); werr != nil {
+				panic(http.ErrAbortHandler) // client gone: abort, do not pool
+			}
+			if stream {
+				flusher.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			// The upstream broke mid-body: the only honest signal left is
+			// to abort the client's response too.
+			p.log.Debug("upstream response body failed", "service", x.sp.name, "error", rerr.Error())
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for k, vv := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vv
+	}
+}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// mirror sends copies of the request to the rule's mirror backends, in the
+// background; their responses are discarded. A request body is mirrored
+// when it is small enough to hold (64 KiB); larger bodies are not mirrored.
+func (p *Proxy) mirror(c *config, x *exchange) {
+	r := x.r
+	var payload []byte
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		if r.ContentLength < 0 || r.ContentLength > 64<<10 {
+			p.log.Debug("request body too large to mirror", "service", x.sp.name)
+			return
+		}
+		data, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
+		if err != nil {
+			return
+		}
+		payload = data
+		r.Body = io.NopCloser(bytes.NewReader(data))
+	}
+	for _, m := range x.rule.IR.Mirrors {
+		if m.Backend == "" || (m.Percent < 100 && mrand.Float64()*100 >= m.Percent) {
+			continue
+		}
+		b := c.backends[m.Backend]
+		if b == nil {
+			continue
+		}
+		ep, ok := b.Pick()
+		if !ok {
+			continue
+		}
+		hdr := r.Header.Clone()
+		removeHopHeaders(hdr)
+		host, port := splitHostPort(r.Host)
+		shadow := host + "-shadow" // Envoy marks mirrored requests this way
+		if port != 0 {
+			shadow += ":" + strconv.Itoa(int(port))
+		}
+		out := &http.Request{
+			Method: r.Method, Header: hdr, Host: shadow,
+			URL:   &url.URL{Scheme: "http", Host: ep, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Body: http.NoBody, ContentLength: int64(len(payload)),
+		}
+		if len(payload) > 0 {
+			out.Body = io.NopCloser(bytes.NewReader(payload))
+		}
+		tr := p.pool.Transport(b)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			resp, err := tr.RoundTrip(out.WithContext(ctx))
+			if err != nil {
+				p.log.Debug("mirror request failed", "endpoint", ep, "error", err.Error())
+				return
+			}
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+			_ = resp.Body.Close()
+		}()
+	}
+}
+
+// isConnectFailure reports a failure to connect (refused, unreachable,
+// connect timeout): the request never left.
+func isConnectFailure(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+func isTimeout(err error) bool {
+	if isConnectFailure(err) {
+		return false // a connect timeout is a connection failure (503)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
