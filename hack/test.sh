@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The full test command: formatting and lint, vet, then every test with the
 # race detector. It installs what it needs (golangci-lint, pinned) into
-# .cache/bin, so it runs on a fresh machine that has Go.
+# .cache/bin, and builds the real kube-apiserver, etcd and kubectl the
+# integration tests run against into .cache/kube (hack/kube/build.sh), so it
+# runs on a fresh machine that has Go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,11 @@ go vet ./...
 
 echo "== golangci-lint"
 "$bin/golangci-lint" run ./...
+
+echo "== kube-apiserver, etcd, kubectl for the integration tests (hack/kube)"
+KUBEBUILDER_ASSETS="$(hack/kube/build.sh)"
+export KUBEBUILDER_ASSETS
+echo "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
 
 echo "== go test -race"
 go test -race -count=1 ./...
