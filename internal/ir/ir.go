@@ -18,6 +18,9 @@ type Waypoint struct {
 	Gateway NamespacedName `json:"gateway"`
 	// TrustDomain is the SPIFFE trust domain of the mesh ("cluster.local").
 	TrustDomain string `json:"trustDomain"`
+	// TrustDomainAliases are trust domains treated as equal to TrustDomain
+	// when policies name principals.
+	TrustDomainAliases []string `json:"trustDomainAliases,omitempty"`
 	// InboundPort is the port of the PROXY-protocol listener (15088 by default).
 	InboundPort uint16 `json:"inboundPort"`
 	// Services are the services this waypoint serves, sorted by namespace/name.
@@ -77,6 +80,9 @@ type ServicePort struct {
 	// TCPBackends are the weighted backends of a TCPRoute attached to this
 	// TCP port; empty means DefaultBackend.
 	TCPBackends []WeightedBackend `json:"tcpBackends,omitempty"`
+	// JWTRules are the RequestAuthentication rules that apply to this port,
+	// sorted by policy namespace/name.
+	JWTRules []*JWTRule `json:"jwtRules,omitempty"`
 }
 
 // HTTPRouteRule is one match of one rule of an HTTPRoute. A rule with several
