@@ -15,16 +15,17 @@ import (
 // Snapshot is one consistent view of the objects that matter to waypoints.
 // Objects are real API types. A Snapshot is never modified after it is built.
 type Snapshot struct {
-	Namespaces            []*corev1.Namespace
-	Services              []*corev1.Service
-	EndpointSlices        []*discoveryv1.EndpointSlice
-	Pods                  []*corev1.Pod
-	GatewayClasses        []*gwv1.GatewayClass
-	Gateways              []*gwv1.Gateway
-	HTTPRoutes            []*gwv1.HTTPRoute
-	GRPCRoutes            []*gwv1.GRPCRoute
-	TCPRoutes             []*gwv1.TCPRoute
-	ReferenceGrants       []*gwv1.ReferenceGrant
-	ServiceEntries        []*istionet.ServiceEntry
-	AuthorizationPolicies []*istiosec.AuthorizationPolicy
+	Namespaces             []*corev1.Namespace
+	Services               []*corev1.Service
+	EndpointSlices         []*discoveryv1.EndpointSlice
+	Pods                   []*corev1.Pod
+	GatewayClasses         []*gwv1.GatewayClass
+	Gateways               []*gwv1.Gateway
+	HTTPRoutes             []*gwv1.HTTPRoute
+	GRPCRoutes             []*gwv1.GRPCRoute
+	TCPRoutes              []*gwv1.TCPRoute
+	ReferenceGrants        []*gwv1.ReferenceGrant
+	ServiceEntries         []*istionet.ServiceEntry
+	AuthorizationPolicies  []*istiosec.AuthorizationPolicy
+	RequestAuthentications []*istiosec.RequestAuthentication
 }

@@ -70,6 +70,7 @@ var kinds = map[kindKey][]string{
 	{"gateway.networking.k8s.io", "ReferenceGrant"}: {"v1", "v1beta1", "v1alpha2"},
 	{"networking.istio.io", "ServiceEntry"}:         {"v1", "v1beta1", "v1alpha3"},
 	{"security.istio.io", "AuthorizationPolicy"}:    {"v1", "v1beta1"},
+	{"security.istio.io", "RequestAuthentication"}:  {"v1", "v1beta1"},
 }
 
 // clusterScoped kinds have no namespace.
@@ -320,6 +321,9 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	case "AuthorizationPolicy":
 		o := &istiosec.AuthorizationPolicy{}
 		obj, meta = o, &o.ObjectMeta
+	case "RequestAuthentication":
+		o := &istiosec.RequestAuthentication{}
+		obj, meta = o, &o.ObjectMeta
 	default:
 		return nil, nil, fmt.Errorf("unsupported kind %s", kind)
 	}
@@ -332,6 +336,8 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	var spec proto.Message
 	switch o := obj.(type) {
 	case *istiosec.AuthorizationPolicy:
+		spec = &o.Spec
+	case *istiosec.RequestAuthentication:
 		spec = &o.Spec
 	case *istionet.ServiceEntry:
 		spec = &o.Spec
@@ -388,6 +394,8 @@ func (l *loader) add(obj any) {
 		s.ServiceEntries = append(s.ServiceEntries, o)
 	case *istiosec.AuthorizationPolicy:
 		s.AuthorizationPolicies = append(s.AuthorizationPolicies, o)
+	case *istiosec.RequestAuthentication:
+		s.RequestAuthentications = append(s.RequestAuthentications, o)
 	}
 }
 

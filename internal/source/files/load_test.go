@@ -119,3 +119,66 @@ func TestLoadMissingPath(t *testing.T) {
 		t.Fatal("no path must be an error")
 	}
 }
+
+func TestLoadRequestAuthentication(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "ra.yaml", `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: ns}
+spec:
+  targetRefs:
+  - {kind: Service, group: "", name: httpbin}
+  jwtRules:
+  - issuer: https://issuer.example.com
+    jwksUri: https://issuer.example.com/jwks.json
+    audiences: [a, b]
+    fromHeaders: [{name: x-jwt, prefix: "Bearer "}]
+    fromParams: [token]
+    fromCookies: [session]
+    outputPayloadToHeader: x-jwt-payload
+    outputClaimToHeaders: [{header: x-sub, claim: sub}]
+    forwardOriginalToken: true
+    timeout: 3s
+---
+apiVersion: security.istio.io/v1beta1
+kind: RequestAuthentication
+metadata: {name: old, namespace: ns}
+spec:
+  selector: {matchLabels: {app: x}}
+  jwtRules: [{issuer: other, jwks: '{"keys":[]}'}]
+`)
+	snap, err := Load([]string{path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.RequestAuthentications) != 2 {
+		t.Fatalf("loaded %d RequestAuthentications, want 2", len(snap.RequestAuthentications))
+	}
+	ra := snap.RequestAuthentications[0]
+	r := ra.Spec.GetJwtRules()[0]
+	if ra.Name != "jwt" || ra.Spec.GetTargetRefs()[0].GetName() != "httpbin" || r.GetIssuer() != "https://issuer.example.com" ||
+		r.GetJwksUri() != "https://issuer.example.com/jwks.json" || len(r.GetAudiences()) != 2 ||
+		r.GetFromHeaders()[0].GetPrefix() != "Bearer " || r.GetFromParams()[0] != "token" || r.GetFromCookies()[0] != "session" ||
+		r.GetOutputPayloadToHeader() != "x-jwt-payload" || r.GetOutputClaimToHeaders()[0].GetClaim() != "sub" ||
+		!r.GetForwardOriginalToken() || r.GetTimeout().AsDuration().Seconds() != 3 {
+		t.Errorf("RequestAuthentication decoded wrongly: %v", ra.Spec.String())
+	}
+	if snap.RequestAuthentications[1].Spec.GetJwtRules()[0].GetJwks() != `{"keys":[]}` {
+		t.Errorf("v1beta1 inline jwks: %v", snap.RequestAuthentications[1].Spec.String())
+	}
+
+	for _, tc := range []struct{ name, spec, why string }{
+		{"unknown rule field", "jwtRules: [{issuer: x, jwksUrl: http://x}]", "jwksUrl"},
+		{"unknown spec field", "jwtRule: [{issuer: x}]", "jwtRule"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeFile(t, t.TempDir(), "bad.yaml", "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r, namespace: ns}\nspec: {"+
+				tc.spec+"}\n")
+			_, err := Load([]string{p}, nil)
+			var le *LoadError
+			if !errors.As(err, &le) || le.Errors[0].Object != "RequestAuthentication ns/r" || !strings.Contains(le.Errors[0].Reason, tc.why) {
+				t.Fatalf("want a LoadError on RequestAuthentication ns/r mentioning %q, got %v", tc.why, err)
+			}
+		})
+	}
+}
