@@ -49,8 +49,12 @@ const (
 	ProtocolTCP Protocol = "TCP"
 )
 
-// Service is one Kubernetes Service whose traffic passes through this waypoint.
+// Service is one Kubernetes Service (or one host of an Istio ServiceEntry)
+// whose traffic passes through this waypoint.
 type Service struct {
+	// Kind is "" for a Kubernetes Service, "ServiceEntry" for a host of an
+	// Istio ServiceEntry (Name is then the ServiceEntry's name).
+	Kind      string `json:"kind,omitempty"`
 	Name      string `json:"name"`
 	Namespace string `json:"namespace"`
 	// Hostname is the service's cluster-local FQDN (name.ns.svc.cluster.local).

@@ -1,10 +1,21 @@
 package proxy_test
 
 import (
+	"bufio"
+	"context"
 	"io"
 	"net"
+	"net/netip"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/meshclient"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/source/files"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 )
 
 const traversedRoute = `
@@ -163,4 +174,81 @@ func TestTCPServiceAndL4Authorization(t *testing.T) {
 		_, _ = c.Write([]byte("hello"))
 		expectClosed(t, c)
 	})
+}
+
+func TestServiceEntryThroughTheWaypoint(t *testing.T) {
+	b := startBackend(t, "se", "127.0.1.1", false)
+	w := startWaypoint(t, waypointManifests+`
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: se-a, namespace: ns}
+spec:
+  hosts: [se-a.serviceentry.com]
+  addresses: [127.0.100.20]
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: `+strconv.Itoa(int(b.addr.Port()))+`}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.1.1}]
+`+policy("deny-get", `{group: networking.istio.io, kind: ServiceEntry, name: se-a}`, "DENY", `  rules: [{to: [{operation: {methods: ["GET"]}}]}]`))
+	if resp, _ := w.do("127.0.100.20:80", curlID, get("/")); resp.StatusCode != 403 {
+		t.Errorf("GET to the ServiceEntry address: %d, want 403 from its policy", resp.StatusCode)
+	}
+	resp, body := w.do("127.0.100.20:80", curlID, newReq("POST", "/p", "x"))
+	if resp.StatusCode != 200 || decodeEcho(t, body).Backend != "se" {
+		t.Fatalf("POST to the ServiceEntry: %d %q", resp.StatusCode, body)
+	}
+	// Reached by hostname (TLV 0xD1) when the dialled address is unknown.
+	c, err := meshclient.Dial(context.Background(), w.addr, meshclient.Conn{Source: clientAddr,
+		Destination: netip.MustParseAddrPort("240.0.0.1:80"), Identity: curlID, Hostname: "se-a.serviceentry.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	if resp, _ := roundTrip(t, c, bufio.NewReader(c), newReq("POST", "/by-host", "x")); resp.StatusCode != 200 {
+		t.Fatalf("by hostname: %d", resp.StatusCode)
+	}
+}
+
+func TestTrustDomainAliasAndDryRun(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	manifests := svcManifests(b.addr) + policy("allow-old-domain", svcTarget, "ALLOW",
+		`  rules: [{from: [{source: {principals: ["old.domain/ns/httpbin/sa/curl"]}}]}]`)
+	p := proxy.New(proxy.Options{})
+	snap, err := files.LoadBytes("m.yaml", []byte(manifests))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		aliases []string
+		want    int
+	}{{nil, 403}, {[]string{"old.domain"}, 200}} {
+		res, err := translate.Translate(snap, translate.Options{TrustDomainAliases: tc.aliases})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Update(res.Waypoint); err != nil {
+			t.Fatal(err)
+		}
+		w := &waypoint{t: t, proxy: p}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.addr = ln.Addr().String()
+		srv := inbound.NewServer(p, inbound.Options{})
+		go func() { _ = srv.Serve(ln) }()
+		resp, _ := w.do(vip, curlID, get("/"))
+		_ = ln.Close()
+		_ = srv.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("aliases %v: %d, want %d", tc.aliases, resp.StatusCode, tc.want)
+		}
+	}
+
+	dry := strings.Replace(svcManifests(b.addr)+policy("deny-all", svcTarget, "DENY", `  rules: [{}]`),
+		"metadata: {name: deny-all, namespace: ns}", "metadata: {name: deny-all, namespace: ns, annotations: {istio.io/dry-run: \"true\"}}", 1)
+	w := startWaypoint(t, dry)
+	if resp, _ := w.do(vip, curlID, get("/")); resp.StatusCode != 200 {
+		t.Errorf("a dry-run DENY must not deny: %d", resp.StatusCode)
+	}
 }

@@ -82,6 +82,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !sp.authz.Empty() {
 		d := sp.authz.Evaluate(p.authzRequest(info, r))
+		p.logShadow(sp, info, r.Method, r.URL.Path, d)
 		if !d.Allowed {
 			p.log.Debug("request denied", "service", sp.name, "policy", d.Policy, "reason", d.Reason,
 				"identity", info.Identity, "method", r.Method, "path", r.URL.Path)
@@ -131,6 +132,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// default); the upstream gets the body without waiting for a 100.
 	delete(r.Header, "Expect")
 	p.forward(x, backend)
+}
+
+// logShadow logs what AUDIT and dry-run policies decided: they never
+// change the outcome, so the log is their only effect.
+func (p *Proxy) logShadow(sp *servicePort, info *inbound.ConnInfo, method, path string, d authz.Decision) {
+	for _, s := range d.DryRunResults {
+		p.log.Info("authorization shadow result", "service", sp.name, "policy", s.Policy, "action", string(s.Action),
+			"dryRun", s.DryRun, "matched", s.Matched, "identity", info.Identity, "method", method, "path", path)
+	}
 }
 
 // namespaceOf returns the namespace of a SPIFFE identity

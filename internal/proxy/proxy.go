@@ -142,7 +142,7 @@ func compile(w *ir.Waypoint, opts Options) (*config, error) {
 	for k, b := range w.Backends {
 		c.backends[k] = upstream.NewBackend(k, b)
 	}
-	azOpts := authz.Options{TrustDomain: w.TrustDomain}
+	azOpts := authz.Options{TrustDomain: w.TrustDomain, TrustDomainAliases: w.TrustDomainAliases}
 	for _, s := range w.Services {
 		for _, p := range s.Ports {
 			sp := &servicePort{

@@ -28,6 +28,7 @@ func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *
 			DestinationIP:   info.Destination.Addr(),
 			DestinationPort: info.Destination.Port(),
 		})
+		p.logShadow(sp, info, "", "", d)
 		if !d.Allowed {
 			p.log.Debug("connection denied", "service", sp.name, "policy", d.Policy, "identity", info.Identity)
 			return

@@ -85,6 +85,11 @@ func (t *translator) policyTargets(p *istiosec.AuthorizationPolicy, ref *typev1b
 			return []*ir.Service{s}, ""
 		}
 		return nil, "not a service of this waypoint"
+	case ref.GetKind() == "ServiceEntry" && ref.GetGroup() == "networking.istio.io":
+		if s := t.servedSE[ir.NamespacedName{Namespace: ns, Name: ref.GetName()}]; s != nil {
+			return s, ""
+		}
+		return nil, "not a ServiceEntry of this waypoint"
 	case ref.GetKind() == "Gateway" && ref.GetGroup() == "gateway.networking.k8s.io":
 		if ns == t.gw.Namespace && ref.GetName() == t.gw.Name {
 			return t.out.Services, ""

@@ -461,6 +461,9 @@ func (t *translator) resolveBackend(fromNS, fromKind string, ref gwv1.BackendObj
 	if ref.Kind != nil {
 		kind = string(*ref.Kind)
 	}
+	if kind == "ServiceEntry" && group == "networking.istio.io" {
+		return t.resolveServiceEntryBackend(fromNS, fromKind, ref, parentSvc)
+	}
 	if (group != "" && group != "core") || kind != "Service" {
 		return "", fmt.Sprintf("%s.%s is not a supported backend kind (InvalidKind)", kind, group)
 	}
@@ -518,4 +521,37 @@ func servicePort(s *corev1.Service, port int32) *corev1.ServicePort {
 		}
 	}
 	return nil
+}
+
+// resolveServiceEntryBackend finds the port of a ServiceEntry a backendRef
+// names (its first host), as Istio accepts ServiceEntry backends.
+func (t *translator) resolveServiceEntryBackend(fromNS, fromKind string, ref gwv1.BackendObjectReference, parentSvc ir.NamespacedName) (string, string) {
+	ns := fromNS
+	if ref.Namespace != nil && *ref.Namespace != "" {
+		ns = string(*ref.Namespace)
+	}
+	if ns != fromNS && !t.referenceGranted(fromKind, fromNS, ns, string(ref.Name)) {
+		return "", fmt.Sprintf("ServiceEntry %s/%s is in another namespace and no ReferenceGrant allows it (RefNotPermitted)", ns, ref.Name)
+	}
+	for _, se := range t.snap.ServiceEntries {
+		if se.Namespace != ns || se.Name != string(ref.Name) || len(se.Spec.GetHosts()) == 0 {
+			continue
+		}
+		if ref.Port == nil {
+			return "", fmt.Sprintf("ServiceEntry %s/%s: port is required (BackendNotFound)", ns, ref.Name)
+		}
+		host := se.Spec.GetHosts()[0]
+		key := ir.BackendKey(ns, "ServiceEntry/"+host, uint16(*ref.Port))
+		if _, ok := t.out.Backends[key]; ok {
+			return key, ""
+		}
+		for _, p := range se.Spec.GetPorts() {
+			if p.GetNumber() == uint32(*ref.Port) {
+				t.serviceEntryHost(se, host) // registers the host's backends
+				return key, ""
+			}
+		}
+		return "", fmt.Sprintf("ServiceEntry %s/%s has no port %d (BackendNotFound)", ns, ref.Name, *ref.Port)
+	}
+	return "", fmt.Sprintf("ServiceEntry %s/%s not found (BackendNotFound)", ns, ref.Name)
 }

@@ -82,6 +82,29 @@ func (t *translator) bindParent(r routeRef, pr gwv1.ParentReference, proto ir.Pr
 		}
 		accepted(parent, "True", "Accepted", "")
 		return b, true
+	case kind == "ServiceEntry" && group == "networking.istio.io":
+		parent := "ServiceEntry " + ns + "/" + string(pr.Name)
+		hosts := t.servedSE[ir.NamespacedName{Namespace: ns, Name: string(pr.Name)}]
+		if hosts == nil {
+			return binding{}, false
+		}
+		b := binding{parent: parent}
+		if r.meta.Namespace != ns {
+			b.clientNS = r.meta.Namespace
+		}
+		for _, s := range hosts {
+			for _, sp := range s.Ports {
+				if (pr.Port == nil || uint16(*pr.Port) == sp.Port) && sp.Protocol == proto {
+					b.ports = append(b.ports, sp)
+				}
+			}
+		}
+		if len(b.ports) == 0 {
+			accepted(parent, "False", "NoMatchingParent", fmt.Sprintf("%s has no matching %s port", parent, proto))
+			return binding{}, false
+		}
+		accepted(parent, "True", "Accepted", "")
+		return b, true
 	case kind == "Gateway" && group == "gateway.networking.k8s.io":
 		if ns != t.gw.Namespace || string(pr.Name) != t.gw.Name {
 			return binding{}, false

@@ -25,7 +25,8 @@ type translator struct {
 	slices     map[ir.NamespacedName][]*discoveryv1.EndpointSlice // by service
 
 	out        *ir.Waypoint
-	served     map[ir.NamespacedName]*ir.Service // services of this waypoint
+	served     map[ir.NamespacedName]*ir.Service   // Services of this waypoint
+	servedSE   map[ir.NamespacedName][]*ir.Service // ServiceEntries of this waypoint, one per host
 	conditions []Condition
 }
 
@@ -38,6 +39,7 @@ func newTranslator(snap *source.Snapshot, opts Options, gw *gwv1.Gateway) *trans
 		services:   map[ir.NamespacedName]*corev1.Service{},
 		slices:     map[ir.NamespacedName][]*discoveryv1.EndpointSlice{},
 		served:     map[ir.NamespacedName]*ir.Service{},
+		servedSE:   map[ir.NamespacedName][]*ir.Service{},
 	}
 	for _, ns := range snap.Namespaces {
 		t.namespaces[ns.Name] = ns
@@ -54,10 +56,11 @@ func newTranslator(snap *source.Snapshot, opts Options, gw *gwv1.Gateway) *trans
 		t.slices[k] = append(t.slices[k], es)
 	}
 	t.out = &ir.Waypoint{
-		Gateway:     ir.NamespacedName{Namespace: gw.Namespace, Name: gw.Name},
-		TrustDomain: opts.TrustDomain,
-		InboundPort: InboundPort(gw),
-		Backends:    map[string]*ir.Backend{},
+		Gateway:            ir.NamespacedName{Namespace: gw.Namespace, Name: gw.Name},
+		TrustDomain:        opts.TrustDomain,
+		TrustDomainAliases: opts.TrustDomainAliases,
+		InboundPort:        InboundPort(gw),
+		Backends:           map[string]*ir.Backend{},
 	}
 	return t
 }
@@ -66,6 +69,8 @@ func (t *translator) run() *Result {
 	t.gatewayConditions()
 	if t.servesServices() {
 		t.selectServices()
+		t.selectServiceEntries()
+		t.sortServices()
 	}
 	t.attachRoutes()
 	t.attachPolicies()
@@ -151,13 +156,6 @@ func (t *translator) selectServices() {
 			t.served[ir.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}] = s
 		}
 	}
-	sort.Slice(t.out.Services, func(i, j int) bool {
-		a, b := t.out.Services[i], t.out.Services[j]
-		if a.Namespace != b.Namespace {
-			return a.Namespace < b.Namespace
-		}
-		return a.Name < b.Name
-	})
 }
 
 // admitsNamespace applies the waypoint listener's allowedRoutes.namespaces

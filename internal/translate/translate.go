@@ -40,6 +40,8 @@ type Options struct {
 	GatewayClass string
 	// TrustDomain of the mesh ("cluster.local" when empty).
 	TrustDomain string
+	// TrustDomainAliases are treated as equal to TrustDomain by policies.
+	TrustDomainAliases []string
 	// ClusterDomain is the DNS suffix of services ("cluster.local" when empty).
 	ClusterDomain string
 	// RootNamespace is Istio's root namespace ("istio-system" when empty):

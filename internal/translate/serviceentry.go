@@ -1,0 +1,133 @@
+package translate
+
+import (
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+
+	netv1alpha3 "istio.io/api/networking/v1alpha3"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+)
+
+// selectServiceEntries serves the ServiceEntries that opt into this
+// waypoint (their own istio.io/use-waypoint label, else their namespace's),
+// one ir.Service per host. Clients reach them by the entry's addresses, or
+// by hostname when ztunnel passes it (PROXY TLV 0xD1).
+func (t *translator) selectServiceEntries() {
+	for _, se := range t.snap.ServiceEntries {
+		wns, wname, ok, optedOut := useWaypoint(se.Labels, se.Namespace)
+		if !ok && !optedOut {
+			if ns := t.namespaces[se.Namespace]; ns != nil {
+				wns, wname, ok, _ = useWaypoint(ns.Labels, se.Namespace)
+			}
+		}
+		if !ok || wns != t.gw.Namespace || wname != t.gw.Name {
+			continue
+		}
+		if se.Namespace != t.gw.Namespace && !t.admitsNamespace(se.Namespace) {
+			t.cond(Condition{Kind: "ServiceEntry", Namespace: se.Namespace, Name: se.Name, Type: "WaypointBound",
+				Status: "False", Reason: "NotAllowed", Message: "the waypoint's listeners do not allow namespace " + se.Namespace})
+			continue
+		}
+		key := ir.NamespacedName{Namespace: se.Namespace, Name: se.Name}
+		for _, host := range se.Spec.GetHosts() {
+			s := t.serviceEntryHost(se, host)
+			t.out.Services = append(t.out.Services, s)
+			t.servedSE[key] = append(t.servedSE[key], s)
+		}
+	}
+}
+
+func (t *translator) sortServices() {
+	sort.SliceStable(t.out.Services, func(i, j int) bool {
+		a, b := t.out.Services[i], t.out.Services[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.Hostname < b.Hostname
+	})
+}
+
+func (t *translator) serviceEntryHost(se *istionet.ServiceEntry, host string) *ir.Service {
+	out := &ir.Service{Kind: "ServiceEntry", Name: se.Name, Namespace: se.Namespace, Hostname: host}
+	for _, a := range se.Spec.GetAddresses() {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			out.VIPs = append(out.VIPs, ip.Unmap().String())
+		}
+	}
+	for _, p := range se.Spec.GetPorts() {
+		proto := ir.ProtocolTCP
+		backendProto := "TCP"
+		switch strings.ToUpper(p.GetProtocol()) {
+		case "HTTP":
+			proto, backendProto = ir.ProtocolHTTP, "HTTP1"
+		case "HTTP2", "GRPC", "GRPC-WEB":
+			proto, backendProto = ir.ProtocolHTTP, "H2C"
+		}
+		port := uint16(p.GetNumber())
+		key := ir.BackendKey(se.Namespace, "ServiceEntry/"+host, port)
+		t.out.Backends[key] = &ir.Backend{
+			Service:   ir.NamespacedName{Namespace: se.Namespace, Name: host},
+			Port:      port,
+			Protocol:  backendProto,
+			Endpoints: t.serviceEntryEndpoints(se, host, p),
+		}
+		out.Ports = append(out.Ports, &ir.ServicePort{Port: port, Name: p.GetName(), Protocol: proto, DefaultBackend: key})
+	}
+	sort.Slice(out.Ports, func(i, j int) bool { return out.Ports[i].Port < out.Ports[j].Port })
+	return out
+}
+
+// serviceEntryEndpoints lists where a ServiceEntry port's traffic goes:
+// its inline endpoints (or the pods its workloadSelector picks) for STATIC
+// resolution; the endpoints' or the host's name for DNS resolution.
+func (t *translator) serviceEntryEndpoints(se *istionet.ServiceEntry, host string, p *netv1alpha3.ServicePort) []string {
+	target := p.GetTargetPort()
+	if target == 0 {
+		target = p.GetNumber()
+	}
+	portFor := func(ports map[string]uint32) uint32 {
+		if n, ok := ports[p.GetName()]; ok && n != 0 {
+			return n
+		}
+		return target
+	}
+	var out []string
+	res := se.Spec.GetResolution()
+	for _, ep := range se.Spec.GetEndpoints() {
+		addr := ep.GetAddress()
+		if addr == "" || strings.HasPrefix(addr, "unix://") {
+			continue
+		}
+		if ip, err := netip.ParseAddr(addr); err == nil {
+			out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(portFor(ep.GetPorts()))).String())
+		} else if res == netv1alpha3.ServiceEntry_DNS || res == netv1alpha3.ServiceEntry_DNS_ROUND_ROBIN {
+			out = append(out, addr+":"+strconv.Itoa(int(portFor(ep.GetPorts()))))
+		}
+	}
+	if sel := se.Spec.GetWorkloadSelector(); sel != nil && len(se.Spec.GetEndpoints()) == 0 {
+		for _, pod := range t.snap.Pods {
+			if pod.Namespace != se.Namespace || pod.Status.PodIP == "" || !labelSelectorMatches(sel.GetLabels(), pod.Labels) {
+				continue
+			}
+			if ip, err := netip.ParseAddr(pod.Status.PodIP); err == nil {
+				out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(target)).String())
+			}
+		}
+	}
+	if len(out) == 0 && len(se.Spec.GetEndpoints()) == 0 && se.Spec.GetWorkloadSelector() == nil &&
+		(res == netv1alpha3.ServiceEntry_DNS || res == netv1alpha3.ServiceEntry_DNS_ROUND_ROBIN) {
+		out = append(out, host+":"+strconv.Itoa(int(target)))
+	}
+	sort.Strings(out)
+	return out
+}
