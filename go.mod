@@ -3,6 +3,7 @@ module github.com/kgateway-dev/kgateway-waypoint
 go 1.26.0
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/mccutchen/go-httpbin/v2 v2.26.0
 	github.com/pires/go-proxyproto v0.15.0

@@ -1,0 +1,325 @@
+// Package report holds the benchmark's results: the JSON written to
+// bench/results/latest.json, the table printed on stdout and the summary
+// line printed last.
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/kgateway-dev/kgateway-waypoint/bench/internal/hist"
+)
+
+// Results is one benchmark run.
+type Results struct {
+	Mode     string    `json:"mode"` // "quick" or "full"
+	Command  string    `json:"command"`
+	Started  string    `json:"started"`
+	Machine  Machine   `json:"machine"`
+	Settings Settings  `json:"settings"`
+	Targets  []*Target `json:"targets"`
+	Scale    *Scale    `json:"scale,omitempty"`
+	Profile  string    `json:"profile,omitempty"` // pprof top of the waypoint under load
+	Notes    []string  `json:"notes,omitempty"`
+	// Summary holds the summary line's figures (null: not measured).
+	Summary map[string]*float64 `json:"summary"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	NProc     int    `json:"nproc"`
+	CPUModel  string `json:"cpu_model"`
+	GoVersion string `json:"go_version"`
+	Kernel    string `json:"kernel"`
+	// LoadBefore is /proc/loadavg when the run started: other work on the
+	// machine competes with the benchmark.
+	LoadBefore string `json:"load_before"`
+}
+
+// Settings are the run's parameters.
+type Settings struct {
+	Rate            float64 `json:"rate_rps"`
+	Conns           []int   `json:"conns"`
+	MainConns       int     `json:"main_conns"`
+	WarmupSec       float64 `json:"warmup_s"`
+	MainSec         float64 `json:"main_s"`
+	OtherSec        float64 `json:"other_s"`
+	SaturationConns int     `json:"saturation_conns"`
+	SaturationSec   float64 `json:"saturation_s"`
+	BodyBytes       int     `json:"body_bytes"`
+}
+
+// Target is everything measured for one target.
+type Target struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	Skipped string `json:"skipped,omitempty"`
+	// Runs are the fixed-rate latency runs.
+	Runs       []*Run      `json:"runs"`
+	Saturation *Saturation `json:"saturation,omitempty"`
+}
+
+// Run is one fixed-rate (open-loop) run.
+type Run struct {
+	Proto       string       `json:"proto"` // "http1" or "h2c"
+	Conns       int          `json:"conns"`
+	Rate        float64      `json:"rate_rps"`
+	Requests    int64        `json:"requests"`
+	Errors      int64        `json:"errors"`
+	TotalErrors int64        `json:"total_errors"`
+	FirstError  string       `json:"first_error,omitempty"`
+	Latency     hist.Summary `json:"latency"`
+	SendLag     hist.Summary `json:"send_lag"`
+	// Proxy process figures over the measured window (absent for direct).
+	CPUMsPer1k float64 `json:"cpu_ms_per_1k,omitempty"`
+	CPUCores   float64 `json:"cpu_cores,omitempty"`
+	RSSMB      float64 `json:"rss_mb,omitempty"`      // steady: median VmRSS in the window
+	PeakRSSMB  float64 `json:"peak_rss_mb,omitempty"` // VmHWM at the end of the window
+}
+
+// Saturation is the closed-loop run with the proxy pinned to one core.
+type Saturation struct {
+	Conns       int          `json:"conns"`
+	Throughput  float64      `json:"throughput_rps"`
+	Errors      int64        `json:"errors"`
+	TotalErrors int64        `json:"total_errors"`
+	FirstError  string       `json:"first_error,omitempty"`
+	Latency     hist.Summary `json:"latency"`
+	// ProxyCores is the proxy's CPU use (cores) during the run: near 1.0
+	// means the proxy was the bottleneck; lower means the generator and
+	// backend (sharing the other core) were.
+	ProxyCores float64 `json:"proxy_cores,omitempty"`
+	// PerCore is Throughput / ProxyCores: requests per second per core of
+	// proxy CPU.
+	PerCore float64 `json:"per_core_rps,omitempty"`
+}
+
+// Scale is the control-plane scale benchmark.
+type Scale struct {
+	Points []*ScalePoint `json:"points"`
+	// Swap is the proxy snapshot swap under load (largest size).
+	Swap *Swap `json:"swap,omitempty"`
+}
+
+// ScalePoint is one configuration size.
+type ScalePoint struct {
+	Services       int `json:"services"`
+	Ports          int `json:"ports"`
+	Endpoints      int `json:"endpoints"`
+	HTTPRoutes     int `json:"httproutes"`
+	Policies       int `json:"authorization_policies"`
+	ManifestsBytes int `json:"manifests_bytes"`
+	// LoadMs is files.LoadBytes of the generated YAML (standalone's parse).
+	LoadMs float64 `json:"load_ms"`
+	// TranslateMs is translate.Translate of the whole snapshot (median).
+	TranslateMs float64 `json:"translate_ms"`
+	// CompileMs is proxy.Update of the result (compile + swap, median).
+	CompileMs float64 `json:"compile_ms"`
+	// UpdateToSnapshotMs: one HTTPRoute changed -> translate -> proxy.Update
+	// -> the new snapshot in force (median).
+	UpdateToSnapshotMs float64 `json:"update_to_snapshot_ms"`
+	// RetainedMB is the Go heap kept by the translated and compiled config.
+	RetainedMB float64 `json:"retained_heap_mb"`
+	// Waypoint process (real binary, standalone) with this config.
+	StartupMs  float64 `json:"binary_ready_ms,omitempty"`
+	RSSMB      float64 `json:"binary_rss_mb,omitempty"`
+	PeakRSSMB  float64 `json:"binary_peak_rss_mb,omitempty"`
+	BinaryNote string  `json:"binary_note,omitempty"`
+}
+
+// Swap is the proxy snapshot swap under load.
+type Swap struct {
+	Services   int          `json:"services"`
+	Swaps      int          `json:"swaps"`
+	SwapMs     hist.Summary `json:"swap_ms"` // duration of proxy.Update
+	Rate       float64      `json:"rate_rps"`
+	Conns      int          `json:"conns"`
+	Requests   int64        `json:"requests"`
+	Failed     int64        `json:"failed"`
+	FirstError string       `json:"first_error,omitempty"`
+	Latency    hist.Summary `json:"latency"`
+}
+
+// Summary is the last line's figures. NaN means not measured.
+type Summary struct {
+	WaypointCPUMsPer1k float64 `json:"waypoint_cpu_ms_per_1k"`
+	HAProxyCPUMsPer1k  float64 `json:"haproxy_cpu_ms_per_1k"`
+	CPURatioVsHAProxy  float64 `json:"cpu_ratio_vs_haproxy"`
+	P99AddedMs         float64 `json:"p99_added_ms"`
+	HAProxyP99AddedMs  float64 `json:"haproxy_p99_added_ms"`
+	RSSMB              float64 `json:"rss_mb"`
+	SatRatioVsHAProxy  float64 `json:"sat_ratio_vs_haproxy"`
+	Translate10kMs     float64 `json:"translate_10k_ms"`
+	UpdateToSnapshotMs float64 `json:"update_to_snapshot_ms"`
+}
+
+// JSON returns the figures keyed by their summary-line names, with nil for
+// NaN (JSON has no NaN).
+func (s Summary) JSON() map[string]*float64 {
+	out := map[string]*float64{}
+	for k, v := range map[string]float64{
+		"waypoint_cpu_ms_per_1k": s.WaypointCPUMsPer1k, "haproxy_cpu_ms_per_1k": s.HAProxyCPUMsPer1k,
+		"cpu_ratio_vs_haproxy": s.CPURatioVsHAProxy, "p99_added_ms": s.P99AddedMs,
+		"haproxy_p99_added_ms": s.HAProxyP99AddedMs, "rss_mb": s.RSSMB,
+		"sat_ratio_vs_haproxy": s.SatRatioVsHAProxy, "translate_10k_ms": s.Translate10kMs,
+		"update_to_snapshot_ms": s.UpdateToSnapshotMs,
+	} {
+		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+			out[k] = &v
+		} else {
+			out[k] = nil
+		}
+	}
+	return out
+}
+
+// Line is the summary line, exactly as the issue specifies it.
+func (s Summary) Line() string {
+	return fmt.Sprintf("summary: waypoint_cpu_ms_per_1k=%s haproxy_cpu_ms_per_1k=%s cpu_ratio_vs_haproxy=%s p99_added_ms=%s haproxy_p99_added_ms=%s rss_mb=%s sat_ratio_vs_haproxy=%s translate_10k_ms=%s update_to_snapshot_ms=%s",
+		f(s.WaypointCPUMsPer1k), f(s.HAProxyCPUMsPer1k), f(s.CPURatioVsHAProxy), f(s.P99AddedMs),
+		f(s.HAProxyP99AddedMs), f(s.RSSMB), f(s.SatRatioVsHAProxy), f(s.Translate10kMs), f(s.UpdateToSnapshotMs))
+}
+
+// f formats a figure with three decimals; NaN (not measured) prints "nan".
+func f(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "nan"
+	}
+	return fmt.Sprintf("%.3f", v)
+}
+
+// Target returns the named target, or nil.
+func (r *Results) Target(name string) *Target {
+	for _, t := range r.Targets {
+		if t.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// Run returns the target's run with these parameters, or nil.
+func (t *Target) Run(proto string, conns int) *Run {
+	if t == nil {
+		return nil
+	}
+	for _, r := range t.Runs {
+		if r.Proto == proto && r.Conns == conns {
+			return r
+		}
+	}
+	return nil
+}
+
+// Summarize computes the summary figures from the results: CPU and p99 at
+// the main connection count over HTTP/1.1, saturation throughput, and the
+// scale figures at 10,000 services.
+func (r *Results) Summarize() Summary {
+	nan := math.NaN()
+	s := Summary{nan, nan, nan, nan, nan, nan, nan, nan, nan}
+	mc := r.Settings.MainConns
+	wp, hp, direct := r.Target("waypoint").Run("http1", mc), r.Target("haproxy").Run("http1", mc), r.Target("direct").Run("http1", mc)
+	if wp != nil {
+		s.WaypointCPUMsPer1k = wp.CPUMsPer1k
+		s.RSSMB = wp.RSSMB
+	}
+	if hp != nil {
+		s.HAProxyCPUMsPer1k = hp.CPUMsPer1k
+	}
+	if wp != nil && hp != nil && hp.CPUMsPer1k > 0 {
+		s.CPURatioVsHAProxy = wp.CPUMsPer1k / hp.CPUMsPer1k
+	}
+	if direct != nil {
+		if wp != nil {
+			s.P99AddedMs = wp.Latency.P99 - direct.Latency.P99
+		}
+		if hp != nil {
+			s.HAProxyP99AddedMs = hp.Latency.P99 - direct.Latency.P99
+		}
+	}
+	if w, h := r.Target("waypoint"), r.Target("haproxy"); w != nil && h != nil && w.Saturation != nil && h.Saturation != nil && h.Saturation.Throughput > 0 {
+		s.SatRatioVsHAProxy = w.Saturation.Throughput / h.Saturation.Throughput
+	}
+	if r.Scale != nil {
+		for _, p := range r.Scale.Points {
+			if p.Services == 10000 {
+				s.Translate10kMs = p.TranslateMs
+				s.UpdateToSnapshotMs = p.UpdateToSnapshotMs
+			}
+		}
+	}
+	return s
+}
+
+// Print writes the human-readable tables.
+func (r *Results) Print(w io.Writer) {
+	fmt.Fprintf(w, "\nmeshbench %s run, %s: %d cores (%s), %s, load average before: %s\n",
+		r.Mode, r.Started, r.Machine.NProc, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.LoadBefore)
+	fmt.Fprintf(w, "backend: %d-byte responses on loopback; latency in ms from the intended send time (open loop)\n\n", r.Settings.BodyBytes)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tproto\tconns\treq/s\trequests\terrors\tp50\tp90\tp99\tp99.9\tmax\tcpu ms/1k req\tcpu cores\trss MB\tpeak rss MB\tgen lag p99\t")
+	for _, t := range r.Targets {
+		if t.Skipped != "" {
+			fmt.Fprintf(tw, "%s\t(skipped: %s)\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", t.Name, t.Skipped)
+			continue
+		}
+		for _, run := range t.Runs {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%d\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%.3f\t\n",
+				t.Name, run.Proto, run.Conns, run.Rate, run.Requests, run.Errors,
+				run.Latency.P50, run.Latency.P90, run.Latency.P99, run.Latency.P999, run.Latency.Max,
+				opt(run.CPUMsPer1k, "%.1f"), opt(run.CPUCores, "%.3f"), opt(run.RSSMB, "%.1f"), opt(run.PeakRSSMB, "%.1f"),
+				run.SendLag.P99)
+		}
+	}
+	_ = tw.Flush()
+
+	fmt.Fprintf(w, "\nsaturation: closed loop, proxy pinned to one core, generator and backend on the other\n\n")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tconns\treq/s\terrors\tp50\tp99\tproxy cores\treq/s per proxy core\tvs haproxy\t")
+	var hsat float64
+	if h := r.Target("haproxy"); h != nil && h.Saturation != nil {
+		hsat = h.Saturation.Throughput
+	}
+	for _, t := range r.Targets {
+		s := t.Saturation
+		if s == nil {
+			continue
+		}
+		ratio := "-"
+		if hsat > 0 {
+			ratio = fmt.Sprintf("%.2f", s.Throughput/hsat)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%d\t%.3f\t%.3f\t%s\t%s\t%s\t\n", t.Name, s.Conns, s.Throughput, s.Errors,
+			s.Latency.P50, s.Latency.P99, opt(s.ProxyCores, "%.2f"), opt(s.PerCore, "%.0f"), ratio)
+	}
+	_ = tw.Flush()
+
+	if r.Scale != nil {
+		fmt.Fprintf(w, "\ncontrol plane scale (each service: 2 ports, 2 endpoints; routes = services/5, policies = services/10)\n\n")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "services\tendpoints\troutes\tpolicies\tyaml MB\tload ms\ttranslate ms\tcompile ms\troute change -> snapshot ms\tretained heap MB\tbinary ready ms\tbinary rss MB\tbinary peak MB\t")
+		for _, p := range r.Scale.Points {
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t\n", p.Services, p.Endpoints, p.HTTPRoutes, p.Policies,
+				float64(p.ManifestsBytes)/(1<<20), p.LoadMs, p.TranslateMs, p.CompileMs, p.UpdateToSnapshotMs, p.RetainedMB,
+				opt(p.StartupMs, "%.0f"), opt(p.RSSMB, "%.1f"), opt(p.PeakRSSMB, "%.1f"))
+		}
+		_ = tw.Flush()
+		if s := r.Scale.Swap; s != nil {
+			fmt.Fprintf(w, "\nsnapshot swap under load (%d services): %d swaps, proxy.Update p50 %.1f ms, max %.1f ms; %d requests at %.0f req/s over %d conns, %d failed; p99 %.3f ms, max %.3f ms\n",
+				s.Services, s.Swaps, s.SwapMs.P50, s.SwapMs.Max, s.Requests, s.Rate, s.Conns, s.Failed, s.Latency.P99, s.Latency.Max)
+		}
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+}
+
+func opt(v float64, format string) string {
+	if v == 0 || math.IsNaN(v) {
+		return "-"
+	}
+	return strings.TrimSpace(fmt.Sprintf(format, v))
+}
