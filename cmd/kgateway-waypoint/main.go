@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -111,6 +112,9 @@ good configuration stays in force.`,
 						continue
 					}
 					log.Info("shutting down", "signal", s.String())
+					if s == syscall.SIGTERM {
+						r.Drain()
+					}
 					return nil
 				case err := <-r.Errors():
 					return err
@@ -124,6 +128,8 @@ good configuration stays in force.`,
 	f.StringVar(&o.InboundAddress, "inbound-address", "", "PROXY protocol listener (default 0.0.0.0:<the Gateway's istio.io/PROXY listener port, 15088>)")
 	f.StringVar(&o.StatusAddress, "status-address", "0.0.0.0:15021", "readiness listener (GET /healthz/ready)")
 	f.StringVar(&o.ServerHeader, "server-header", "envoy", "value of the server response header")
+	f.DurationVar(&o.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM: how long readiness fails before the listener stops accepting")
+	f.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM: how long in-flight requests and connections may take to finish")
 	f.StringVar(&o.Translate.GatewayClass, "gateway-class", translate.DefaultGatewayClass, "GatewayClass of our waypoints")
 	f.StringVar(&o.Translate.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of the mesh")
 	f.StringArrayVar(&o.Translate.TrustDomainAliases, "trust-domain-alias", nil, "a trust domain policies treat as equal to --trust-domain (repeatable)")

@@ -36,6 +36,12 @@ type Options struct {
 	StatusAddress string
 	// ServerHeader is the "server" response header (default "envoy").
 	ServerHeader string
+	// DrainDelay is how long readiness reports 503 before the listener
+	// stops accepting, so endpoints can be updated (default 5s).
+	DrainDelay time.Duration
+	// DrainTimeout bounds the wait for in-flight requests and connections
+	// after that (default 30s).
+	DrainTimeout time.Duration
 	// Translate holds the translator's settings (class, trust domain, ...).
 	Translate translate.Options
 	Logger    *slog.Logger
@@ -244,6 +250,33 @@ func (r *Runner) debugStatus() any {
 		out["conditions"] = r.result.Conditions
 	}
 	return out
+}
+
+// Drain shuts down gracefully: readiness turns 503 at once; after
+// DrainDelay the listener stops accepting; in-flight requests and
+// connections then get up to DrainTimeout to finish. It reports whether
+// everything finished in time.
+func (r *Runner) Drain() bool {
+	r.mu.Lock()
+	r.ready = false
+	r.mu.Unlock()
+	delay, timeout := r.opts.DrainDelay, r.opts.DrainTimeout
+	if delay == 0 {
+		delay = 5 * time.Second
+	}
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	r.log.Info("draining", "delay", delay.String(), "timeout", timeout.String())
+	time.Sleep(delay)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := r.inbound.Shutdown(ctx)
+	if err != nil {
+		r.log.Warn("drain timeout: closed the connections still open", "error", err.Error())
+	}
+	r.Close()
+	return err == nil
 }
 
 // Close stops serving: readiness turns 503, listeners close, connections end.

@@ -22,7 +22,8 @@ import (
 // (keep-alive, pipelining in order). Requests are parsed by net/http; the
 // responses are written here, so that header names go out in lower case as
 // Envoy writes them and so that every limit is ours to set.
-func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, o *HTTPOptions, log *slog.Logger) {
+func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, o *HTTPOptions, log *slog.Logger,
+	st *connState, draining func() bool) {
 	bw := bufio.NewWriterSize(c, 4096)
 	lr := &limitReader{r: br, n: -1}
 	hr := bufio.NewReaderSize(lr, 4096)
@@ -36,7 +37,15 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 			idle = o.ReadHeaderTimeout
 		}
 		_ = c.SetReadDeadline(time.Now().Add(idle))
-		if _, err := hr.Peek(1); err != nil {
+		if hr.Buffered() == 0 {
+			if draining() {
+				return // between requests while draining: close now
+			}
+			st.idle.Store(true)
+		}
+		_, err := hr.Peek(1)
+		st.idle.Store(false)
+		if err != nil {
 			return // closed, idle, or nothing sent: nothing to answer
 		}
 		_ = c.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
@@ -55,7 +64,7 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		req.RemoteAddr = remote
 		req = req.WithContext(ctx)
 		body := req.Body
-		w := &responseWriter{bw: bw, req: req, header: make(http.Header, 8), status: 0, cl: -1}
+		w := &responseWriter{bw: bw, req: req, header: make(http.Header, 8), status: 0, cl: -1, draining: draining}
 		var cont *continueReader
 		if req.Header.Get("Expect") == "100-continue" && req.ContentLength != 0 {
 			cont = &continueReader{r: body, w: w}
@@ -227,6 +236,7 @@ type responseWriter struct {
 	written     int64
 	closeAfter  bool
 	failed      bool
+	draining    func() bool // the server is shutting down: end with connection: close
 }
 
 func (w *responseWriter) Header() http.Header { return w.header }
@@ -261,7 +271,7 @@ func (w *responseWriter) writeHeaderLocked(code int) {
 	if w.req.Close || (w.req.ProtoMinor == 0 && !strings.EqualFold(w.req.Header.Get("Connection"), "keep-alive")) {
 		w.closeAfter = true
 	}
-	if strings.EqualFold(h.Get("Connection"), "close") {
+	if strings.EqualFold(h.Get("Connection"), "close") || (w.draining != nil && w.draining()) {
 		w.closeAfter = true
 	}
 	h.Del("Connection")

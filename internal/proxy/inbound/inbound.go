@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -118,16 +119,22 @@ type Server struct {
 	h2   *http.Server
 	h2ln *chanListener
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	mu        sync.Mutex
+	conns     map[net.Conn]*connState
+	listeners map[net.Listener]struct{}
+	closed    bool
+	draining  atomic.Bool
+	wg        sync.WaitGroup
 }
+
+// connState says whether an HTTP/1 connection is between requests, so a
+// drain can close it without cutting a request short.
+type connState struct{ idle atomic.Bool }
 
 // NewServer builds a server for a handler.
 func NewServer(h Handler, opts Options) *Server {
 	opts.defaults()
-	s := &Server{h: h, opts: opts, conns: map[net.Conn]struct{}{}}
+	s := &Server{h: h, opts: opts, conns: map[net.Conn]*connState{}, listeners: map[net.Listener]struct{}{}}
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
 	s.h2ln = newChanListener()
@@ -151,6 +158,13 @@ func NewServer(h Handler, opts Options) *Server {
 
 // Serve accepts connections on ln until it is closed.
 func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed || s.draining.Load() {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -165,27 +179,72 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		if !s.track(c, true) {
+		st := &connState{}
+		if !s.track(c, st) {
 			_ = c.Close()
 			continue
 		}
 		s.wg.Add(1)
-		go s.serveConn(c)
+		go s.serveConn(c, st)
 	}
 }
 
-func (s *Server) track(c net.Conn, add bool) bool {
+// track registers a connection (st != nil) or forgets it (st == nil).
+func (s *Server) track(c net.Conn, st *connState) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if add {
+	if st != nil {
 		if s.closed {
 			return false
 		}
-		s.conns[c] = struct{}{}
+		s.conns[c] = st
 	} else {
 		delete(s.conns, c)
 	}
 	return true
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Shutdown drains gracefully: it stops accepting, closes HTTP/1
+// connections as soon as they are between requests (responses in flight
+// end with "connection: close"), sends HTTP/2 GOAWAY, and lets TCP
+// connections finish. When ctx ends first, whatever is left is closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	s.mu.Unlock()
+	h2done := make(chan struct{})
+	go func() {
+		_ = s.h2.Shutdown(ctx)
+		close(h2done)
+	}()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		for c, st := range s.conns {
+			if st.idle.Load() {
+				_ = c.Close()
+			}
+		}
+		s.mu.Unlock()
+		if n == 0 {
+			<-h2done
+			return s.Close()
+		}
+		select {
+		case <-ctx.Done():
+			_ = s.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // Close closes every connection at once (the graceful drain belongs to the
@@ -193,6 +252,9 @@ func (s *Server) track(c net.Conn, add bool) bool {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
 	for c := range s.conns {
 		_ = c.Close()
 	}
@@ -203,9 +265,9 @@ func (s *Server) Close() error {
 }
 
 // serveConn reads the PROXY header and dispatches the connection.
-func (s *Server) serveConn(c net.Conn) {
+func (s *Server) serveConn(c net.Conn, st *connState) {
 	defer s.wg.Done()
-	defer s.track(c, false)
+	defer s.track(c, nil)
 	handedOff := false
 	defer func() {
 		if r := recover(); r != nil {
@@ -249,7 +311,7 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		return
 	}
-	serveHTTP1(ctx, c, br, s.h, &s.opts.HTTP, s.opts.Logger)
+	serveHTTP1(ctx, c, br, s.h, &s.opts.HTTP, s.opts.Logger, st, s.draining.Load)
 }
 
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
