@@ -29,6 +29,10 @@ type JWTRule struct {
 	// SpaceDelimitedClaims are claims whose string value is a
 	// space-separated list (besides "scope" and "permission").
 	SpaceDelimitedClaims []string `json:"spaceDelimitedClaims,omitempty"`
+	// Required is jwtRules[].presence REQUIRED: a request without a valid
+	// token of this rule is rejected (401) even when another rule's token
+	// validated.
+	Required bool `json:"required,omitempty"`
 }
 
 // JWTHeader is a header a token is read from, with an optional prefix.

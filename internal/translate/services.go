@@ -74,6 +74,7 @@ func (t *translator) run() *Result {
 	}
 	t.attachRoutes()
 	t.attachPolicies()
+	t.attachRequestAuthentications()
 	sort.Slice(t.conditions, func(i, j int) bool { return conditionLess(t.conditions[i], t.conditions[j]) })
 	return &Result{Waypoint: t.out, Conditions: t.conditions}
 }
