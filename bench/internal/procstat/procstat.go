@@ -40,8 +40,9 @@ func Tree(pid int) []int {
 }
 
 type stat struct {
-	ppid         int
-	utime, stime int64
+	ppid           int
+	utime, stime   int64
+	cutime, cstime int64 // of children that exited and were waited for
 }
 
 // readStat parses /proc/<pid>/stat. The command name (field 2) may contain
@@ -60,8 +61,8 @@ func parseStat(b []byte) (stat, error) {
 		return stat{}, fmt.Errorf("malformed stat")
 	}
 	f := strings.Fields(string(b[i+1:]))
-	// After the name: state(3) ppid(4) ... utime(14) stime(15).
-	if len(f) < 13 {
+	// After the name: state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17).
+	if len(f) < 15 {
 		return stat{}, fmt.Errorf("malformed stat: %d fields", len(f))
 	}
 	var st stat
@@ -75,11 +76,17 @@ func parseStat(b []byte) (stat, error) {
 	if st.stime, err = strconv.ParseInt(f[12], 10, 64); err != nil {
 		return stat{}, err
 	}
+	if st.cutime, err = strconv.ParseInt(f[13], 10, 64); err != nil {
+		return stat{}, err
+	}
+	if st.cstime, err = strconv.ParseInt(f[14], 10, 64); err != nil {
+		return stat{}, err
+	}
 	return st, nil
 }
 
 // CPU returns the user+system CPU time used so far by pid and its
-// descendants.
+// descendants, including descendants that have exited and been waited for.
 func CPU(pid int) (time.Duration, error) {
 	var ticks int64
 	for i, p := range Tree(pid) {
@@ -90,7 +97,7 @@ func CPU(pid int) (time.Duration, error) {
 			}
 			continue // a child that just exited
 		}
-		ticks += st.utime + st.stime
+		ticks += st.utime + st.stime + st.cutime + st.cstime
 	}
 	return time.Duration(ticks) * ClockTick, nil
 }
@@ -140,4 +147,27 @@ func parseStatus(b []byte) (rss, hwm int64) {
 		}
 	}
 	return rss, hwm
+}
+
+// MachineBusy returns the CPU time all processes of the machine have used
+// (user, nice, system, irq, softirq, steal from /proc/stat).
+func MachineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("malformed /proc/stat")
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system (idle iowait) irq softirq steal
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * ClockTick, nil
 }

@@ -11,7 +11,7 @@ func TestParseStatWithAWeirdName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.ppid != 4241 || st.utime != 1234 || st.stime != 567 {
+	if st.ppid != 4241 || st.utime != 1234 || st.stime != 567 || st.cutime != 0 || st.cstime != 0 {
 		t.Fatalf("got %+v", st)
 	}
 }

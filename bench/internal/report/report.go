@@ -23,7 +23,10 @@ type Results struct {
 	Targets  []*Target `json:"targets"`
 	Scale    *Scale    `json:"scale,omitempty"`
 	Profile  string    `json:"profile,omitempty"` // pprof top of the waypoint under load
-	Notes    []string  `json:"notes,omitempty"`
+	// Background is the CPU (in cores) that other processes on the machine
+	// used during each phase: the benchmark competes with them.
+	Background map[string]float64 `json:"background_cores,omitempty"`
+	Notes      []string           `json:"notes,omitempty"`
 	// Summary holds the summary line's figures (null: not measured).
 	Summary map[string]*float64 `json:"summary"`
 }
@@ -240,8 +243,11 @@ func (r *Results) Summarize() Summary {
 			s.HAProxyP99AddedMs = hp.Latency.P99 - direct.Latency.P99
 		}
 	}
-	if w, h := r.Target("waypoint"), r.Target("haproxy"); w != nil && h != nil && w.Saturation != nil && h.Saturation != nil && h.Saturation.Throughput > 0 {
-		s.SatRatioVsHAProxy = w.Saturation.Throughput / h.Saturation.Throughput
+	// Saturation is compared per core of proxy CPU (requests per second
+	// per CPU-second the proxy used), as the target is stated; on a shared
+	// machine a pinned proxy does not always get its whole core.
+	if w, h := r.Target("waypoint"), r.Target("haproxy"); w != nil && h != nil && w.Saturation != nil && h.Saturation != nil && h.Saturation.PerCore > 0 {
+		s.SatRatioVsHAProxy = w.Saturation.PerCore / h.Saturation.PerCore
 	}
 	if r.Scale != nil {
 		for _, p := range r.Scale.Points {
@@ -278,22 +284,25 @@ func (r *Results) Print(w io.Writer) {
 
 	fmt.Fprintf(w, "\nsaturation: closed loop, proxy pinned to one core, generator and backend on the other\n\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tconns\treq/s\terrors\tp50\tp99\tproxy cores\treq/s per proxy core\tvs haproxy\t")
-	var hsat float64
+	fmt.Fprintln(tw, "target\tconns\treq/s\terrors\tp50\tp99\tproxy cores\treq/s per proxy core\tvs haproxy (req/s)\tvs haproxy (per core)\t")
+	var hsat, hcore float64
 	if h := r.Target("haproxy"); h != nil && h.Saturation != nil {
-		hsat = h.Saturation.Throughput
+		hsat, hcore = h.Saturation.Throughput, h.Saturation.PerCore
 	}
 	for _, t := range r.Targets {
 		s := t.Saturation
 		if s == nil {
 			continue
 		}
-		ratio := "-"
+		ratio, coreRatio := "-", "-"
 		if hsat > 0 {
 			ratio = fmt.Sprintf("%.2f", s.Throughput/hsat)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%d\t%.3f\t%.3f\t%s\t%s\t%s\t\n", t.Name, s.Conns, s.Throughput, s.Errors,
-			s.Latency.P50, s.Latency.P99, opt(s.ProxyCores, "%.2f"), opt(s.PerCore, "%.0f"), ratio)
+		if hcore > 0 && s.PerCore > 0 {
+			coreRatio = fmt.Sprintf("%.2f", s.PerCore/hcore)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%d\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t\n", t.Name, s.Conns, s.Throughput, s.Errors,
+			s.Latency.P50, s.Latency.P99, opt(s.ProxyCores, "%.2f"), opt(s.PerCore, "%.0f"), ratio, coreRatio)
 	}
 	_ = tw.Flush()
 
@@ -311,6 +320,15 @@ func (r *Results) Print(w io.Writer) {
 			fmt.Fprintf(w, "\nsnapshot swap under load (%d services): %d swaps, proxy.Update p50 %.1f ms, max %.1f ms; %d requests at %.0f req/s over %d conns, %d failed; p99 %.3f ms, max %.3f ms\n",
 				s.Services, s.Swaps, s.SwapMs.P50, s.SwapMs.Max, s.Requests, s.Rate, s.Conns, s.Failed, s.Latency.P99, s.Latency.Max)
 		}
+	}
+	if len(r.Background) > 0 {
+		var parts []string
+		for _, k := range []string{"latency", "saturation", "scale"} {
+			if v, ok := r.Background[k]; ok {
+				parts = append(parts, fmt.Sprintf("%s %.2f", k, v))
+			}
+		}
+		fmt.Fprintf(w, "\nCPU used by other processes on the machine meanwhile (cores): %s\n", strings.Join(parts, ", "))
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)

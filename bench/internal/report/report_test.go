@@ -25,8 +25,8 @@ func sample() *Results {
 		Settings: Settings{MainConns: 16},
 		Targets: []*Target{
 			{Name: "direct", Runs: []*Run{run("http1", 16, 0.2, 0, 0), run("http1", 4, 0.1, 0, 0)}},
-			{Name: "waypoint", Runs: []*Run{run("http1", 4, 9, 9, 9), run("http1", 16, 0.7, 120, 21.5)}, Saturation: &Saturation{Throughput: 7000}},
-			{Name: "haproxy", Runs: []*Run{run("http1", 16, 0.45, 40, 8)}, Saturation: &Saturation{Throughput: 20000}},
+			{Name: "waypoint", Runs: []*Run{run("http1", 4, 9, 9, 9), run("http1", 16, 0.7, 120, 21.5)}, Saturation: &Saturation{Throughput: 7000, PerCore: 7000}},
+			{Name: "haproxy", Runs: []*Run{run("http1", 16, 0.45, 40, 8)}, Saturation: &Saturation{Throughput: 20000, PerCore: 20000}},
 		},
 		Scale: &Scale{Points: []*ScalePoint{{Services: 1000, TranslateMs: 5}, {Services: 10000, TranslateMs: 61.25, UpdateToSnapshotMs: 80.5}}},
 	}
