@@ -1,0 +1,442 @@
+// Package meshconfig reads Istio's MeshConfig, the document under the "mesh"
+// key of the istio ConfigMap (what istiod reads with --meshConfig), and
+// exposes the parts the waypoint uses: path normalization, the external
+// authorization providers named by CUSTOM AuthorizationPolicies, the root
+// namespace and the trust domain with its aliases.
+//
+// The document is decoded strictly into istio.io/api mesh/v1alpha1.MeshConfig
+// (YAML to JSON, then protojson): a field MeshConfig does not have is an error
+// naming the field. Validation follows istiod: what istiod's mesh validation
+// rejects (pkg/config/validation: provider names, service, port, statusOnError,
+// pathPrefix) makes Load fail; what only istiod's ext_authz builder rejects
+// (pilot/pkg/security/authz/builder/extauthz.go: a lone "*" in a header list)
+// keeps the provider with Invalid set, and CUSTOM policies naming it must deny
+// every request they select, as istiod's "default-deny-all-due-to-bad-CUSTOM-
+// action" does.
+package meshconfig
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	envoytype "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	"sigs.k8s.io/yaml"
+)
+
+// Defaults istiod applies to a mesh config that leaves these fields empty
+// (pkg/config/mesh DefaultMeshConfig).
+const (
+	DefaultRootNamespace = "istio-system"
+	DefaultTrustDomain   = "cluster.local"
+	// DefaultExtAuthzTimeout is istiod's timeoutOrDefault for both provider kinds.
+	DefaultExtAuthzTimeout = 600 * time.Second
+	// DefaultStatusOnError is Envoy's ext_authz status_on_error default
+	// (istiod leaves the field unset when statusOnError is empty).
+	DefaultStatusOnError = 403
+)
+
+// Config is what the waypoint uses of a MeshConfig.
+type Config struct {
+	// Mesh is the decoded document, for fields not lifted out below.
+	Mesh *meshv1alpha1.MeshConfig
+	// PathNormalization is pathNormalization.normalization (DEFAULT is BASE).
+	PathNormalization PathNormalization
+	// ExtAuthzProviders holds the extensionProviders of kind envoyExtAuthzHttp
+	// and envoyExtAuthzGrpc by name. Other kinds (tracing, logging, ...) are
+	// accepted and left out: a CUSTOM policy naming one, or a name not here,
+	// must deny what it selects (istiod: "available providers are ...").
+	ExtAuthzProviders map[string]*ExtAuthzProvider
+	// RootNamespace is rootNamespace, "istio-system" when empty.
+	RootNamespace string
+	// TrustDomain is trustDomain, "cluster.local" when empty.
+	TrustDomain string
+	// TrustDomainAliases is trustDomainAliases.
+	TrustDomainAliases []string
+}
+
+// ProviderKind tells the two external authorization protocols apart.
+type ProviderKind int
+
+// The provider kinds.
+const (
+	ExtAuthzHTTP ProviderKind = iota + 1 // envoyExtAuthzHttp: Envoy's HTTP check
+	ExtAuthzGRPC                         // envoyExtAuthzGrpc: envoy.service.auth.v3.Authorization
+)
+
+func (k ProviderKind) String() string {
+	switch k {
+	case ExtAuthzHTTP:
+		return "envoyExtAuthzHttp"
+	case ExtAuthzGRPC:
+		return "envoyExtAuthzGrpc"
+	}
+	return "ProviderKind(?)"
+}
+
+// ExtAuthzProvider is one envoyExtAuthzHttp or envoyExtAuthzGrpc provider with
+// istiod's defaults applied. Fields marked HTTP are zero for gRPC providers.
+type ExtAuthzProvider struct {
+	Name string
+	Kind ProviderKind
+	// Service is the service as written, "[<namespace>/]<hostname>";
+	// Namespace and Host are its parts (Namespace "" when not given).
+	Service   string
+	Namespace string
+	Host      string
+	Port      uint16
+	// Timeout bounds one check (timeout, default 600s as istiod). When it
+	// passes the check has failed: FailOpen decides.
+	Timeout time.Duration
+	// FailOpen allows the request when the authorizer cannot be reached, times
+	// out, or (HTTP) answers 5xx; otherwise such a request gets StatusOnError.
+	FailOpen bool
+	// StatusOnError is the status sent to the client when a check fails and
+	// FailOpen is false (statusOnError, default 403).
+	StatusOnError int
+	// ClearRouteCache is clearRouteCache: the route is chosen again when the
+	// authorizer changed request headers.
+	ClearRouteCache bool
+	// Body is includeRequestBodyInCheck; nil when the body is not sent.
+	Body *RequestBody
+
+	// PathPrefix (HTTP) is prepended to the path of the check request.
+	PathPrefix string
+	// IncludeRequestHeadersInCheck (HTTP) selects the client request headers
+	// sent to the authorizer besides Host, Method, Path, Content-Length and
+	// Authorization; when empty the deprecated includeHeadersInCheck is used
+	// (istiod's fallback). Patterns: "abc" exact, "abc*" prefix, "*abc"
+	// suffix, ignoring case.
+	IncludeRequestHeadersInCheck []string
+	// IncludeAdditionalHeadersInCheck (HTTP) are fixed headers added to the
+	// check request, replacing client headers of the same name.
+	IncludeAdditionalHeadersInCheck map[string]string
+	// HeadersToUpstreamOnAllow (HTTP) selects authorizer response headers set
+	// on the upstream request when the check allows (200).
+	HeadersToUpstreamOnAllow []string
+	// HeadersToDownstreamOnDeny (HTTP) selects authorizer response headers
+	// sent to the client on deny; empty means all of them except Host.
+	HeadersToDownstreamOnDeny []string
+	// HeadersToDownstreamOnAllow (HTTP) selects authorizer response headers
+	// added to the client's response when the check allows.
+	HeadersToDownstreamOnAllow []string
+
+	// Invalid is why istiod's ext_authz builder would refuse this provider
+	// ("" when usable). CUSTOM policies naming it must deny what they select.
+	Invalid string
+}
+
+// RequestBody is includeRequestBodyInCheck.
+type RequestBody struct {
+	// MaxRequestBytes is how much of the body is buffered and sent. A longer
+	// body gets 413 without a check unless AllowPartialMessage (this takes
+	// precedence over FailOpen).
+	MaxRequestBytes uint32
+	// AllowPartialMessage sends the first MaxRequestBytes of a longer body,
+	// with x-envoy-auth-partial-body: true.
+	AllowPartialMessage bool
+	// PackAsBytes (gRPC) sends the body in raw_body instead of body.
+	PackAsBytes bool
+}
+
+// Load reads and validates the MeshConfig YAML document at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("mesh config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes and validates a MeshConfig YAML (or JSON) document. A
+// ConfigMap (kind: ConfigMap) is accepted too: its data.mesh is read.
+// An empty document is Istio's default mesh config.
+func Parse(data []byte) (*Config, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("not YAML: %w", err)
+	}
+	var doc any
+	if err := json.Unmarshal(js, &doc); err != nil {
+		return nil, fmt.Errorf("not YAML: %w", err)
+	}
+	if doc == nil {
+		doc, js = map[string]any{}, []byte("{}")
+	}
+	obj, ok := doc.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("a MeshConfig is a mapping, found %T", doc)
+	}
+	if obj["kind"] == "ConfigMap" {
+		d, _ := obj["data"].(map[string]any)
+		mesh, ok := d["mesh"].(string)
+		if !ok {
+			return nil, errors.New("ConfigMap has no data.mesh")
+		}
+		return Parse([]byte(mesh))
+	}
+	mc := &meshv1alpha1.MeshConfig{}
+	if f := unknownField(obj, mc.ProtoReflect().Descriptor(), ""); f != "" {
+		return nil, fmt.Errorf("unknown field %q (MeshConfig has no such field)", f)
+	}
+	if err := protojson.Unmarshal(js, mc); err != nil {
+		return nil, fmt.Errorf("invalid MeshConfig: %w", err)
+	}
+	return fromMesh(mc)
+}
+
+func fromMesh(mc *meshv1alpha1.MeshConfig) (*Config, error) {
+	c := &Config{
+		Mesh:               mc,
+		RootNamespace:      mc.GetRootNamespace(),
+		TrustDomain:        mc.GetTrustDomain(),
+		TrustDomainAliases: mc.GetTrustDomainAliases(),
+		ExtAuthzProviders:  map[string]*ExtAuthzProvider{},
+	}
+	if c.RootNamespace == "" {
+		c.RootNamespace = DefaultRootNamespace
+	}
+	if c.TrustDomain == "" {
+		c.TrustDomain = DefaultTrustDomain
+	}
+	switch t := mc.GetPathNormalization().GetNormalization(); t {
+	case meshv1alpha1.MeshConfig_ProxyPathNormalization_DEFAULT, meshv1alpha1.MeshConfig_ProxyPathNormalization_BASE:
+		c.PathNormalization = NormalizeBase
+	case meshv1alpha1.MeshConfig_ProxyPathNormalization_NONE:
+		c.PathNormalization = NormalizeNone
+	case meshv1alpha1.MeshConfig_ProxyPathNormalization_MERGE_SLASHES:
+		c.PathNormalization = NormalizeMergeSlashes
+	case meshv1alpha1.MeshConfig_ProxyPathNormalization_DECODE_AND_MERGE_SLASHES:
+		c.PathNormalization = NormalizeDecodeAndMergeSlashes
+	default:
+		return nil, fmt.Errorf("pathNormalization.normalization: unknown value %d", t)
+	}
+
+	var errs []error
+	seen := map[string]bool{}
+	for i, ep := range mc.GetExtensionProviders() {
+		name := ep.GetName()
+		where := fmt.Sprintf("extensionProviders[%d] (%q)", i, name)
+		switch {
+		case name == "":
+			errs = append(errs, fmt.Errorf("extensionProviders[%d]: name must not be empty", i))
+		case seen[name]:
+			errs = append(errs, fmt.Errorf("%s: name must be unique", where))
+		}
+		seen[name] = true
+		var p *ExtAuthzProvider
+		var err error
+		switch {
+		case ep.GetEnvoyExtAuthzHttp() != nil:
+			p, err = fromHTTP(ep.GetEnvoyExtAuthzHttp())
+		case ep.GetEnvoyExtAuthzGrpc() != nil:
+			p, err = fromGRPC(ep.GetEnvoyExtAuthzGrpc())
+		case ep.GetProvider() == nil:
+			err = errors.New("no provider kind is set")
+		default:
+			continue // another kind of provider: not ours
+		}
+		if err != nil {
+			list := []error{err}
+			var j interface{ Unwrap() []error }
+			if errors.As(err, &j) {
+				list = j.Unwrap()
+			}
+			for _, e := range list {
+				errs = append(errs, fmt.Errorf("%s: %w", where, e))
+			}
+			continue
+		}
+		p.Name = name
+		if _, dup := c.ExtAuthzProviders[name]; !dup && name != "" {
+			c.ExtAuthzProviders[name] = p
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+type commonFields struct {
+	service, status string
+	port            uint32
+}
+
+func fromHTTP(h *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationHttpProvider) (*ExtAuthzProvider, error) {
+	p := &ExtAuthzProvider{
+		Kind:                            ExtAuthzHTTP,
+		FailOpen:                        h.GetFailOpen(),
+		ClearRouteCache:                 h.GetClearRouteCache(),
+		PathPrefix:                      h.GetPathPrefix(),
+		IncludeRequestHeadersInCheck:    h.GetIncludeRequestHeadersInCheck(),
+		IncludeAdditionalHeadersInCheck: h.GetIncludeAdditionalHeadersInCheck(),
+		HeadersToUpstreamOnAllow:        h.GetHeadersToUpstreamOnAllow(),
+		HeadersToDownstreamOnDeny:       h.GetHeadersToDownstreamOnDeny(),
+		HeadersToDownstreamOnAllow:      h.GetHeadersToDownstreamOnAllow(),
+	}
+	if len(p.IncludeRequestHeadersInCheck) == 0 {
+		p.IncludeRequestHeadersInCheck = h.GetIncludeHeadersInCheck() //nolint:staticcheck // istiod's fallback
+	}
+	errs := []error{p.common(commonFields{h.GetService(), h.GetStatusOnError(), h.GetPort()})}
+	if pp := p.PathPrefix; pp != "" {
+		if _, err := url.Parse(pp); err != nil {
+			errs = append(errs, fmt.Errorf("invalid pathPrefix %q: %w", pp, err))
+		}
+		if !strings.HasPrefix(pp, "/") {
+			errs = append(errs, fmt.Errorf("pathPrefix must begin with `/`, found %q", pp))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, l := range []struct {
+		field  string
+		values []string
+	}{
+		{"includeRequestHeadersInCheck", h.GetIncludeRequestHeadersInCheck()},
+		{"includeHeadersInCheck", h.GetIncludeHeadersInCheck()}, //nolint:staticcheck // still honoured
+		{"headersToDownstreamOnDeny", p.HeadersToDownstreamOnDeny},
+		{"headersToDownstreamOnAllow", p.HeadersToDownstreamOnAllow},
+		{"headersToUpstreamOnAllow", p.HeadersToUpstreamOnAllow},
+	} {
+		for _, v := range l.values {
+			if v == "*" && p.Invalid == "" {
+				p.Invalid = fmt.Sprintf("a single wildcard (\"*\") is not supported in %s, use a prefix or suffix match", l.field)
+			}
+		}
+	}
+	p.body(h.GetIncludeRequestBodyInCheck())
+	p.timeout(h.GetTimeout().AsDuration(), h.GetTimeout() != nil)
+	return p, nil
+}
+
+func fromGRPC(g *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationGrpcProvider) (*ExtAuthzProvider, error) {
+	p := &ExtAuthzProvider{
+		Kind:            ExtAuthzGRPC,
+		FailOpen:        g.GetFailOpen(),
+		ClearRouteCache: g.GetClearRouteCache(),
+	}
+	if err := p.common(commonFields{g.GetService(), g.GetStatusOnError(), g.GetPort()}); err != nil {
+		return nil, err
+	}
+	p.body(g.GetIncludeRequestBodyInCheck())
+	p.timeout(g.GetTimeout().AsDuration(), g.GetTimeout() != nil)
+	return p, nil
+}
+
+// common validates and sets service, port and statusOnError as istiod's
+// mesh validation does (ValidateExtensionProviderEnvoyExtAuthz*).
+func (p *ExtAuthzProvider) common(f commonFields) error {
+	var errs []error
+	if f.port < 1 || f.port > 65535 {
+		errs = append(errs, fmt.Errorf("port must be in the range [1, 65535], found %d", f.port))
+	}
+	p.Port = uint16(f.port)
+	p.Service = f.service
+	if err := p.parseService(); err != nil {
+		errs = append(errs, err)
+	}
+	p.StatusOnError = DefaultStatusOnError
+	if f.status != "" {
+		code, err := strconv.ParseInt(f.status, 10, 32)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("invalid statusOnError %q: not a number", f.status))
+		case envoytype.StatusCode_name[int32(code)] == "":
+			errs = append(errs, fmt.Errorf("unsupported statusOnError %q: not an HTTP status Envoy knows", f.status))
+		default:
+			p.StatusOnError = int(code)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+func validHostname(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 255 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if len(l) > 63 || !dns1123Label.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseService splits "[<namespace>/]<hostname>" (istiod
+// validateExtensionProviderService: a hostname (FQDN) or IP, optionally
+// preceded by a namespace).
+func (p *ExtAuthzProvider) parseService() error {
+	s := p.Service
+	if s == "" {
+		return errors.New("service must not be empty")
+	}
+	ns, host, slash := strings.Cut(s, "/")
+	if !slash {
+		ns, host = "", s
+	} else if ns != "*" && ns != "." && !dns1123Label.MatchString(ns) {
+		return fmt.Errorf("invalid service %q: %q is not a namespace", s, ns)
+	}
+	if _, err := netip.ParseAddr(host); err != nil && !validHostname(host) {
+		return fmt.Errorf("invalid service %q: %q is neither a hostname nor an IP address", s, host)
+	}
+	p.Namespace, p.Host = ns, host
+	return nil
+}
+
+func (p *ExtAuthzProvider) body(b *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationRequestBody) {
+	if b == nil {
+		return
+	}
+	p.Body = &RequestBody{
+		MaxRequestBytes:     b.GetMaxRequestBytes(),
+		AllowPartialMessage: b.GetAllowPartialMessage(),
+		PackAsBytes:         b.GetPackAsBytes(),
+	}
+	if p.Body.MaxRequestBytes == 0 && p.Invalid == "" {
+		// Envoy's BufferSettings requires max_request_bytes > 0 and rejects
+		// the whole listener otherwise; the provider cannot be used.
+		p.Invalid = "includeRequestBodyInCheck.maxRequestBytes must be greater than 0"
+	}
+}
+
+func (p *ExtAuthzProvider) timeout(d time.Duration, set bool) {
+	switch {
+	case !set:
+		p.Timeout = DefaultExtAuthzTimeout
+	case d < 0:
+		p.Timeout = DefaultExtAuthzTimeout
+		if p.Invalid == "" {
+			p.Invalid = fmt.Sprintf("timeout must not be negative, found %s", d)
+		}
+	default:
+		// Envoy treats a zero timeout as no timeout.
+		p.Timeout = d
+	}
+}
+
+// String renders the provider for logs.
+func (p *ExtAuthzProvider) String() string {
+	s := fmt.Sprintf("%s %q %s:%d", p.Kind, p.Name, p.Host, p.Port)
+	if p.Invalid != "" {
+		s += " (invalid: " + p.Invalid + ")"
+	}
+	return s
+}
