@@ -13,6 +13,10 @@ import (
 	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/meshclient"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/source/files"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 )
 
 const vip = "127.0.100.1:80"
@@ -314,6 +318,16 @@ func TestBadHTTPRequests(t *testing.T) {
 		{"two different Content-Length", "POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400},
 		{"HTTP/1.1 without Host", "GET / HTTP/1.1\r\n\r\n", 400},
 		{"header too large", "GET / HTTP/1.1\r\nHost: svc\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n", 431},
+		{"too many headers", "GET / HTTP/1.1\r\nHost: svc\r\n" + strings.Repeat("X-A: 1\r\n", 101) + "\r\n", 431},
+		{"Content-Length and Transfer-Encoding (smuggling)", "POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: svc\r\nX-A: 1\r\n  folded\r\n\r\n", 400},
+		{"space before colon", "GET / HTTP/1.1\r\nHost: svc\r\nX-A : 1\r\n\r\n", 400},
+		{"bare CR in a header", "GET / HTTP/1.1\r\nHost: svc\r\nX-A: 1\r2\r\n\r\n", 400},
+		{"two Host headers", "GET / HTTP/1.1\r\nHost: svc\r\nHost: other\r\n\r\n", 400},
+		{"negative Content-Length", "POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: -1\r\n\r\n", 400},
+		{"chunked in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"HTTP/2.0 request line", "GET / HTTP/2.0\r\nHost: svc\r\n\r\n", 505},
+		{"CONNECT", "CONNECT svc:443 HTTP/1.1\r\nHost: svc:443\r\n\r\n", 405},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -382,5 +396,61 @@ func TestExpectContinue(t *testing.T) {
 	}
 	if e := decodeEcho(t, string(body)); e.Body != "hello" {
 		t.Fatalf("status %d body %q", resp.StatusCode, e.Body)
+	}
+}
+
+func TestPipelinedAndChunkedTrailers(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	w := startWaypoint(t, svcManifests(b.addr))
+	c := w.dial(vip, curlID)
+	// Two requests in one write: a chunked POST with a trailer, then a GET.
+	_, _ = io.WriteString(c, "POST /one HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n"+
+		"GET /two HTTP/1.1\r\nHost: svc\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n")
+	br := bufio.NewReader(c)
+	for _, want := range []struct{ path, body string }{{"/one", "abc"}, {"/two", ""}} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		e := decodeEcho(t, string(body))
+		if resp.StatusCode != 200 || e.Path != want.path || e.Body != want.body {
+			t.Fatalf("got %d %s %q, want %s %q", resp.StatusCode, e.Path, e.Body, want.path, want.body)
+		}
+	}
+}
+
+func TestMaxRequestsPerConnection(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	p := proxy.New(proxy.Options{})
+	snap, err := files.LoadBytes("m.yaml", []byte(svcManifests(b.addr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := translate.Translate(snap, translate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Update(res.Waypoint); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := inbound.NewServer(p, inbound.Options{HTTP: inbound.HTTPOptions{MaxRequestsPerConnection: 2}})
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	w := &waypoint{t: t, proxy: p, addr: ln.Addr().String()}
+	c := w.dial(vip, curlID)
+	br := bufio.NewReader(c)
+	for i := 0; i < 2; i++ {
+		if resp, _ := roundTrip(t, c, br, get("/")); resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i, resp.StatusCode)
+		}
+	}
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	if _, err := http.ReadResponse(br, nil); err == nil {
+		t.Fatal("a third request on the connection was served; the limit is 2")
 	}
 }

@@ -3,6 +3,8 @@ package inbound
 import (
 	"bufio"
 	"bytes"
+	"io"
+	"strings"
 	"testing"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -31,5 +33,36 @@ func FuzzParseProxyHeader(f *testing.F) {
 		if !info.Destination.IsValid() || !info.Source.IsValid() {
 			t.Fatalf("accepted a header without addresses: %+v", info)
 		}
+	})
+}
+
+// FuzzReadRequest feeds arbitrary bytes to the HTTP/1 request parser: it
+// must return a request or an error, never panic, and whatever it accepts
+// must be unambiguous to frame.
+func FuzzReadRequest(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+		"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: v\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"GET http://h:8/p?q HTTP/1.0\r\n\r\n",
+		"OPTIONS * HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		br := bufio.NewReader(bytes.NewReader(data))
+		req, body, err := readRequest(br, 100)
+		if err != nil {
+			return
+		}
+		if len(req.TransferEncoding) > 0 && len(req.Header["Content-Length"]) > 0 {
+			t.Fatal("accepted both Transfer-Encoding and Content-Length")
+		}
+		if strings.ContainsAny(req.Host, "\r\n") {
+			t.Fatalf("host with CR/LF: %q", req.Host)
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		body.finish(1 << 20)
 	})
 }

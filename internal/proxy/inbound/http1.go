@@ -29,6 +29,7 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 	hr := bufio.NewReaderSize(lr, 4096)
 	info := InfoFromContext(ctx)
 	remote := info.Source.String()
+	served := 0
 	for first := true; ; first = false {
 		// Wait for the next request: idle timeout, then the header timeout
 		// from its first byte.
@@ -50,24 +51,22 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		}
 		_ = c.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
 		lr.n = int64(o.MaxHeaderBytes) + 4096 // headers plus one buffer's read-ahead
-		req, err := http.ReadRequest(hr)
+		req, body, err := readRequest(hr, o.MaxHeaders)
 		lr.n = -1
 		if err != nil {
 			replyError(bw, err, lr, log, remote)
 			return
 		}
 		_ = c.SetReadDeadline(time.Time{})
-		if status, msg := checkRequest(req); status != 0 {
-			_ = writeSimple(bw, status, msg, true)
-			return
-		}
 		req.RemoteAddr = remote
 		req = req.WithContext(ctx)
-		body := req.Body
 		w := &responseWriter{bw: bw, req: req, header: make(http.Header, 8), status: 0, cl: -1, draining: draining}
+		if o.MaxRequestsPerConnection > 0 && served+1 >= o.MaxRequestsPerConnection {
+			w.closeAfter = true // the last request this connection may carry
+		}
 		var cont *continueReader
 		if req.Header.Get("Expect") == "100-continue" && req.ContentLength != 0 {
-			cont = &continueReader{r: body, w: w}
+			cont = &continueReader{r: req.Body, w: w}
 			req.Body = cont
 		}
 		if !serveOne(h, w, req, log) {
@@ -85,10 +84,13 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		// parses (but never an unbounded body for nothing), then close the
 		// body: an upstream writer that still holds it can no longer read
 		// from the connection once the next request is being parsed.
-		n, err := io.CopyN(io.Discard, body, 256<<10)
-		_ = body.Close()
-		if (err == nil && n == 256<<10) || (err != nil && !errors.Is(err, io.EOF)) {
+		if !body.finish(256 << 10) {
 			return
+		}
+		if o.MaxRequestsPerConnection > 0 {
+			if served++; served >= o.MaxRequestsPerConnection {
+				return
+			}
 		}
 	}
 }
@@ -116,34 +118,21 @@ func serveOne(h http.Handler, w *responseWriter, req *http.Request, log *slog.Lo
 	return true
 }
 
-// checkRequest refuses requests that are ambiguous to frame, the basis of
-// request smuggling, as Envoy does.
-func checkRequest(req *http.Request) (int, string) {
-	if req.ProtoMajor != 1 {
-		return http.StatusHTTPVersionNotSupported, "HTTP version not supported"
-	}
-	if req.ProtoMinor == 1 && req.Host == "" {
-		return http.StatusBadRequest, "missing Host header"
-	}
-	if req.Method == "CONNECT" {
-		return http.StatusMethodNotAllowed, "CONNECT is not supported on this listener"
-	}
-	return 0, ""
-}
-
 // replyError answers a request that could not be read, then the caller
 // closes the connection.
 func replyError(bw *bufio.Writer, err error, lr *limitReader, log *slog.Logger, remote string) {
 	var ne net.Error
+	var re *requestError
 	switch {
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
-		return
 	case lr.exceeded:
 		_ = writeSimple(bw, http.StatusRequestHeaderFieldsTooLarge, "request header too large", true)
+	case errors.As(err, &re):
+		log.Debug("refused HTTP/1 request", "remote", remote, "reason", re.msg)
+		_ = writeSimple(bw, re.status, re.msg, true)
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
 		_ = writeSimple(bw, http.StatusRequestTimeout, "request timeout", true)
-	case strings.Contains(err.Error(), "unsupported transfer encoding"):
-		_ = writeSimple(bw, http.StatusNotImplemented, "unsupported transfer encoding", true)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return
 	default:
 		log.Debug("bad HTTP/1 request", "remote", remote, "error", err.Error())
 		_ = writeSimple(bw, http.StatusBadRequest, "bad request", true)

@@ -92,6 +92,12 @@ type HTTPOptions struct {
 	// IdleTimeout closes a keep-alive connection with no request in flight
 	// (default 1h, Envoy's default).
 	IdleTimeout time.Duration
+	// MaxHeaders bounds the number of request header fields (default 100,
+	// Envoy's max_headers_count); past it: 431.
+	MaxHeaders int
+	// MaxRequestsPerConnection closes an HTTP/1 connection after that many
+	// requests (0: unlimited, Envoy's default).
+	MaxRequestsPerConnection int
 }
 
 func (o *Options) defaults() {
@@ -106,6 +112,9 @@ func (o *Options) defaults() {
 	}
 	if o.HTTP.IdleTimeout == 0 {
 		o.HTTP.IdleTimeout = time.Hour
+	}
+	if o.HTTP.MaxHeaders == 0 {
+		o.HTTP.MaxHeaders = 100
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
