@@ -113,6 +113,7 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 			return
 		}
 		resp, err = p.roundTrip(ctx, perTry, r, body, b, ep)
+		b.Report(ep, !gatewayFailure(resp, err))
 		if attempt >= retries || ctx.Err() != nil {
 			break
 		}
@@ -320,6 +321,16 @@ func (p *Proxy) mirror(c *config, x *exchange) {
 			_ = resp.Body.Close()
 		}()
 	}
+}
+
+// gatewayFailure is what outlier detection counts: a connection failure
+// or a 502, 503 or 504 answer (Envoy's consecutive gateway failures).
+func gatewayFailure(resp *http.Response, err error) bool {
+	if err != nil {
+		return isConnectFailure(err)
+	}
+	return resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
+		resp.StatusCode == http.StatusGatewayTimeout
 }
 
 // isConnectFailure reports a failure to connect (refused, unreachable,

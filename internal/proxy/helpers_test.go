@@ -93,6 +93,7 @@ func (w *waypoint) dial(dst string, identity string) net.Conn {
 func (w *waypoint) do(dst, identity string, req *http.Request) (*http.Response, string) {
 	w.t.Helper()
 	c := w.dial(dst, identity)
+	defer func() { _ = c.Close() }()
 	return roundTrip(w.t, c, bufio.NewReader(c), req)
 }
 

@@ -35,10 +35,11 @@ type Options struct {
 
 // Proxy serves traffic for one waypoint. It implements inbound.Handler.
 type Proxy struct {
-	opts   Options
-	log    *slog.Logger
-	pool   *upstream.Pool
-	config atomic.Pointer[config]
+	opts    Options
+	log     *slog.Logger
+	pool    *upstream.Pool
+	outlier *upstream.Outlier
+	config  atomic.Pointer[config]
 	// serverHeader is the precomputed header value slice.
 	serverHeader []string
 }
@@ -56,6 +57,7 @@ func New(opts Options) *Proxy {
 		opts:         opts,
 		log:          opts.Logger,
 		pool:         upstream.NewPool(opts.Upstream),
+		outlier:      upstream.NewOutlier(),
 		serverHeader: []string{opts.ServerHeader},
 	}
 	return p
@@ -108,7 +110,7 @@ func (p *Proxy) Current() *ir.Waypoint {
 // Update compiles a new configuration and puts it in force. On error the
 // previous configuration stays.
 func (p *Proxy) Update(w *ir.Waypoint) error {
-	c, err := compile(w, p.opts)
+	c, err := compile(w, p.outlier)
 	if err != nil {
 		return err
 	}
@@ -129,7 +131,7 @@ func (p *Proxy) Update(w *ir.Waypoint) error {
 	return nil
 }
 
-func compile(w *ir.Waypoint, opts Options) (*config, error) {
+func compile(w *ir.Waypoint, outlier *upstream.Outlier) (*config, error) {
 	if w == nil {
 		return nil, errors.New("no configuration")
 	}
@@ -139,9 +141,14 @@ func compile(w *ir.Waypoint, opts Options) (*config, error) {
 		byHost:   map[hostPort]*servicePort{},
 		backends: make(map[string]*upstream.Backend, len(w.Backends)),
 	}
+	keep := map[string]bool{}
 	for k, b := range w.Backends {
-		c.backends[k] = upstream.NewBackend(k, b)
+		c.backends[k] = upstream.NewBackend(k, b, outlier)
+		for _, ep := range b.Endpoints {
+			keep[ep] = true
+		}
 	}
+	outlier.Retain(keep)
 	azOpts := authz.Options{TrustDomain: w.TrustDomain, TrustDomainAliases: w.TrustDomainAliases}
 	for _, s := range w.Services {
 		for _, p := range s.Ports {
@@ -199,3 +206,7 @@ func (p *Proxy) Classify(info *inbound.ConnInfo) (ir.Protocol, any, bool) {
 
 // Close releases pooled upstream connections.
 func (p *Proxy) Close() { p.pool.Close() }
+
+// EndpointEjected reports whether outlier detection has ejected an
+// endpoint (ip:port) right now.
+func (p *Proxy) EndpointEjected(ep string) bool { return p.outlier.Ejected(ep) }

@@ -58,6 +58,7 @@ func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	up, err := p.pool.Dial(dctx, ep)
 	cancel()
+	b.Report(ep, err == nil)
 	if err != nil {
 		p.log.Debug("upstream connect failed", "service", sp.name, "endpoint", ep, "error", err.Error())
 		return

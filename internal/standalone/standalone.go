@@ -19,6 +19,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/admin"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/source/files"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 )
@@ -42,6 +43,9 @@ type Options struct {
 	// DrainTimeout bounds the wait for in-flight requests and connections
 	// after that (default 30s).
 	DrainTimeout time.Duration
+	// Inbound are the listener's limits; Upstream tunes the pools.
+	Inbound  inbound.Options
+	Upstream upstream.Options
 	// Translate holds the translator's settings (class, trust domain, ...).
 	Translate translate.Options
 	Logger    *slog.Logger
@@ -98,7 +102,7 @@ func Start(opts Options) (*Runner, error) {
 	r := &Runner{
 		opts:  opts,
 		log:   opts.Logger,
-		proxy: proxy.New(proxy.Options{ServerHeader: opts.ServerHeader, Logger: opts.Logger}),
+		proxy: proxy.New(proxy.Options{ServerHeader: opts.ServerHeader, Logger: opts.Logger, Upstream: opts.Upstream}),
 		done:  make(chan struct{}),
 		errc:  make(chan error, 2),
 	}
@@ -128,7 +132,9 @@ func Start(opts Options) (*Runner, error) {
 		_ = r.status.Close()
 		return nil, fmt.Errorf("inbound address: %w", err)
 	}
-	r.inbound = inbound.NewServer(r.proxy, inbound.Options{Logger: opts.Logger})
+	inOpts := opts.Inbound
+	inOpts.Logger = opts.Logger
+	r.inbound = inbound.NewServer(r.proxy, inOpts)
 	go func() {
 		if err := r.inbound.Serve(r.inLn); !errors.Is(err, net.ErrClosed) {
 			r.errc <- fmt.Errorf("inbound listener: %w", err)

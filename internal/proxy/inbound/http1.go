@@ -23,7 +23,7 @@ import (
 // responses are written here, so that header names go out in lower case as
 // Envoy writes them and so that every limit is ours to set.
 func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, o *HTTPOptions, log *slog.Logger,
-	st *connState, draining func() bool) {
+	st *connState, draining func() bool, stats *Stats) {
 	bw := bufio.NewWriterSize(c, 4096)
 	lr := &limitReader{r: br, n: -1}
 	hr := bufio.NewReaderSize(lr, 4096)
@@ -54,7 +54,9 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		req, body, err := readRequest(hr, o.MaxHeaders)
 		lr.n = -1
 		if err != nil {
-			replyError(bw, err, lr, log, remote)
+			if replyError(bw, err, lr, log, remote) {
+				stats.BadRequests.Add(1)
+			}
 			return
 		}
 		_ = c.SetReadDeadline(time.Time{})
@@ -120,7 +122,7 @@ func serveOne(h http.Handler, w *responseWriter, req *http.Request, log *slog.Lo
 
 // replyError answers a request that could not be read, then the caller
 // closes the connection.
-func replyError(bw *bufio.Writer, err error, lr *limitReader, log *slog.Logger, remote string) {
+func replyError(bw *bufio.Writer, err error, lr *limitReader, log *slog.Logger, remote string) (answered bool) {
 	var ne net.Error
 	var re *requestError
 	switch {
@@ -132,11 +134,12 @@ func replyError(bw *bufio.Writer, err error, lr *limitReader, log *slog.Logger, 
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
 		_ = writeSimple(bw, http.StatusRequestTimeout, "request timeout", true)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
-		return
+		return false
 	default:
 		log.Debug("bad HTTP/1 request", "remote", remote, "error", err.Error())
 		_ = writeSimple(bw, http.StatusBadRequest, "bad request", true)
 	}
+	return true
 }
 
 // writeSimple writes a small text/plain response.

@@ -76,6 +76,9 @@ type Handler interface {
 type Options struct {
 	// HeaderTimeout bounds the wait for the PROXY header (default 5s).
 	HeaderTimeout time.Duration
+	// MaxConnections bounds the connections served at once (default
+	// 50,000); past it new connections are closed at once and counted.
+	MaxConnections int
 	// HTTP are the HTTP/1.1 limits.
 	HTTP   HTTPOptions
 	Logger *slog.Logger
@@ -98,6 +101,20 @@ type HTTPOptions struct {
 	// MaxRequestsPerConnection closes an HTTP/1 connection after that many
 	// requests (0: unlimited, Envoy's default).
 	MaxRequestsPerConnection int
+	// MaxConcurrentStreams bounds the streams of one HTTP/2 connection
+	// (default 100).
+	MaxConcurrentStreams int
+}
+
+// Stats count what the listener refused and why; read them with Load.
+type Stats struct {
+	Accepted           atomic.Uint64
+	Active             atomic.Int64
+	RefusedHeader      atomic.Uint64 // no or malformed PROXY v2 header
+	RefusedDestination atomic.Uint64 // (VIP, port) not served
+	RefusedOverLimit   atomic.Uint64 // MaxConnections reached
+	BadRequests        atomic.Uint64 // HTTP/1 requests refused (4xx/5xx before the handler)
+	Panics             atomic.Uint64
 }
 
 func (o *Options) defaults() {
@@ -115,6 +132,12 @@ func (o *Options) defaults() {
 	}
 	if o.HTTP.MaxHeaders == 0 {
 		o.HTTP.MaxHeaders = 100
+	}
+	if o.HTTP.MaxConcurrentStreams == 0 {
+		o.HTTP.MaxConcurrentStreams = 100
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = 50000
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -134,7 +157,12 @@ type Server struct {
 	closed    bool
 	draining  atomic.Bool
 	wg        sync.WaitGroup
+	stats     Stats
+	limitLog  rateLimiter
 }
+
+// Stats returns the listener's counters.
+func (s *Server) Stats() *Stats { return &s.stats }
 
 // connState says whether an HTTP/1 connection is between requests, so a
 // drain can close it without cutting a request short.
@@ -153,6 +181,7 @@ func NewServer(h Handler, opts Options) *Server {
 		ReadHeaderTimeout: opts.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       opts.HTTP.IdleTimeout,
 		MaxHeaderBytes:    opts.HTTP.MaxHeaderBytes,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: opts.HTTP.MaxConcurrentStreams},
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if pc, ok := c.(*prefaceConn); ok {
@@ -188,6 +217,15 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
+		s.stats.Accepted.Add(1)
+		if s.stats.Active.Load() >= int64(s.opts.MaxConnections) {
+			s.stats.RefusedOverLimit.Add(1)
+			if s.limitLog.allow() {
+				s.opts.Logger.Warn("connection limit reached; closing new connections", "limit", s.opts.MaxConnections)
+			}
+			_ = c.Close()
+			continue
+		}
 		st := &connState{}
 		if !s.track(c, st) {
 			_ = c.Close()
@@ -207,8 +245,10 @@ func (s *Server) track(c net.Conn, st *connState) bool {
 			return false
 		}
 		s.conns[c] = st
-	} else {
+		s.stats.Active.Add(1)
+	} else if _, ok := s.conns[c]; ok {
 		delete(s.conns, c)
+		s.stats.Active.Add(-1)
 	}
 	return true
 }
@@ -280,6 +320,7 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 	handedOff := false
 	defer func() {
 		if r := recover(); r != nil {
+			s.stats.Panics.Add(1)
 			s.opts.Logger.Error("panic serving a connection; closed it", "panic", r, "remote", c.RemoteAddr().String())
 		}
 		if !handedOff {
@@ -289,11 +330,13 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 	br := bufio.NewReaderSize(c, 4096)
 	info, err := s.readProxyHeader(c, br)
 	if err != nil {
+		s.stats.RefusedHeader.Add(1)
 		s.opts.Logger.Debug("refused connection", "remote", c.RemoteAddr().String(), "reason", err.Error())
 		return
 	}
 	proto, svc, ok := s.h.Classify(info)
 	if !ok {
+		s.stats.RefusedDestination.Add(1)
 		s.opts.Logger.Debug("refused connection to a destination this waypoint does not serve",
 			"destination", info.Destination.String(), "source", info.Source.String(), "identity", info.Identity)
 		return
@@ -320,7 +363,7 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 		}
 		return
 	}
-	serveHTTP1(ctx, c, br, s.h, &s.opts.HTTP, s.opts.Logger, st, s.draining.Load)
+	serveHTTP1(ctx, c, br, s.h, &s.opts.HTTP, s.opts.Logger, st, s.draining.Load, &s.stats)
 }
 
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -457,3 +500,12 @@ func (l *chanListener) Close() error {
 }
 
 func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4zero} }
+
+// rateLimiter allows one event per second (for log lines about limits).
+type rateLimiter struct{ last atomic.Int64 }
+
+func (r *rateLimiter) allow() bool {
+	now := time.Now().Unix()
+	last := r.last.Load()
+	return now != last && r.last.CompareAndSwap(last, now)
+}

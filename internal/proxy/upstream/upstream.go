@@ -8,35 +8,64 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
 
-// Backend is a compiled ir.Backend: its endpoints and a round-robin cursor.
+// Backend is a compiled ir.Backend: its endpoints, their health and a
+// round-robin cursor.
 type Backend struct {
 	Key       string
 	IR        *ir.Backend
 	H2C       bool
 	endpoints []string
+	health    []*endpointHealth // parallel to endpoints
+	index     map[string]int
 	next      atomic.Uint32
 }
 
-// NewBackend compiles a backend.
-func NewBackend(key string, b *ir.Backend) *Backend {
-	return &Backend{Key: key, IR: b, H2C: b.Protocol == "H2C", endpoints: b.Endpoints}
+// NewBackend compiles a backend; health state is shared through o so it
+// survives configuration updates.
+func NewBackend(key string, b *ir.Backend, o *Outlier) *Backend {
+	be := &Backend{Key: key, IR: b, H2C: b.Protocol == "H2C", endpoints: b.Endpoints,
+		health: make([]*endpointHealth, len(b.Endpoints)), index: make(map[string]int, len(b.Endpoints))}
+	for i, ep := range b.Endpoints {
+		be.health[i] = o.state(ep)
+		be.index[ep] = i
+	}
+	return be
 }
 
-// Pick returns the next endpoint in round-robin order; ok is false when the
-// backend has no ready endpoint.
+// Pick returns the next endpoint in round-robin order, skipping endpoints
+// ejected by outlier detection unless every endpoint is ejected; ok is
+// false when the backend has no ready endpoint.
 func (b *Backend) Pick() (addr string, ok bool) {
 	n := len(b.endpoints)
 	if n == 0 {
 		return "", false
 	}
-	i := b.next.Add(1) - 1
-	return b.endpoints[int(i%uint32(n))], true
+	start := b.next.Add(1) - 1
+	now := nanotime()
+	for k := 0; k < n; k++ {
+		i := int((start + uint32(k)) % uint32(n))
+		if !b.health[i].ejected(now) {
+			return b.endpoints[i], true
+		}
+	}
+	return b.endpoints[int(start%uint32(n))], true // all ejected: panic mode
+}
+
+// Report records the outcome of an exchange with an endpoint: ok false
+// for a connection failure or a gateway error (502, 503, 504).
+func (b *Backend) Report(ep string, ok bool) {
+	i, known := b.index[ep]
+	if !known {
+		return
+	}
+	b.health[i].report(ok)
 }
 
 // Options tune the connection pools.
@@ -122,6 +151,79 @@ func (p *Pool) Close() {
 	p.H1.CloseIdleConnections()
 	p.H2C.CloseIdleConnections()
 }
+
+// Outlier is passive outlier detection, Envoy style: an endpoint with
+// Consecutive gateway failures in a row is ejected for EjectFor times the
+// number of its ejections so far (capped at ten), then tried again.
+type Outlier struct {
+	Consecutive int32
+	EjectFor    time.Duration
+
+	mu  sync.Mutex
+	eps map[string]*endpointHealth
+}
+
+// NewOutlier returns detection with Envoy's defaults (5 failures, 30s).
+func NewOutlier() *Outlier {
+	return &Outlier{Consecutive: 5, EjectFor: 30 * time.Second, eps: map[string]*endpointHealth{}}
+}
+
+type endpointHealth struct {
+	o            *Outlier
+	failures     atomic.Int32
+	ejections    atomic.Int32
+	ejectedUntil atomic.Int64 // monotonic nanoseconds
+}
+
+func (o *Outlier) state(ep string) *endpointHealth {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	h := o.eps[ep]
+	if h == nil {
+		h = &endpointHealth{o: o}
+		o.eps[ep] = h
+	}
+	return h
+}
+
+// Retain forgets endpoints that are no longer in any backend.
+func (o *Outlier) Retain(keep map[string]bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for ep := range o.eps {
+		if !keep[ep] {
+			delete(o.eps, ep)
+		}
+	}
+}
+
+func (h *endpointHealth) ejected(now int64) bool { return h.ejectedUntil.Load() > now }
+
+func (h *endpointHealth) report(ok bool) {
+	if ok {
+		h.failures.Store(0)
+		return
+	}
+	if h.failures.Add(1) < h.o.Consecutive {
+		return
+	}
+	h.failures.Store(0)
+	n := min(h.ejections.Add(1), 10)
+	h.ejectedUntil.Store(nanotime() + int64(n)*int64(h.o.EjectFor))
+}
+
+// Ejected reports whether an endpoint is ejected now (for tests and stats).
+func (o *Outlier) Ejected(ep string) bool {
+	o.mu.Lock()
+	h := o.eps[ep]
+	o.mu.Unlock()
+	return h != nil && h.ejected(nanotime())
+}
+
+var clockStart = time.Now()
+
+// nanotime is a monotonic clock reading.
+func nanotime() int64 { return int64(time.Since(clockStart)) }
 
 // InheritCursor continues the round-robin sequence of the backend this one
 // replaces.
