@@ -97,6 +97,9 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 		}
 	}
 	removeHopHeaders(r.Header)
+	// A client cannot vouch for its own certificate: drop a client-supplied
+	// x-forwarded-client-cert, as Envoy's default SANITIZE does.
+	delete(r.Header, "X-Forwarded-Client-Cert")
 	r.Header["X-Forwarded-Proto"] = []string{"http"}
 
 	var body *replayBody

@@ -1,0 +1,113 @@
+package proxy_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/source/files"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
+)
+
+// startLimited serves the manifests with the given listener options.
+func startLimited(t *testing.T, manifests string, opts inbound.Options) (*waypoint, *inbound.Server) {
+	t.Helper()
+	p := proxy.New(proxy.Options{})
+	snap, err := files.LoadBytes("m.yaml", []byte(manifests))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := translate.Translate(snap, translate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Update(res.Waypoint); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := inbound.NewServer(p, opts)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close(); p.Close() })
+	return &waypoint{t: t, proxy: p, addr: ln.Addr().String(), srv: srv}, srv
+}
+
+func TestSlowlorisGets408(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	w, _ := startLimited(t, svcManifests(b.addr), inbound.Options{HTTP: inbound.HTTPOptions{ReadHeaderTimeout: 200 * time.Millisecond}})
+	c := w.dial(vip, curlID)
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\nX-Slow: ")
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 408 || !resp.Close {
+		t.Fatalf("status %d close %v, want 408 and close", resp.StatusCode, resp.Close)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("408 after %v; the header timeout is 200ms", d)
+	}
+}
+
+func TestIdleConnectionClosed(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	w, _ := startLimited(t, svcManifests(b.addr), inbound.Options{HTTP: inbound.HTTPOptions{IdleTimeout: 200 * time.Millisecond}})
+	c := w.dial(vip, curlID)
+	br := bufio.NewReader(c)
+	if resp, _ := roundTrip(t, c, br, get("/")); resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("read data on an idle connection")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the idle connection was not closed after the 200ms idle timeout")
+	}
+}
+
+func TestConnectionLimit(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	w, srv := startLimited(t, svcManifests(b.addr), inbound.Options{MaxConnections: 2})
+	c1, c2 := w.dial(vip, curlID), w.dial(vip, curlID)
+	for _, c := range []net.Conn{c1, c2} {
+		if resp, _ := roundTrip(t, c, bufio.NewReader(c), get("/")); resp.StatusCode != 200 {
+			t.Fatal(resp.StatusCode)
+		}
+	}
+	c3 := w.dial(vip, curlID)
+	_, _ = io.WriteString(c3, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	expectClosed(t, c3)
+	if n := srv.Stats().RefusedOverLimit.Load(); n != 1 {
+		t.Errorf("over-limit counter %d, want 1", n)
+	}
+	_ = c1.Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for srv.Stats().Active.Load() > 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	c4 := w.dial(vip, curlID)
+	if resp, _ := roundTrip(t, c4, bufio.NewReader(c4), get("/")); resp.StatusCode != 200 {
+		t.Fatalf("after a connection closed, a new one must be served: %d", resp.StatusCode)
+	}
+}
+
+func TestSpoofedClientCertHeaderStripped(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	w := startWaypoint(t, svcManifests(b.addr))
+	_, body := w.do(vip, curlID, get("/", "X-Forwarded-Client-Cert", "By=spiffe://cluster.local/ns/x/sa/admin", "Connection", "X-Secret", "X-Secret", "s"))
+	e := decodeEcho(t, body)
+	for _, h := range []string{"X-Forwarded-Client-Cert", "X-Secret", "Connection"} {
+		if v, ok := e.Headers[h]; ok {
+			t.Errorf("%s reached the backend: %q", h, strings.Join(v, ","))
+		}
+	}
+}
