@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/demo"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/standalone"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 )
@@ -77,6 +78,7 @@ func newVersion() *cobra.Command {
 
 func newStandalone(g *globalFlags) *cobra.Command {
 	var o standalone.Options
+	var meshConfig string
 	c := &cobra.Command{
 		Use:   "standalone -f PATH [-f PATH ...]",
 		Short: "Run a waypoint from manifest files (no cluster), watching them for changes",
@@ -95,6 +97,11 @@ good configuration stays in force.`,
 				return fmt.Errorf("at least one -f PATH is required")
 			}
 			o.Logger = log
+			if meshConfig != "" {
+				if err := applyMeshConfig(cmd, meshConfig, &o); err != nil {
+					return err
+				}
+			}
 			r, err := standalone.Start(o)
 			if err != nil {
 				return err
@@ -142,6 +149,7 @@ good configuration stays in force.`,
 	f.StringVar(&o.Translate.GatewayClass, "gateway-class", translate.DefaultGatewayClass, "GatewayClass of our waypoints")
 	f.StringVar(&o.Translate.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of the mesh")
 	f.StringArrayVar(&o.Translate.TrustDomainAliases, "trust-domain-alias", nil, "a trust domain policies treat as equal to --trust-domain (repeatable)")
+	f.StringVar(&meshConfig, "mesh-config", "", "Istio MeshConfig YAML (pathNormalization, extensionProviders, rootNamespace, trustDomain, trustDomainAliases); flags given explicitly win")
 	f.StringVar(&o.Translate.RootNamespace, "root-namespace", "istio-system", "Istio root namespace (policies there may target the GatewayClass)")
 	return c
 }
@@ -167,4 +175,25 @@ func newDemo(g *globalFlags) *cobra.Command {
 	}
 	c.Flags().BoolVar(&keep, "keep", false, "keep the waypoint running after the walkthrough")
 	return c
+}
+
+// applyMeshConfig takes settings from an Istio MeshConfig file; a flag the
+// user set explicitly wins over the file.
+func applyMeshConfig(cmd *cobra.Command, path string, o *standalone.Options) error {
+	mc, err := meshconfig.Load(path)
+	if err != nil {
+		return err
+	}
+	o.PathNormalization = mc.PathNormalization
+	if !cmd.Flags().Changed("trust-domain") {
+		o.Translate.TrustDomain = mc.TrustDomain
+	}
+	if !cmd.Flags().Changed("trust-domain-alias") {
+		o.Translate.TrustDomainAliases = mc.TrustDomainAliases
+	}
+	if !cmd.Flags().Changed("root-namespace") {
+		o.Translate.RootNamespace = mc.RootNamespace
+	}
+	o.ExtAuthzProviders = mc.ExtAuthzProviders
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -67,8 +68,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("X-Request-Id") == "" {
 		r.Header["X-Request-Id"] = []string{newRequestID()}
 	}
-	if np := normalizePath(r.URL.Path); np != r.URL.Path {
-		r.URL.Path, r.URL.RawPath = np, ""
+	if !p.normalize(r) {
+		p.localReply(x, http.StatusBadRequest, "Bad Request")
+		return
 	}
 	routed := false
 	if sp.routes != nil {
@@ -141,6 +143,30 @@ func (p *Proxy) logShadow(sp *servicePort, info *inbound.ConnInfo, method, path 
 		p.log.Info("authorization shadow result", "service", sp.name, "policy", s.Policy, "action", string(s.Action),
 			"dryRun", s.DryRun, "matched", s.Matched, "identity", info.Identity, "method", method, "path", path)
 	}
+}
+
+// normalize applies the mesh's path normalization (Istio's BASE by
+// default: RFC 3986 dot segments removed, so "/admin/../x" cannot dodge a
+// rule) before routing and authorization, and forwards the result. It
+// reports false for a path that cannot be normalized (400, as Envoy).
+func (p *Proxy) normalize(r *http.Request) bool {
+	raw := r.URL.EscapedPath()
+	np, err := p.opts.PathNormalization.Normalize(raw)
+	if err != nil {
+		return false
+	}
+	if np == raw {
+		return true
+	}
+	dec, err := url.PathUnescape(np)
+	if err != nil {
+		return false
+	}
+	r.URL.Path, r.URL.RawPath = dec, ""
+	if dec != np && url.PathEscape(dec) != np {
+		r.URL.RawPath = np // keep escapes the normalization kept (%2F in NONE/BASE)
+	}
+	return true
 }
 
 // namespaceOf returns the namespace of a SPIFFE identity

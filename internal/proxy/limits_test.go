@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/source/files"
@@ -18,7 +19,13 @@ import (
 // startLimited serves the manifests with the given listener options.
 func startLimited(t *testing.T, manifests string, opts inbound.Options) (*waypoint, *inbound.Server) {
 	t.Helper()
-	p := proxy.New(proxy.Options{})
+	return startWith(t, manifests, proxy.Options{}, opts)
+}
+
+// startWith serves the manifests with the given proxy and listener options.
+func startWith(t *testing.T, manifests string, popts proxy.Options, opts inbound.Options) (*waypoint, *inbound.Server) {
+	t.Helper()
+	p := proxy.New(popts)
 	snap, err := files.LoadBytes("m.yaml", []byte(manifests))
 	if err != nil {
 		t.Fatal(err)
@@ -109,5 +116,45 @@ func TestSpoofedClientCertHeaderStripped(t *testing.T) {
 		if v, ok := e.Headers[h]; ok {
 			t.Errorf("%s reached the backend: %q", h, strings.Join(v, ","))
 		}
+	}
+}
+
+func TestPathNormalizationModes(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	manifests := svcManifests(b.addr) + policy("deny-admin", svcTarget, "DENY", `  rules: [{to: [{operation: {paths: ["/admin*"]}}]}]`)
+	cases := []struct {
+		mode    meshconfig.PathNormalization
+		path    string
+		status  int
+		forward string // the path the backend sees when allowed
+	}{
+		{meshconfig.NormalizeBase, "/public/../admin", 403, ""},
+		{meshconfig.NormalizeBase, "/%2e%2e/admin", 403, ""},
+		{meshconfig.NormalizeBase, "/a/./b/../c", 200, "/a/c"},
+		{meshconfig.NormalizeBase, "//admin", 200, "//admin"}, // BASE keeps double slashes
+		{meshconfig.NormalizeMergeSlashes, "//admin", 403, ""},
+		{meshconfig.NormalizeMergeSlashes, "/x//y", 200, "/x/y"},
+		{meshconfig.NormalizeDecodeAndMergeSlashes, "/%2Fadmin", 403, ""},
+		{meshconfig.NormalizeNone, "/x/../admin", 200, "/x/../admin"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.mode.String()+" "+tc.path, func(t *testing.T) {
+			w, _ := startWith(t, manifests, proxy.Options{PathNormalization: tc.mode}, inbound.Options{})
+			c := w.dial(vip, curlID)
+			_, _ = io.WriteString(c, "GET "+tc.path+" HTTP/1.1\r\nHost: svc\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d (%s)", resp.StatusCode, tc.status, body)
+			}
+			if tc.forward != "" {
+				if got := decodeEcho(t, string(body)).Path; got != tc.forward {
+					t.Errorf("backend saw %q, want %q", got, tc.forward)
+				}
+			}
+		})
 	}
 }

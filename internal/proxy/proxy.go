@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
@@ -30,6 +31,8 @@ type Options struct {
 	ServerHeader string
 	// Upstream tunes the connection pools.
 	Upstream upstream.Options
+	// PathNormalization is the mesh's pathNormalization (BASE by default).
+	PathNormalization meshconfig.PathNormalization
 	Logger   *slog.Logger
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/admin"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
@@ -43,6 +44,11 @@ type Options struct {
 	// DrainTimeout bounds the wait for in-flight requests and connections
 	// after that (default 30s).
 	DrainTimeout time.Duration
+	// PathNormalization is the mesh config's pathNormalization.
+	PathNormalization meshconfig.PathNormalization
+	// ExtAuthzProviders are the mesh config's external authorizers, by
+	// name, for CUSTOM policies.
+	ExtAuthzProviders map[string]*meshconfig.ExtAuthzProvider
 	// Inbound are the listener's limits; Upstream tunes the pools.
 	Inbound  inbound.Options
 	Upstream upstream.Options
@@ -100,11 +106,12 @@ func Start(opts Options) (*Runner, error) {
 	}
 	opts.Translate.Gateway = gw
 	r := &Runner{
-		opts:  opts,
-		log:   opts.Logger,
-		proxy: proxy.New(proxy.Options{ServerHeader: opts.ServerHeader, Logger: opts.Logger, Upstream: opts.Upstream}),
-		done:  make(chan struct{}),
-		errc:  make(chan error, 2),
+		opts: opts,
+		log:  opts.Logger,
+		proxy: proxy.New(proxy.Options{ServerHeader: opts.ServerHeader, Logger: opts.Logger, Upstream: opts.Upstream,
+			PathNormalization: opts.PathNormalization}),
+		done: make(chan struct{}),
+		errc: make(chan error, 2),
 	}
 
 	// Status first, so readiness answers 503 while we load.

@@ -384,3 +384,43 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+func TestStandaloneMeshConfig(t *testing.T) {
+	pod := startHTTPBackend(t, "127.0.201.4")
+	dir := t.TempDir()
+	manifests := seedManifests(pod) + `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: custom-root}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: GatewayClass, name: kgateway-waypoint}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+`
+	if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(manifests), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mesh := filepath.Join(t.TempDir(), "mesh.yaml")
+	if err := os.WriteFile(mesh, []byte("rootNamespace: custom-root\npathNormalization:\n  normalization: MERGE_SLASHES\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inbound, status := freeAddr(t, "127.0.202.4"), freeAddr(t, "127.0.202.4")
+	start(t, "standalone", "-f", dir, "--mesh-config", mesh, "--inbound-address", inbound, "--status-address", status)
+	waitFor(t, 10*time.Second, "readiness", func() bool { return ready(status) })
+	c := dialWaypoint(t, inbound)
+	if resp, _ := c.send("GET", "//admin/x"); resp.StatusCode != 403 {
+		t.Errorf("//admin/x with MERGE_SLASHES and a GatewayClass policy from the mesh's root namespace: %d, want 403", resp.StatusCode)
+	}
+	if resp, body := c.send("GET", "/x//y"); resp.StatusCode != 200 || body != "GET /x/y from pod" {
+		t.Errorf("/x//y: %d %q, want the merged path forwarded", resp.StatusCode, body)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("pathNormalisation: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(binary, "standalone", "-f", dir, "--mesh-config", bad, "--status-address", "127.0.0.1:0", "--inbound-address", "127.0.0.1:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "pathNormalisation") {
+		t.Errorf("a mesh config with an unknown field must fail naming it; got %v:\n%s", err, out)
+	}
+}
