@@ -90,7 +90,7 @@ func run() int {
 		c.scaleSizes = []int{1000, 10000}
 		c.rounds = 1
 	} else {
-		c.warmup, c.mainDur, c.otherDur, c.satDur, c.swapDur = 3*time.Second, 30*time.Second, 15*time.Second, 15*time.Second, 10*time.Second
+		c.warmup, c.mainDur, c.otherDur, c.satDur, c.swapDur = time.Second, 30*time.Second, 15*time.Second, 15*time.Second, 10*time.Second
 		c.scaleSizes = []int{1000, 2000, 5000, 10000}
 		c.rounds = 5
 		profile = true
