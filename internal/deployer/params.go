@@ -1,0 +1,157 @@
+package deployer
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// Parameters are the deployment settings a ConfigMap referenced by the
+// GatewayClass's spec.parametersRef, or by the Gateway's
+// spec.infrastructure.parametersRef, may give. Each key of the ConfigMap's
+// data is one setting (YAML); a Gateway's ConfigMap overrides its class's
+// key by key:
+//
+//	replicas: "2"
+//	resources: |
+//	  requests: {cpu: 200m, memory: 256Mi}
+//	  limits: {memory: 1Gi}
+//	horizontalPodAutoscaler: |      # a HorizontalPodAutoscalerSpec (autoscaling/v2)
+//	  minReplicas: 2                 # without scaleTargetRef: the waypoint's Deployment
+//	  maxReplicas: 10
+//	podDisruptionBudget: |           # a PodDisruptionBudgetSpec (policy/v1)
+//	  minAvailable: 1                # without selector: the waypoint's pods
+//
+// With an autoscaler, replicas is left to it.
+type Parameters struct {
+	Replicas  *int32
+	Resources *corev1.ResourceRequirements
+	HPA       *autoscalingv2.HorizontalPodAutoscalerSpec
+	PDB       *policyv1.PodDisruptionBudgetSpec
+}
+
+// ConfigMap data keys.
+const (
+	KeyReplicas  = "replicas"
+	KeyResources = "resources"
+	KeyHPA       = "horizontalPodAutoscaler"
+	KeyPDB       = "podDisruptionBudget"
+)
+
+// ParametersError is a problem with the parameters: the Gateway is not
+// accepted (reason InvalidParameters) until it is fixed.
+type ParametersError struct{ Msg string }
+
+func (e *ParametersError) Error() string { return e.Msg }
+
+func paramsErr(format string, args ...any) error {
+	return &ParametersError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// ResolveParameters reads the class's and the Gateway's parameter
+// ConfigMaps and merges them. class may be nil.
+func ResolveParameters(ctx context.Context, r client.Reader, class *gwv1.GatewayClass, gw *gwv1.Gateway) (*Parameters, error) {
+	merged := map[string]string{}
+	if class != nil && class.Spec.ParametersRef != nil {
+		ref := class.Spec.ParametersRef
+		if ref.Namespace == nil || *ref.Namespace == "" {
+			return nil, paramsErr("GatewayClass %s parametersRef needs a namespace (a ConfigMap is namespaced)", class.Name)
+		}
+		data, err := readConfigMap(ctx, r, string(ref.Group), string(ref.Kind), string(*ref.Namespace), ref.Name,
+			"GatewayClass "+class.Name+" parametersRef")
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range data {
+			merged[k] = v
+		}
+	}
+	if gw.Spec.Infrastructure != nil && gw.Spec.Infrastructure.ParametersRef != nil {
+		ref := gw.Spec.Infrastructure.ParametersRef
+		data, err := readConfigMap(ctx, r, string(ref.Group), string(ref.Kind), gw.Namespace, ref.Name,
+			"spec.infrastructure.parametersRef")
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range data {
+			merged[k] = v
+		}
+	}
+	return ParseParameters(merged)
+}
+
+func readConfigMap(ctx context.Context, r client.Reader, group, kind, ns, name, what string) (map[string]string, error) {
+	if (group != "" && group != "core") || kind != "ConfigMap" {
+		return nil, paramsErr("%s: %s.%s is not supported; reference a ConfigMap (group \"\", kind ConfigMap)", what, kind, group)
+	}
+	cm := &corev1.ConfigMap{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cm); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, paramsErr("%s: ConfigMap %s/%s not found", what, ns, name)
+		}
+		return nil, err // transient: retried
+	}
+	return cm.Data, nil
+}
+
+// ParseParameters reads the data keys of a parameters ConfigMap.
+func ParseParameters(data map[string]string) (*Parameters, error) {
+	p := &Parameters{}
+	var problems []string
+	keys := make([]string, 0, len(data))
+	for k := range data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := data[k]
+		var err error
+		switch k {
+		case KeyReplicas:
+			var n int64
+			n, err = strconv.ParseInt(strings.TrimSpace(v), 10, 32)
+			if err == nil && n < 0 {
+				err = fmt.Errorf("must not be negative")
+			}
+			r := int32(n)
+			p.Replicas = &r
+		case KeyResources:
+			p.Resources = &corev1.ResourceRequirements{}
+			err = yaml.UnmarshalStrict([]byte(v), p.Resources)
+		case KeyHPA:
+			p.HPA = &autoscalingv2.HorizontalPodAutoscalerSpec{}
+			err = yaml.UnmarshalStrict([]byte(v), p.HPA)
+			if err == nil && p.HPA.MaxReplicas < 1 {
+				err = fmt.Errorf("maxReplicas must be at least 1")
+			}
+			if err == nil && p.HPA.MinReplicas != nil && *p.HPA.MinReplicas > p.HPA.MaxReplicas {
+				err = fmt.Errorf("minReplicas %d is above maxReplicas %d", *p.HPA.MinReplicas, p.HPA.MaxReplicas)
+			}
+		case KeyPDB:
+			p.PDB = &policyv1.PodDisruptionBudgetSpec{}
+			err = yaml.UnmarshalStrict([]byte(v), p.PDB)
+			if err == nil && (p.PDB.MinAvailable == nil) == (p.PDB.MaxUnavailable == nil) {
+				err = fmt.Errorf("set exactly one of minAvailable and maxUnavailable")
+			}
+		default:
+			err = fmt.Errorf("unknown key (known: %s, %s, %s, %s)", KeyReplicas, KeyResources, KeyHPA, KeyPDB)
+		}
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", k, err))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, paramsErr("invalid parameters: %s", strings.Join(problems, "; "))
+	}
+	return p, nil
+}
