@@ -53,8 +53,14 @@
 //     is the one per-request allocation outside dry-run reporting.
 //     request.headers[host] / [:authority] read Request.Host, [:method] Method,
 //     [:path] Path (without the query string); other pseudo headers are absent.
-//   - request.auth.audiences / presenter / claims[] have no value until JWT claims
-//     are plumbed through: values never match, notValues always match.
+//   - request.auth.claims[a][b], request.auth.audiences (the aud claim) and
+//     request.auth.presenter (azp) match a string claim, or any string element of
+//     a list claim, with Istio's string wildcards; a missing claim, a number, a
+//     boolean or an object matches no value (so notValues match). Claim keys are
+//     parsed as istiod does: "[a][b]" is nested, "[a.b]" is one claim "a.b".
+//   - requestPrincipals / request.auth.principal compare the iss and sub claims
+//     separately (both must be strings) when RequestClaims is set, as Istio's
+//     metadata matchers do; otherwise RequestPrincipal split at its last "/".
 //   - Connection addresses are unmapped (::ffff:a.b.c.d is a.b.c.d) before CIDR
 //     matching.
 package authz
@@ -98,9 +104,16 @@ type Request struct {
 	Method, Host, Path string
 	Headers            http.Header // request headers (canonical keys as net/http gives them)
 	// RequestPrincipal is the JWT "iss/sub" (split at the last "/"), "" when there
-	// is no validated token.
+	// is no validated token. Ignored when RequestClaims is set.
 	RequestPrincipal string
-	SNI              string
+	// RequestClaims is the payload of the validated JWT (authn.Result.Claims:
+	// JSON objects as map[string]any, lists as []any, numbers as float64),
+	// nil when there is none. request.auth.claims[...], request.auth.audiences
+	// (aud) and request.auth.presenter (azp) read it, and so do
+	// requestPrincipals and request.auth.principal (iss and sub), as Istio's
+	// RBAC reads the jwt_authn payload.
+	RequestClaims map[string]any
+	SNI           string
 }
 
 // DryRunResult reports one policy that is evaluated but not enforced.
@@ -232,12 +245,17 @@ func (c *reqCtx) remote() netip.Addr {
 	return c.remoteIP
 }
 
-// requestPrincipal splits RequestPrincipal into issuer and subject.
+// requestPrincipal returns the JWT issuer and subject: the iss and sub claims
+// when the claims are known, else RequestPrincipal split at its last "/".
 func (c *reqCtx) requestPrincipal() (iss, sub string, ok bool) {
 	if !c.rpDone {
 		c.rpDone = true
-		rp := c.r.RequestPrincipal
-		if i := strings.LastIndexByte(rp, '/'); i >= 0 {
+		if claims := c.r.RequestClaims; claims != nil {
+			iss, okIss := claims["iss"].(string)
+			sub, okSub := claims["sub"].(string)
+			c.iss, c.sub, c.rpOK = iss, sub, okIss && okSub
+		} else if i := strings.LastIndexByte(c.r.RequestPrincipal, '/'); i >= 0 {
+			rp := c.r.RequestPrincipal
 			c.iss, c.sub, c.rpOK = rp[:i], rp[i+1:], true
 		}
 	}

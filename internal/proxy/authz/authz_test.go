@@ -223,10 +223,10 @@ func TestRuleFields(t *testing.T) {
 		{name: "connection.sni", rule: when("connection.sni", "*.example.com"), want: true},
 		{name: "connection.sni miss", rule: when("connection.sni", "other.example.com"), want: false},
 		{name: "connection.sni notValues", rule: whenNot("connection.sni", "svc.example.com"), want: false},
-		{name: "audiences have no value yet", rule: when("request.auth.audiences", "*"), want: false},
-		{name: "audiences notValues", rule: whenNot("request.auth.audiences", "x"), want: true},
-		{name: "claims have no value yet", rule: when("request.auth.claims[iss]", "*"), want: false},
-		{name: "claims notValues", rule: whenNot("request.auth.claims[groups]", "admin"), want: true},
+		{name: "audiences without a token", rule: when("request.auth.audiences", "*"), want: false},
+		{name: "audiences notValues without a token", rule: whenNot("request.auth.audiences", "x"), want: true},
+		{name: "claims without a token", rule: when("request.auth.claims[iss]", "*"), want: false},
+		{name: "claims notValues without a token", rule: whenNot("request.auth.claims[groups]", "admin"), want: true},
 		{name: "claims bad key (ALLOW drops rule)", rule: whenNot("request.auth.claims", "admin"), want: false},
 		{name: "unknown key (ALLOW drops rule)", rule: when("source.user", "x"), want: false},
 		{name: "envoy metadata key unsupported (ALLOW drops rule)", rule: when("experimental.envoy.filters.a.b[c]", "x"), want: false},
@@ -508,6 +508,174 @@ func TestPathTemplateCompile(t *testing.T) {
 			if pt.match(p) {
 				t.Errorf("%q should not match %q", tc.tmpl, p)
 			}
+		}
+	}
+}
+
+// jwtClaims is the payload of a validated token as authn.Result.Claims
+// gives it (decoded JSON).
+func jwtClaims(r *Request) {
+	r.RequestClaims = map[string]any{
+		"iss":    "https://issuer.example.com",
+		"sub":    "alice",
+		"aud":    []any{"api.example.com", "web.example.com"},
+		"azp":    "web-client",
+		"groups": []any{"dev", "ops", 3.0},
+		"role":   "admin",
+		"org":    map[string]any{"team": "blue", "size": 4.0, "tags": []any{"eu", "prod"}},
+		"a.b":    "dotted",
+		"a[b]":   "bracketed",
+		"scope":  []any{"read", "write"},
+		"n":      42.0,
+		"ok":     true,
+	}
+}
+
+func claim(k string, v any) mod {
+	return func(r *Request) {
+		if r.RequestClaims == nil {
+			jwtClaims(r)
+		}
+		if v == nil {
+			delete(r.RequestClaims, k)
+			return
+		}
+		r.RequestClaims[k] = v
+	}
+}
+
+// TestJWTClaims covers request.auth.* against the claims of a validated
+// token, as Istio's RBAC matches the jwt_authn payload: strings, any string
+// element of a list, nested objects, wildcards, notValues.
+func TestJWTClaims(t *testing.T) {
+	withJWT := []mod{jwtClaims}
+	cases := []struct {
+		name string
+		rule *ir.AuthzRule
+		mods []mod
+		want bool
+	}{
+		{name: "claim string exact", rule: when("request.auth.claims[role]", "admin"), want: true},
+		{name: "claim string other", rule: when("request.auth.claims[role]", "viewer"), want: false},
+		{name: "claim string prefix", rule: when("request.auth.claims[role]", "adm*"), want: true},
+		{name: "claim string suffix", rule: when("request.auth.claims[role]", "*min"), want: true},
+		{name: "claim presence", rule: when("request.auth.claims[role]", "*"), want: true},
+		{name: "claim presence of an empty string", rule: when("request.auth.claims[role]", "*"), mods: []mod{claim("role", "")}, want: false},
+		{name: "claim missing", rule: when("request.auth.claims[missing]", "*"), want: false},
+		{name: "claim values are ORed", rule: when("request.auth.claims[role]", "viewer", "admin"), want: true},
+		{name: "list claim: any element", rule: when("request.auth.claims[groups]", "ops"), want: true},
+		{name: "list claim: element prefix", rule: when("request.auth.claims[groups]", "o*"), want: true},
+		{name: "list claim: no element", rule: when("request.auth.claims[groups]", "admin"), want: false},
+		{name: "list claim: not the joined list", rule: when("request.auth.claims[groups]", "dev,ops"), want: false},
+		{name: "list claim: numbers never match", rule: when("request.auth.claims[groups]", "3"), want: false},
+		{name: "Go string list", rule: when("request.auth.claims[groups]", "ops"), mods: []mod{claim("groups", []string{"dev", "ops"})}, want: true},
+		{name: "number claim never matches", rule: when("request.auth.claims[n]", "42"), want: false},
+		{name: "number claim presence", rule: when("request.auth.claims[n]", "*"), want: false},
+		{name: "boolean claim never matches", rule: when("request.auth.claims[ok]", "true"), want: false},
+		{name: "object claim never matches", rule: when("request.auth.claims[org]", "*"), want: false},
+		{name: "nested claim", rule: when("request.auth.claims[org][team]", "blue"), want: true},
+		{name: "nested claim other value", rule: when("request.auth.claims[org][team]", "red"), want: false},
+		{name: "nested list claim", rule: when("request.auth.claims[org][tags]", "prod"), want: true},
+		{name: "nested through a string", rule: when("request.auth.claims[role][x]", "*"), want: false},
+		{name: "nested missing", rule: when("request.auth.claims[org][missing]", "*"), want: false},
+		{name: "dotted name is one claim", rule: when("request.auth.claims[a.b]", "dotted"), want: true},
+		{name: "dotted name is not nested", rule: when("request.auth.claims[org.team]", "blue"), want: false},
+		{name: "inner brackets make one claim name", rule: when("request.auth.claims[a[b]]", "bracketed"), want: true},
+		{name: "notValues hit", rule: whenNot("request.auth.claims[groups]", "dev"), want: false},
+		{name: "notValues miss", rule: whenNot("request.auth.claims[groups]", "admin"), want: true},
+		{name: "notValues on a missing claim", rule: whenNot("request.auth.claims[missing]", "x"), want: true},
+		{name: "space-delimited scope", rule: when("request.auth.claims[scope]", "write"), want: true},
+		{name: "empty brackets (ALLOW drops rule)", rule: when("request.auth.claims[]", "*"), want: false},
+		{name: "unbalanced brackets (ALLOW drops rule)", rule: when("request.auth.claims[a", "*"), want: false},
+		{name: "text after the prefix (ALLOW drops rule)", rule: when("request.auth.claimsx[role]", "admin"), want: false},
+
+		{name: "audiences list", rule: when("request.auth.audiences", "web.example.com"), want: true},
+		{name: "audiences suffix", rule: when("request.auth.audiences", "*.example.com"), want: true},
+		{name: "audiences miss", rule: when("request.auth.audiences", "other"), want: false},
+		{name: "audiences string", rule: when("request.auth.audiences", "api"), mods: []mod{claim("aud", "api")}, want: true},
+		{name: "audiences notValues", rule: whenNot("request.auth.audiences", "api.example.com"), want: false},
+		{name: "presenter", rule: when("request.auth.presenter", "web-client"), want: true},
+		{name: "presenter miss", rule: when("request.auth.presenter", "cli"), want: false},
+		{name: "presenter missing", rule: when("request.auth.presenter", "*"), mods: []mod{claim("azp", nil)}, want: false},
+
+		{name: "principal from iss and sub", rule: when("request.auth.principal", "https://issuer.example.com/alice"), want: true},
+		{name: "claims win over RequestPrincipal", rule: from(ir.AuthzSource{RequestPrincipals: l("https://issuer.example.com/bob")}),
+			mods: []mod{claim("sub", "bob")}, want: true},
+		{name: "sub containing a slash", rule: from(ir.AuthzSource{RequestPrincipals: l("https://issuer.example.com/*")}),
+			mods: []mod{claim("sub", "a/b")}, want: true},
+		{name: "principal needs sub", rule: from(ir.AuthzSource{RequestPrincipals: l("*")}), mods: []mod{claim("sub", nil)}, want: false},
+		{name: "principal needs a string iss", rule: from(ir.AuthzSource{RequestPrincipals: l("*")}), mods: []mod{claim("iss", 1.0)}, want: false},
+		{name: "empty sub matches an empty subject", rule: from(ir.AuthzSource{RequestPrincipals: l("https://issuer.example.com/")}),
+			mods: []mod{claim("sub", "")}, want: true},
+		{name: "notRequestPrincipals", rule: from(ir.AuthzSource{NotRequestPrincipals: l("*/alice")}), want: false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := baseRequest()
+			for _, m := range append(append([]mod(nil), withJWT...), tc.mods...) {
+				m(r)
+			}
+			e := Compile([]*ir.AuthzPolicy{pol("foo", "p", ir.AuthzAllow, tc.rule)}, Options{})
+			if d := e.Evaluate(r); d.Allowed != tc.want {
+				t.Fatalf("Allowed = %v, want %v (decision %+v, warnings %q)", d.Allowed, tc.want, d, e.Warnings())
+			}
+			// On TCP the claims are HTTP-only: an ALLOW rule using them never matches.
+			r.HTTP = false
+			if d := e.Evaluate(r); d.Allowed && len(tc.rule.When)+len(tc.rule.From) > 0 {
+				t.Fatalf("TCP: an ALLOW rule with JWT attributes matched: %+v", d)
+			}
+		})
+	}
+	// DENY with an unparsable claim key ignores the condition (denies more).
+	e := Compile([]*ir.AuthzPolicy{pol("foo", "d", ir.AuthzDeny, when("request.auth.claims[]", "x"))}, Options{})
+	if d := e.Evaluate(baseRequest()); d.Allowed {
+		t.Fatalf("DENY with a bad claim key must match: %+v", d)
+	}
+}
+
+func TestClaimPath(t *testing.T) {
+	for key, want := range map[string][]string{
+		"request.auth.claims[a]":       {"a"},
+		"request.auth.claims[a][b][c]": {"a", "b", "c"},
+		"request.auth.claims[a.b]":     {"a.b"},
+		"request.auth.claims[a[b]]":    {"a[b]"},
+		"request.auth.claims[a][b]c]":  {"a][b]c"},
+		"request.auth.claims[a][]":     {"a", ""},
+		"request.auth.claims[]":        nil,
+		"request.auth.claims":          nil,
+		"request.auth.claims[a":        nil,
+		"request.auth.claimsx[a]":      nil,
+	} {
+		got, ok := claimPath(key)
+		if ok != (want != nil) || strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("claimPath(%q) = %q, %v; want %q", key, got, ok, want)
+		}
+	}
+}
+
+func TestNoAllocationsWithJWTConditions(t *testing.T) {
+	p := pol("ns", "jwt", ir.AuthzAllow, &ir.AuthzRule{
+		From: []*ir.AuthzSource{{RequestPrincipals: l("https://issuer.example.com/*")}},
+		When: []*ir.AuthzCondition{
+			{Key: "request.auth.claims[org][team]", Values: l("blue")},
+			{Key: "request.auth.claims[groups]", Values: l("admin", "op*")},
+			{Key: "request.auth.audiences", Values: l("*.example.com")},
+			{Key: "request.auth.presenter", NotValues: l("cli")},
+		},
+	})
+	e := Compile([]*ir.AuthzPolicy{p}, Options{})
+	withClaims := baseRequest()
+	jwtClaims(withClaims)
+	for _, tc := range []struct {
+		r    *Request
+		want bool
+	}{{baseRequest(), false}, {withClaims, true}} {
+		var d Decision
+		if allocs := testing.AllocsPerRun(200, func() { d = e.Evaluate(tc.r) }); allocs != 0 {
+			t.Fatalf("claims=%v: %v allocs per Evaluate, want 0", tc.r.RequestClaims != nil, allocs)
+		}
+		if d.Allowed != tc.want {
+			t.Fatalf("claims=%v: decision %+v", tc.r.RequestClaims != nil, d)
 		}
 	}
 }

@@ -314,8 +314,10 @@ func (c *compiler) condition(dst *[]matcher, cond *ir.AuthzCondition) error {
 		m.kind = fPrincipal
 	case k == keyRequestPrincipal:
 		m.kind = fRequestPrincipal
-	case k == keyRequestAudiences, k == keyRequestPresenter:
-		m.kind = fJWTAbsent
+	case k == keyRequestAudiences:
+		m.kind, m.claim = fClaim, []string{"aud"}
+	case k == keyRequestPresenter:
+		m.kind, m.claim = fClaim, []string{"azp"}
 	case strings.HasPrefix(k, keyRequestHeader), strings.HasPrefix(k, keyRequestInlineHeader):
 		m.kind = fHeader
 		prefix := keyRequestHeader
@@ -341,8 +343,9 @@ func (c *compiler) condition(dst *[]matcher, cond *ir.AuthzCondition) error {
 			}
 		}
 	case strings.HasPrefix(k, keyRequestClaims):
-		m.kind = fJWTAbsent
-		m.badKey = !validClaimKey(k[len(keyRequestClaims):])
+		m.kind = fClaim
+		path, ok := claimPath(k)
+		m.claim, m.badKey = path, !ok
 	default:
 		why := "unknown condition key"
 		if strings.HasPrefix(k, keyEnvoyFilter) {
@@ -366,17 +369,42 @@ func bracketName(s string) (string, bool) {
 	return s[1 : len(s)-1], true
 }
 
-// validClaimKey accepts "[a]" and nested "[a][b]".
-func validClaimKey(s string) bool {
-	if len(s) < 3 || s[0] != '[' || s[len(s)-1] != ']' {
-		return false
+// claimPath reads the claim names of a "request.auth.claims[a][b]..." key:
+// the validation webhook's a[b] shape (security.validateMapKey: a name of at
+// least one character in the first brackets), then istiod's parse
+// (authz/model extractNameInNestedBrackets): a run of "[name]" groups is a
+// nested path; anything else between the outer brackets is one claim name,
+// so "[a.b]" is the claim "a.b" and "[a[b]]" the claim "a[b]".
+func claimPath(key string) ([]string, bool) {
+	open := strings.IndexByte(key, '[')
+	if !strings.HasSuffix(key, "]") || open <= 0 || open >= len(key)-2 {
+		return nil, false
 	}
-	for _, part := range strings.Split(s[1:len(s)-1], "][") {
-		if part == "" || strings.ContainsAny(part, "[]") {
-			return false
+	s := key[len(keyRequestClaims):]
+	var path []string
+	for begin := 0; begin < len(s); {
+		end := -1
+		if s[begin] == '[' {
+			for i := begin + 1; i < len(s); i++ {
+				if s[i] == '[' {
+					break
+				}
+				if s[i] == ']' {
+					end = i
+					break
+				}
+			}
 		}
+		if end < 0 {
+			if !strings.HasPrefix(s, "[") || !strings.HasSuffix(s, "]") {
+				return nil, false
+			}
+			return []string{s[1 : len(s)-1]}, true
+		}
+		path = append(path, s[begin+1:end])
+		begin = end + 1
 	}
-	return true
+	return path, len(path) > 0
 }
 
 // field compiles values (one matcher) and notValues (a negated matcher) of one
@@ -462,11 +490,11 @@ func (c *compiler) value(m *matcher, v string) error {
 			return errBadKey
 		}
 		m.strs = append(m.strs, inlineHeaderPattern(v))
-	case fJWTAbsent:
+	case fClaim:
 		if m.badKey {
 			return errBadKey
 		}
-		// No JWT claims reach the evaluator yet: the attribute has no value.
+		m.strs = append(m.strs, stringPattern(v, false))
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ const (
 	fPath                              // paths
 	fHeader                            // request.headers[...]
 	fInlineHeader                      // request.experimental.inline.headers[...]
-	fJWTAbsent                         // request.auth.audiences/presenter/claims[...]: no value yet
+	fClaim                             // request.auth.audiences/presenter/claims[...]: a JWT claim (matcher.claim)
 	fTrustDomain                       // trustDomains: the trust domain of the peer identity
 )
 
@@ -34,7 +34,7 @@ var fieldNames = [...]string{
 	fRequestPrincipal: "requestPrincipal", fSourceIP: "source.ip", fRemoteIP: "remote.ip",
 	fDestIP: "destination.ip", fDestPort: "port", fSNI: "connection.sni", fHost: "host",
 	fMethod: "method", fPath: "path", fHeader: "request.headers", fInlineHeader: "request.experimental.inline.headers",
-	fJWTAbsent: "request.auth", fTrustDomain: "trustDomain",
+	fClaim: "request.auth.claims", fTrustDomain: "trustDomain",
 }
 
 func (k fieldKind) String() string { return fieldNames[k] }
@@ -42,7 +42,7 @@ func (k fieldKind) String() string { return fieldNames[k] }
 // httpOnly reports the attributes Istio refuses on TCP filter chains.
 func (k fieldKind) httpOnly() bool {
 	switch k {
-	case fRequestPrincipal, fHost, fMethod, fPath, fHeader, fInlineHeader, fJWTAbsent:
+	case fRequestPrincipal, fHost, fMethod, fPath, fHeader, fInlineHeader, fClaim:
 		return true
 	}
 	return false
@@ -62,9 +62,10 @@ type matcher struct {
 	kind     fieldKind
 	negate   bool
 	httpOnly bool
-	badKey   bool   // header/claim key could not be parsed (compile time only)
-	pseudo   uint8  // for header kinds
-	header   string // canonical header name for header kinds
+	badKey   bool     // header/claim key could not be parsed (compile time only)
+	pseudo   uint8    // for header kinds
+	header   string   // canonical header name for header kinds
+	claim    []string // path of the JWT claim for fClaim
 
 	strs  []strPat
 	nets  []netip.Prefix
@@ -134,11 +135,52 @@ func (m *matcher) any(c *reqCtx) bool {
 			return false
 		}
 		return anyString(m.strs, v, true)
-	case fJWTAbsent:
-		return false
+	case fClaim:
+		return claimMatches(m.strs, r.RequestClaims, m.claim)
 	case fTrustDomain:
 		td, ok := trustDomainOf(r.SourcePrincipal)
 		return ok && anyString(m.strs, td, true)
+	}
+	return false
+}
+
+// claimMatches is Istio's JWT claim condition
+// (MetadataListValueMatcherForJWTClaims over the payload Envoy's jwt_authn
+// filter stores): the claim at path must be a string matching one of the
+// values, or a list holding such a string. Numbers, booleans, objects and a
+// missing claim match nothing.
+func claimMatches(pats []strPat, claims map[string]any, path []string) bool {
+	if claims == nil || len(path) == 0 {
+		return false
+	}
+	cur := claims
+	for i, k := range path {
+		v, ok := cur[k]
+		if !ok {
+			return false
+		}
+		if i < len(path)-1 {
+			if cur, ok = v.(map[string]any); !ok {
+				return false
+			}
+			continue
+		}
+		switch x := v.(type) {
+		case string:
+			return anyString(pats, x, true)
+		case []any:
+			for _, e := range x {
+				if s, ok := e.(string); ok && anyString(pats, s, true) {
+					return true
+				}
+			}
+		case []string:
+			for _, s := range x {
+				if anyString(pats, s, true) {
+					return true
+				}
+			}
+		}
 	}
 	return false
 }

@@ -214,17 +214,98 @@ func refValid(key, v, ns string) bool {
 		_, ok := refBracket(strings.TrimPrefix(key, "request.experimental.inline.headers"))
 		return ok
 	case strings.HasPrefix(key, "request.auth.claims"):
-		inner, ok := refBracket(strings.TrimPrefix(key, "request.auth.claims"))
-		if !ok {
-			return false
-		}
-		for _, c := range strings.Split(inner, "][") {
-			if c == "" || strings.ContainsAny(c, "[]") {
-				return false
-			}
-		}
+		_, ok := refClaimPath(key)
+		return ok
 	}
 	return true
+}
+
+var (
+	refClaimGroups = regexp.MustCompile(`^(?:\[[^\[\]]*\])+$`)
+	refClaimGroup  = regexp.MustCompile(`\[([^\[\]]*)\]`)
+)
+
+// refClaimPath: the webhook wants "a[b]" with at least one character in the
+// first brackets; istiod then reads a run of "[x]" groups as a nested path
+// and anything else inside the outer brackets as one claim name.
+func refClaimPath(key string) ([]string, bool) {
+	open := strings.Index(key, "[")
+	if !strings.HasSuffix(key, "]") || open < 1 || len(key)-open < 3 {
+		return nil, false
+	}
+	rest := key[len("request.auth.claims"):]
+	if refClaimGroups.MatchString(rest) {
+		var path []string
+		for _, m := range refClaimGroup.FindAllStringSubmatch(rest, -1) {
+			path = append(path, m[1])
+		}
+		return path, true
+	}
+	if len(rest) >= 2 && rest[0] == '[' && rest[len(rest)-1] == ']' {
+		return []string{rest[1 : len(rest)-1]}, true
+	}
+	return nil, false
+}
+
+// refClaim is the JWT payload value at path (Envoy metadata path lookup).
+func refClaim(v any, path []string) (any, bool) {
+	if len(path) == 0 {
+		return v, true
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	next, ok := m[path[0]]
+	if !ok {
+		return nil, false
+	}
+	return refClaim(next, path[1:])
+}
+
+// refClaimValue: one value against a claim, as the OR of a list match
+// (one_of) and a string match.
+func refClaimValue(r *Request, path []string, v string) bool {
+	if r.RequestClaims == nil {
+		return false
+	}
+	got, ok := refClaim(r.RequestClaims, path)
+	if !ok {
+		return false
+	}
+	var candidates []string
+	switch x := got.(type) {
+	case string:
+		candidates = []string{x}
+	case []any:
+		for _, e := range x {
+			if s, isStr := e.(string); isStr {
+				candidates = append(candidates, s)
+			}
+		}
+	case []string: // a list built in Go rather than decoded from JSON
+		candidates = x
+	}
+	for _, c := range candidates {
+		if refString(v, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// refIssSub is the JWT issuer and subject the request principal is matched on.
+func refIssSub(r *Request) (iss, sub string, ok bool) {
+	if r.RequestClaims != nil {
+		iss, ok1 := r.RequestClaims["iss"].(string)
+		sub, ok2 := r.RequestClaims["sub"].(string)
+		return iss, sub, ok1 && ok2
+	}
+	i := strings.LastIndex(r.RequestPrincipal, "/")
+	if r.RequestPrincipal == "" || i < 0 {
+		return "", "", false
+	}
+	return r.RequestPrincipal[:i], r.RequestPrincipal[i+1:], true
 }
 
 func refRule(rule *ir.AuthzRule, strict bool, ns string, bundle []string, hops uint32, r *Request) bool {
@@ -482,11 +563,10 @@ func refMatch(key, v, ns string, bundle []string, hops uint32, r *Request) bool 
 		}
 		return refString(v, r.Path)
 	case "request.auth.principal":
-		i := strings.LastIndex(r.RequestPrincipal, "/")
-		if r.RequestPrincipal == "" || i < 0 {
+		iss, sub, ok := refIssSub(r)
+		if !ok {
 			return false
 		}
-		iss, sub := r.RequestPrincipal[:i], r.RequestPrincipal[i+1:]
 		j := strings.LastIndex(v, "/")
 		viss, vsub := v, ""
 		if j >= 0 {
@@ -506,8 +586,10 @@ func refMatch(key, v, ns string, bundle []string, hops uint32, r *Request) bool 
 			return strings.HasPrefix(iss, v[:len(v)-1]) && sub != ""
 		}
 		return iss == viss && sub == vsub
-	case "request.auth.audiences", "request.auth.presenter":
-		return false
+	case "request.auth.audiences":
+		return refClaimValue(r, []string{"aud"}, v)
+	case "request.auth.presenter":
+		return refClaimValue(r, []string{"azp"}, v)
 	}
 	switch {
 	case strings.HasPrefix(key, "request.headers"):
@@ -534,7 +616,11 @@ func refMatch(key, v, ns string, bundle []string, hops uint32, r *Request) bool 
 		}
 		return regexp.MustCompile(`^(?:` + x + `|` + x + `,.*|.*,` + x + `,.*|.*,` + x + `)$`).MatchString(s)
 	}
-	return false // request.auth.claims: no JWT claims yet
+	if strings.HasPrefix(key, "request.auth.claims") {
+		path, _ := refClaimPath(key)
+		return refClaimValue(r, path, v)
+	}
+	return false
 }
 
 // scenario generation
@@ -567,14 +653,18 @@ var (
 	poolPaths   = []string{"/api/v1/items", "/api/*", "*items", "*", "/api/{*}/items", "/api/{**}", "/{**}/items", "/api/{*}x",
 		"api/{*}", "/a/{**}/{*}", "/{*}/{*}/{*}", "/api/v1/items/", "/{*}/"}
 	poolReqPrincipals = []string{"https://issuer.example.com/alice", "*", "*/alice", "https://issuer.example.com/*", "*alice",
-		"iss*", "*example.com/alice", "bob", "https://issuer.example.com/bob"}
+		"iss*", "*example.com/alice", "bob", "https://issuer.example.com/bob", "https://issuer.example.com/", "iss/bob", "/alice"}
 	poolKeys = []string{"request.headers[X-Env]", "request.headers[x-env]", "request.headers[]", "request.headers",
 		"request.experimental.inline.headers[X-List]", "source.ip", "remote.ip", "source.namespace", "source.principal",
 		"source.serviceAccount", "destination.ip", "destination.port", "connection.sni", "request.auth.principal",
 		"request.auth.audiences", "request.auth.claims[iss]", "request.auth.claims", "request.auth.claims[a][b]",
+		"request.auth.presenter", "request.auth.claims[groups]", "request.auth.claims[org][team]", "request.auth.claims[org.team]",
+		"request.auth.claims[a[b]]", "request.auth.claims[scope]", "request.auth.claims[]", "request.auth.claims[n]", "request.auth.claims[org]",
+		"request.auth.claims[a][b]c]", "request.auth.claimsx[a]",
 		"unknown.key", "experimental.envoy.filters.x[y]", "request.headers[:authority]", "request.headers[Host]", "request.headers[:path]"}
 	poolWhenValues = []string{"prod", "pr*", "*", "10.0.0.0/8", "1.2.3.4", "8080", "foo", "b", "a,b", "svc.example.com", "*.example.com",
-		"cluster.local/ns/foo/sa/bar", "foo/bar", "bad", "*b", "a*", "*a", "c*", "https://issuer.example.com/alice", "svc*", "/api/v1/items"}
+		"cluster.local/ns/foo/sa/bar", "foo/bar", "bad", "*b", "a*", "*a", "c*", "https://issuer.example.com/alice", "svc*", "/api/v1/items",
+		"admin", "dev*", "*ops", "api.example.com", "web", "blue", "read", "1", "alice"}
 )
 
 func (g gen) policies() []*ir.AuthzPolicy {
@@ -663,6 +753,7 @@ func (g gen) request() *Request {
 	if g.chance(5) {
 		r.SourceIP = netip.Addr{}
 	}
+	r.RequestClaims = g.claims()
 	if v := g.pick("prod", "staging", "", "multi", "none"); v == "multi" {
 		r.Headers["X-Env"] = []string{"a", "b"}
 	} else if v != "none" {
@@ -677,6 +768,57 @@ func (g gen) request() *Request {
 		r.Headers["X-Forwarded-For"] = []string{v}
 	}
 	return r
+}
+
+// claims is a random JWT payload (nil: no token), shaped like what
+// authn.Result.Claims holds.
+func (g gen) claims() map[string]any {
+	if g.chance(3) {
+		return nil
+	}
+	c := map[string]any{}
+	if v := g.pick("https://issuer.example.com", "iss", "", "none"); v != "none" {
+		c["iss"] = v
+	}
+	if v := g.pick("alice", "bob", "", "none", "num"); v == "num" {
+		c["sub"] = 7.0
+	} else if v != "none" {
+		c["sub"] = v
+	}
+	switch g.pick("str", "list", "none", "bad") {
+	case "str":
+		c["aud"] = g.pick("api.example.com", "web")
+	case "list":
+		c["aud"] = []any{"web", g.pick("api.example.com", "other")}
+	case "bad":
+		c["aud"] = []any{1.0, true}
+	}
+	if !g.chance(3) {
+		c["azp"] = g.pick("web", "cli", "")
+	}
+	switch g.pick("list", "str", "typed", "none") {
+	case "list":
+		c["groups"] = []any{"dev-team", g.pick("admin", "ops", "devops")}
+	case "str":
+		c["groups"] = g.pick("admin", "dev")
+	case "typed":
+		c["groups"] = []string{"sre-ops", "blue"}
+	}
+	if !g.chance(3) {
+		c["org"] = map[string]any{"team": g.pick("blue", "red"), "n": 1.0}
+	}
+	if g.chance(3) {
+		c["org.team"] = "blue"
+	}
+	if g.chance(3) {
+		c["a[b]"] = "admin"
+		c["a"] = map[string]any{"b": g.pick("web", "bad")}
+	}
+	if g.chance(2) {
+		c["scope"] = []any{"read", "write"}
+	}
+	c["n"] = 1.0
+	return c
 }
 
 func (g gen) options() Options {
