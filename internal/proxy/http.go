@@ -32,6 +32,7 @@ type exchange struct {
 	sp      *servicePort
 	rule    *route.Rule
 	backend *ir.WeightedBackend // the backendRef chosen (nil: the service itself)
+	path    string              // the normalized path, percent-encoded as sent
 }
 
 // responseHeaders applies every response modifier of the exchange: the
@@ -68,7 +69,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("X-Request-Id") == "" {
 		r.Header["X-Request-Id"] = []string{newRequestID()}
 	}
-	if !p.normalize(r) {
+	var ok bool
+	if x.path, ok = p.normalize(r); !ok {
 		p.localReply(x, http.StatusBadRequest, "Bad Request")
 		return
 	}
@@ -83,7 +85,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !sp.authz.Empty() {
-		d := sp.authz.Evaluate(p.authzRequest(info, r))
+		d := sp.authz.Evaluate(p.authzRequest(info, r, x.path))
 		p.logShadow(sp, info, r.Method, r.URL.Path, d)
 		if !d.Allowed {
 			p.log.Debug("request denied", "service", sp.name, "policy", d.Policy, "reason", d.Reason,
@@ -147,26 +149,49 @@ func (p *Proxy) logShadow(sp *servicePort, info *inbound.ConnInfo, method, path 
 
 // normalize applies the mesh's path normalization (Istio's BASE by
 // default: RFC 3986 dot segments removed, so "/admin/../x" cannot dodge a
-// rule) before routing and authorization, and forwards the result. It
-// reports false for a path that cannot be normalized (400, as Envoy).
-func (p *Proxy) normalize(r *http.Request) bool {
-	raw := r.URL.EscapedPath()
+// rule) to the path as the client sent it, before routing and
+// authorization, and forwards the result. It returns the normalized path,
+// still percent-encoded (what policies match, as Envoy's RBAC does), and
+// false for a path that cannot be normalized (400, as Envoy).
+func (p *Proxy) normalize(r *http.Request) (string, bool) {
+	raw := rawPath(r)
 	np, err := p.opts.PathNormalization.Normalize(raw)
 	if err != nil {
-		return false
+		return "", false
 	}
-	if np == raw {
-		return true
+	if np == raw && (r.URL.RawPath == np || r.URL.Path == np) {
+		return np, true
 	}
 	dec, err := url.PathUnescape(np)
 	if err != nil {
-		return false
+		return "", false
 	}
 	r.URL.Path, r.URL.RawPath = dec, ""
-	if dec != np && url.PathEscape(dec) != np {
-		r.URL.RawPath = np // keep escapes the normalization kept (%2F in NONE/BASE)
+	if dec != np {
+		r.URL.RawPath = np // keep the escapes as normalized (%2F stays %2F in BASE)
 	}
-	return true
+	return np, true
+}
+
+// rawPath is the request's path exactly as the client sent it: the path
+// part of the request target (net/url's decoded form loses escapes).
+func rawPath(r *http.Request) string {
+	target := r.RequestURI
+	if target == "" || target == "*" {
+		return r.URL.EscapedPath()
+	}
+	if i := strings.Index(target, "://"); i >= 0 { // absolute-form
+		rest := target[i+3:]
+		j := strings.IndexByte(rest, '/')
+		if j < 0 {
+			return "/"
+		}
+		target = rest[j:]
+	}
+	if i := strings.IndexAny(target, "?#"); i >= 0 {
+		target = target[:i]
+	}
+	return target
 }
 
 // namespaceOf returns the namespace of a SPIFFE identity
@@ -181,7 +206,7 @@ func namespaceOf(identity string) string {
 }
 
 // authzRequest gathers the attributes policies look at.
-func (p *Proxy) authzRequest(info *inbound.ConnInfo, r *http.Request) *authz.Request {
+func (p *Proxy) authzRequest(info *inbound.ConnInfo, r *http.Request, path string) *authz.Request {
 	return &authz.Request{
 		SourceIP:        info.Source.Addr(),
 		SourcePrincipal: info.Identity,
@@ -190,7 +215,7 @@ func (p *Proxy) authzRequest(info *inbound.ConnInfo, r *http.Request) *authz.Req
 		HTTP:            true,
 		Method:          r.Method,
 		Host:            r.Host,
-		Path:            r.URL.Path,
+		Path:            path,
 		Headers:         r.Header,
 	}
 }

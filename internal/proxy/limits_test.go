@@ -158,3 +158,20 @@ func TestPathNormalizationModes(t *testing.T) {
 		})
 	}
 }
+
+func TestEncodedSlashIsNotAPathSeparatorForPolicies(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	w, _ := startWith(t, svcManifests(b.addr)+policy("deny-ab", svcTarget, "DENY", `  rules: [{to: [{operation: {paths: ["/a/b"]}}]}]`),
+		proxy.Options{}, inbound.Options{})
+	for path, want := range map[string]int{"/a/b": 403, "/a%2Fb": 200} {
+		c := w.dial(vip, curlID)
+		_, _ = io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: svc\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != want {
+			t.Errorf("%s under BASE: %d, want %d (Envoy matches the escaped path)", path, resp.StatusCode, want)
+		}
+	}
+}
