@@ -33,7 +33,7 @@ type Options struct {
 	Upstream upstream.Options
 	// PathNormalization is the mesh's pathNormalization (BASE by default).
 	PathNormalization meshconfig.PathNormalization
-	Logger   *slog.Logger
+	Logger            *slog.Logger
 }
 
 // Proxy serves traffic for one waypoint. It implements inbound.Handler.
