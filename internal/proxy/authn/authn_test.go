@@ -683,3 +683,32 @@ func TestClaimPath(t *testing.T) {
 		}
 	}
 }
+
+// TestNoTokenIsCheap: a request without a token costs no allocation, with
+// the default locations and a query string.
+func TestNoTokenIsCheap(t *testing.T) {
+	k := rsaSigner(t, 0, "k1", "RS256")
+	a := Compile([]*ir.JWTRule{
+		rule(func(r *ir.JWTRule) { r.Jwks = jwksOf(t, k) }),
+		rule(func(r *ir.JWTRule) {
+			r.Issuer = "other"
+			r.Jwks = jwksOf(t, k)
+			r.FromHeaders = []ir.JWTHeader{{Name: "x-jwt", Prefix: "Bearer "}}
+			r.OutputPayloadToHeader = "x-payload"
+		}),
+	}, Options{})
+	r := request("/items?page=2&sort=asc", "User-Agent", "test")
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := a.Authenticate(r); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations for a request without a token", allocs)
+	}
+	// An escaped parameter name is still found (Envoy decodes the query).
+	r = request("/?access%5Ftoken=garbage")
+	if _, err := a.Authenticate(r); status(t, err) != StatusJwtBadFormat {
+		t.Fatalf("escaped access_token: %v", err)
+	}
+}

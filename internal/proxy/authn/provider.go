@@ -223,6 +223,11 @@ func (p *provider) extract(r *http.Request) []token {
 			if r.URL == nil || r.URL.RawQuery == "" {
 				continue
 			}
+			// Skip parsing queries that cannot hold the parameter (its name
+			// can only be hidden by an escape).
+			if q := r.URL.RawQuery; !strings.Contains(q, l.name) && !strings.ContainsAny(q, "%+") {
+				continue
+			}
 			if query == nil {
 				query, _ = url.ParseQuery(r.URL.RawQuery)
 			}
