@@ -1,0 +1,22 @@
+// Package telemetry makes the waypoint's requests and connections visible the
+// way Istio's waypoint (Envoy with the istio_stats filter) does, so that
+// operators keep their dashboards, Kiali graphs and log pipelines:
+//
+//   - Prometheus: Istio's standard metrics (istio_requests_total,
+//     istio_request_duration_milliseconds, istio_request_bytes,
+//     istio_response_bytes, istio_tcp_*) with reporter="waypoint", Istio's
+//     label set and its "unknown"/"latest" defaults, Envoy's default histogram
+//     buckets; plus the proxy's own health under kgateway_waypoint_.
+//   - Access log: one line per request or TCP connection in Istio's default
+//     Envoy text format, or JSON with Istio's default JSON field names.
+//   - Tracing: W3C traceparent/tracestate and B3 extraction, one server span
+//     per request exported over OTLP (gRPC or HTTP), the new context injected
+//     into the request that goes upstream.
+//
+// Every method is safe on a nil *Telemetry (it does nothing), so the data path
+// can call it unconditionally when telemetry is off.
+//
+// Label values are bounded: no path, no IP address, no request id is ever a
+// label. Peer fields that come from a client-controlled header (baggage) are
+// capped by Options.MaxSeries.
+package telemetry

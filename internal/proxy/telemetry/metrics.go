@@ -1,0 +1,339 @@
+package telemetry
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const (
+	unknown  = "unknown"
+	latest   = "latest"
+	reporter = "waypoint"
+)
+
+// DurationBuckets are Envoy's default histogram buckets
+// (source/common/stats/histogram_impl.cc), which Istio's
+// istio_request_duration_milliseconds, istio_request_bytes and
+// istio_response_bytes use unless a pod overrides them.
+var DurationBuckets = []float64{
+	0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
+	30000, 60000, 300000, 600000, 1800000, 3600000,
+}
+
+// peerLabels names the label order of both metric families: the source's and
+// destination's workload labels, then the HTTP-only ones.
+var peerLabelNames = []string{
+	"reporter",
+	"source_workload", "source_canonical_service", "source_canonical_revision",
+	"source_workload_namespace", "source_principal", "source_app", "source_version", "source_cluster",
+	"destination_workload", "destination_workload_namespace", "destination_principal",
+	"destination_app", "destination_version", "destination_service", "destination_canonical_service",
+	"destination_canonical_revision", "destination_service_name", "destination_service_namespace",
+	"destination_cluster",
+	"request_protocol", "response_flags", "connection_security_policy",
+}
+
+// HTTPLabels are the labels of Istio's HTTP metrics, TCPLabels of its TCP
+// ones (istio_stats.cc: the TCP metrics have no response_code nor
+// grpc_response_status).
+var (
+	HTTPLabels = append(append([]string{}, peerLabelNames...), "response_code", "grpc_response_status")
+	TCPLabels  = append([]string{}, peerLabelNames...)
+)
+
+// seriesKey is one label set. It is comparable, so a map lookup with a key
+// built on the stack costs no allocation; the label slice is only built the
+// first time a set is seen.
+type seriesKey struct {
+	srcWorkload, srcCanonicalService, srcCanonicalRevision, srcNamespace string
+	srcPrincipal, srcApp, srcVersion, srcCluster                         string
+
+	dstWorkload, dstNamespace, dstPrincipal, dstApp, dstVersion string
+	dstService, dstCanonicalService, dstCanonicalRevision       string
+	dstServiceName, dstServiceNamespace, dstCluster             string
+
+	protocol, flags, security string
+	code, grpcStatus          string // HTTP only
+}
+
+func (k *seriesKey) values(http bool) []string {
+	v := []string{
+		reporter,
+		k.srcWorkload, k.srcCanonicalService, k.srcCanonicalRevision, k.srcNamespace,
+		k.srcPrincipal, k.srcApp, k.srcVersion, k.srcCluster,
+		k.dstWorkload, k.dstNamespace, k.dstPrincipal, k.dstApp, k.dstVersion,
+		k.dstService, k.dstCanonicalService, k.dstCanonicalRevision, k.dstServiceName,
+		k.dstServiceNamespace, k.dstCluster,
+		k.protocol, k.flags, k.security,
+	}
+	if http {
+		v = append(v, k.code, k.grpcStatus)
+	}
+	return v
+}
+
+// foldSource drops the source fields that a client can choose (baggage),
+// keeping the principal and namespace, which come from its certificate.
+func (k *seriesKey) foldSource() {
+	k.srcWorkload, k.srcCanonicalService, k.srcCanonicalRevision = unknown, unknown, latest
+	k.srcApp, k.srcVersion, k.srcCluster = unknown, unknown, unknown
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// setPeers fills the workload labels the way Istio's stats filter does for
+// reporter "waypoint" (Reporter::ServerGateway in istio_stats.cc).
+func (t *Telemetry) setPeers(k *seriesKey, src, dst *Peer, svc, svcName, svcNamespace, flags, security string) {
+	k.srcWorkload = or(src.Workload, unknown)
+	k.srcCanonicalService = or(src.CanonicalService, unknown)
+	k.srcCanonicalRevision = or(src.CanonicalRevision, latest)
+	ns := NamespaceFromPrincipal(src.Principal)
+	if ns == "" {
+		ns = src.Namespace
+	}
+	k.srcNamespace = or(ns, unknown)
+	k.srcPrincipal = or(src.Principal, unknown)
+	k.srcApp = or(src.App, unknown)
+	k.srcVersion = or(src.Version, unknown)
+	k.srcCluster = or(src.Cluster, unknown)
+
+	k.dstWorkload = or(dst.Workload, unknown)
+	k.dstNamespace = or(dst.Namespace, or(NamespaceFromPrincipal(dst.Principal), unknown))
+	k.dstPrincipal = or(dst.Principal, unknown)
+	k.dstApp = or(dst.App, unknown)
+	k.dstVersion = or(dst.Version, unknown)
+	k.dstCanonicalService = or(dst.CanonicalService, unknown)
+	k.dstCanonicalRevision = or(dst.CanonicalRevision, unknown)
+	k.dstService = or(svc, k.dstCanonicalService)
+	k.dstServiceName = or(svcName, k.dstCanonicalService)
+	k.dstServiceNamespace = or(svcNamespace, unknown)
+	k.dstCluster = or(dst.Cluster, t.clusterID)
+
+	k.flags = or(flags, FlagNone)
+	k.security = or(security, SecurityUnknown)
+}
+
+type httpSeries struct {
+	requests                      prometheus.Counter
+	duration, reqBytes, respBytes prometheus.Observer
+}
+
+type tcpSeries struct {
+	opened, closed, sent, received prometheus.Counter
+}
+
+// istioMetrics holds Istio's standard metric families and a cache of their
+// children by label set.
+type istioMetrics struct {
+	requests                       *prometheus.CounterVec
+	duration, reqBytes, respBytes  *prometheus.HistogramVec
+	opened, closed, sent, received *prometheus.CounterVec
+
+	mu   sync.RWMutex
+	http map[seriesKey]*httpSeries
+	tcp  map[seriesKey]*tcpSeries
+}
+
+func newIstioMetrics(reg prometheus.Registerer, version string) (*istioMetrics, error) {
+	counter := func(name, help string, labels []string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
+	histogram := func(name, help string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: DurationBuckets}, HTTPLabels)
+	}
+	m := &istioMetrics{
+		requests:  counter("istio_requests_total", "Requests handled by the proxy.", HTTPLabels),
+		duration:  histogram("istio_request_duration_milliseconds", "Duration of requests in milliseconds."),
+		reqBytes:  histogram("istio_request_bytes", "Size of requests in bytes."),
+		respBytes: histogram("istio_response_bytes", "Size of responses in bytes."),
+		opened:    counter("istio_tcp_connections_opened_total", "TCP connections opened.", TCPLabels),
+		closed:    counter("istio_tcp_connections_closed_total", "TCP connections closed.", TCPLabels),
+		sent:      counter("istio_tcp_sent_bytes_total", "Bytes sent to the client on TCP connections.", TCPLabels),
+		received:  counter("istio_tcp_received_bytes_total", "Bytes received from the client on TCP connections.", TCPLabels),
+		http:      map[seriesKey]*httpSeries{},
+		tcp:       map[seriesKey]*tcpSeries{},
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "istio_build", Help: "Istio component build info.",
+	}, []string{"component", "tag"})
+	build.WithLabelValues("proxy", version).Set(1)
+	for _, c := range []prometheus.Collector{
+		m.requests, m.duration, m.reqBytes, m.respBytes,
+		m.opened, m.closed, m.sent, m.received, build,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register Istio metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// httpSeriesFor returns the children for k, creating them once. Past
+// maxSeries label sets, the source's client-chosen fields are folded.
+func (t *Telemetry) httpSeriesFor(k *seriesKey) *httpSeries {
+	m := t.std
+	m.mu.RLock()
+	s := m.http[*k]
+	n := len(m.http)
+	m.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	if n >= t.maxSeries {
+		t.health.overflow.Inc()
+		k.foldSource()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s = m.http[*k]; s != nil {
+		return s
+	}
+	v := k.values(true)
+	s = &httpSeries{
+		requests:  m.requests.WithLabelValues(v...),
+		duration:  m.duration.WithLabelValues(v...),
+		reqBytes:  m.reqBytes.WithLabelValues(v...),
+		respBytes: m.respBytes.WithLabelValues(v...),
+	}
+	m.http[*k] = s
+	return s
+}
+
+func (t *Telemetry) tcpSeriesFor(k *seriesKey) *tcpSeries {
+	m := t.std
+	m.mu.RLock()
+	s := m.tcp[*k]
+	n := len(m.tcp)
+	m.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	if n >= t.maxSeries {
+		t.health.overflow.Inc()
+		k.foldSource()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s = m.tcp[*k]; s != nil {
+		return s
+	}
+	v := k.values(false)
+	s = &tcpSeries{
+		opened:   m.opened.WithLabelValues(v...),
+		closed:   m.closed.WithLabelValues(v...),
+		sent:     m.sent.WithLabelValues(v...),
+		received: m.received.WithLabelValues(v...),
+	}
+	m.tcp[*k] = s
+	return s
+}
+
+// statusCodes holds the decimal strings of the status codes, so that the
+// response_code label costs no allocation.
+var statusCodes = func() (s [600]string) {
+	for i := range s {
+		s[i] = itoa(i)
+	}
+	return s
+}()
+
+func codeString(c int) string {
+	if c >= 0 && c < len(statusCodes) {
+		return statusCodes[c]
+	}
+	return itoa(c)
+}
+
+// RecordRequest counts a finished request in istio_requests_total,
+// istio_request_duration_milliseconds, istio_request_bytes and
+// istio_response_bytes (reporter="waypoint"), and writes its access log line.
+func (t *Telemetry) RecordRequest(r *RequestRecord) {
+	if t == nil || r == nil {
+		return
+	}
+	var k seriesKey
+	t.setPeers(&k, &r.Source, &r.Destination, r.DestinationService, r.DestinationServiceName,
+		r.DestinationServiceNamespace, r.ResponseFlags, r.ConnectionSecurityPolicy)
+	k.protocol = or(r.Protocol, ProtocolHTTP)
+	k.code = codeString(r.ResponseCode)
+	if k.protocol == ProtocolGRPC {
+		k.grpcStatus = r.GRPCStatus
+	}
+	s := t.httpSeriesFor(&k)
+	s.requests.Inc()
+	s.duration.Observe(float64(r.Duration.Milliseconds()))
+	reqBytes, respBytes := r.RequestWireBytes, r.ResponseWireBytes
+	if reqBytes == 0 {
+		reqBytes = r.RequestBytes
+	}
+	if respBytes == 0 {
+		respBytes = r.ResponseBytes
+	}
+	s.reqBytes.Observe(float64(reqBytes))
+	s.respBytes.Observe(float64(respBytes))
+	if t.accessLog != nil {
+		t.logRequest(r)
+	}
+}
+
+func (t *Telemetry) tcpKey(r *TCPRecord) seriesKey {
+	var k seriesKey
+	t.setPeers(&k, &r.Source, &r.Destination, r.DestinationService, r.DestinationServiceName,
+		r.DestinationServiceNamespace, r.ResponseFlags, r.ConnectionSecurityPolicy)
+	k.protocol = ProtocolTCP
+	return k
+}
+
+// TCPOpened counts istio_tcp_connections_opened_total.
+func (t *Telemetry) TCPOpened(r *TCPRecord) {
+	if t == nil || r == nil {
+		return
+	}
+	k := t.tcpKey(r)
+	t.tcpSeriesFor(&k).opened.Inc()
+}
+
+// TCPReport adds the bytes moved since the last report to
+// istio_tcp_sent_bytes_total and istio_tcp_received_bytes_total, as Istio
+// does every few seconds on long connections. Call it from one goroutine
+// per record.
+func (t *Telemetry) TCPReport(r *TCPRecord) {
+	if t == nil || r == nil {
+		return
+	}
+	k := t.tcpKey(r)
+	t.tcpBytes(t.tcpSeriesFor(&k), r)
+}
+
+func (t *Telemetry) tcpBytes(s *tcpSeries, r *TCPRecord) {
+	if d := r.SentBytes - r.reportedSent; d > 0 {
+		s.sent.Add(float64(d))
+		r.reportedSent = r.SentBytes
+	}
+	if d := r.ReceivedBytes - r.reportedReceived; d > 0 {
+		s.received.Add(float64(d))
+		r.reportedReceived = r.ReceivedBytes
+	}
+}
+
+// TCPClosed adds the unreported bytes, counts
+// istio_tcp_connections_closed_total and writes the access log line.
+func (t *Telemetry) TCPClosed(r *TCPRecord) {
+	if t == nil || r == nil {
+		return
+	}
+	k := t.tcpKey(r)
+	s := t.tcpSeriesFor(&k)
+	t.tcpBytes(s, r)
+	s.closed.Inc()
+	if t.accessLog != nil {
+		t.logTCP(r)
+	}
+}

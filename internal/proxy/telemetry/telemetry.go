@@ -1,0 +1,307 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// HealthPrefix is the prefix of the proxy's own metrics.
+const HealthPrefix = "kgateway_waypoint_"
+
+// DefaultMaxSeries bounds the label sets of each Istio metric family.
+const DefaultMaxSeries = 10000
+
+// Access log formats.
+const (
+	FormatText = "text"
+	FormatJSON = "json"
+)
+
+// Options configures New. The zero value gives metrics only.
+type Options struct {
+	// Registry receives every metric; nil: a new one.
+	Registry *prometheus.Registry
+	// AccessLog receives one line per request or TCP connection; nil: off.
+	// Writes are serialised, one Write per line.
+	AccessLog io.Writer
+	// AccessLogFormat is "text" (Istio's default Envoy text format; also
+	// when empty) or "json" (Istio's default JSON field names).
+	AccessLogFormat string
+	// Tracing exports spans over OTLP; nil: spans are not recorded (StartSpan
+	// returns a no-op span and leaves the headers as they came).
+	Tracing *TracingOptions
+	// Logger reports export and write errors; nil: discarded.
+	Logger *slog.Logger
+
+	// ClusterID is the waypoint's Istio cluster ID, the destination_cluster
+	// label when the endpoint's is unknown (Istio labels it with the
+	// waypoint's own). Empty: "Kubernetes", Istio's default.
+	ClusterID string
+	// Version is the tag of the istio_build{component="proxy"} gauge that
+	// Istio's stats filter publishes. Empty: "unknown".
+	Version string
+	// MaxSeries bounds the label sets kept per metric family (HTTP and TCP
+	// apart). Past it, new label sets have their source workload, app,
+	// version and canonical fields folded to "unknown" and
+	// kgateway_waypoint_telemetry_series_overflow_total counts them.
+	// 0: DefaultMaxSeries.
+	MaxSeries int
+}
+
+// Telemetry records metrics, access log lines and spans. Its methods are
+// safe for concurrent use, and do nothing on a nil *Telemetry.
+type Telemetry struct {
+	reg       *prometheus.Registry
+	log       *slog.Logger
+	clusterID string
+	maxSeries int
+
+	std    *istioMetrics
+	health *healthMetrics
+
+	accessLog io.Writer
+	logMu     sync.Mutex
+	json      bool
+
+	tracer *tracer
+}
+
+// New registers the metrics in opts.Registry (or a new registry) and starts
+// the span exporter when tracing is configured. Call Shutdown to flush spans.
+func New(opts Options) (*Telemetry, error) {
+	t := &Telemetry{
+		reg:       opts.Registry,
+		log:       opts.Logger,
+		clusterID: opts.ClusterID,
+		maxSeries: opts.MaxSeries,
+		accessLog: opts.AccessLog,
+	}
+	if t.reg == nil {
+		t.reg = prometheus.NewRegistry()
+	}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	if t.clusterID == "" {
+		t.clusterID = "Kubernetes"
+	}
+	if t.maxSeries <= 0 {
+		t.maxSeries = DefaultMaxSeries
+	}
+	switch opts.AccessLogFormat {
+	case "", FormatText:
+	case FormatJSON:
+		t.json = true
+	default:
+		return nil, fmt.Errorf("access log format %q: want %q or %q", opts.AccessLogFormat, FormatText, FormatJSON)
+	}
+	version := opts.Version
+	if version == "" {
+		version = unknown
+	}
+	var err error
+	if t.std, err = newIstioMetrics(t.reg, version); err != nil {
+		return nil, err
+	}
+	if t.health, err = newHealthMetrics(t.reg); err != nil {
+		return nil, err
+	}
+	if opts.Tracing != nil {
+		if t.tracer, err = newTracer(*opts.Tracing, t.log); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// Registry is the registry the metrics are in: serve it on 15020 and on the
+// admin's /stats.
+func (t *Telemetry) Registry() *prometheus.Registry {
+	if t == nil {
+		return nil
+	}
+	return t.reg
+}
+
+// Shutdown flushes and stops the span exporter (bounded by ctx).
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	if t == nil || t.tracer == nil {
+		return nil
+	}
+	return t.tracer.shutdown(ctx)
+}
+
+// healthMetrics are the proxy's own metrics, under kgateway_waypoint_.
+type healthMetrics struct {
+	configVersion  prometheus.Gauge
+	configUpdates  *prometheus.CounterVec
+	configOK       prometheus.Counter
+	configFailed   prometheus.Counter
+	downActive     *prometheus.GaugeVec
+	downTotal      *prometheus.CounterVec
+	requestsActive prometheus.Gauge
+	upActive       prometheus.Gauge
+	dialOK         prometheus.Counter
+	dialFailed     prometheus.Counter
+	accessLogErrs  prometheus.Counter
+	overflow       prometheus.Counter
+	reg            prometheus.Registerer
+}
+
+// connProtocols are the protocol label values of the connection metrics;
+// anything else is "other".
+var connProtocols = map[string]bool{"http1": true, "h2c": true, "http": true, "tcp": true}
+
+func newHealthMetrics(reg *prometheus.Registry) (*healthMetrics, error) {
+	r := prometheus.WrapRegistererWithPrefix(HealthPrefix, reg)
+	h := &healthMetrics{
+		reg: r,
+		configVersion: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "config_version", Help: "Version of the configuration in force (0: none yet).",
+		}),
+		configUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "config_updates_total", Help: "Configuration updates, by result (success, error).",
+		}, []string{"result"}),
+		downActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "downstream_connections_active", Help: "Open connections from ztunnel, by protocol.",
+		}, []string{"protocol"}),
+		downTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "downstream_connections_total", Help: "Connections accepted from ztunnel, by protocol.",
+		}, []string{"protocol"}),
+		requestsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "requests_active", Help: "HTTP requests in flight.",
+		}),
+		upActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "upstream_connections_active", Help: "Open connections to endpoints.",
+		}),
+		accessLogErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "access_log_write_errors_total", Help: "Access log lines that could not be written.",
+		}),
+		overflow: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telemetry_series_overflow_total",
+			Help: "Records whose source workload fields were folded to unknown because a metric family reached MaxSeries.",
+		}),
+	}
+	dials := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "upstream_dials_total", Help: "Connection attempts to endpoints, by result (success, error).",
+	}, []string{"result"})
+	h.dialOK, h.dialFailed = dials.WithLabelValues("success"), dials.WithLabelValues("error")
+	h.configOK, h.configFailed = h.configUpdates.WithLabelValues("success"), h.configUpdates.WithLabelValues("error")
+	for _, c := range []prometheus.Collector{
+		h.configVersion, h.configUpdates, h.downActive, h.downTotal, h.requestsActive,
+		h.upActive, dials, h.accessLogErrs, h.overflow,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := r.Register(c); err != nil {
+			return nil, fmt.Errorf("register health metrics: %w", err)
+		}
+	}
+	return h, nil
+}
+
+// SetConfigVersion sets kgateway_waypoint_config_version.
+func (t *Telemetry) SetConfigVersion(v uint64) {
+	if t == nil {
+		return
+	}
+	t.health.configVersion.Set(float64(v))
+}
+
+// ConfigUpdated counts a configuration update (err nil: applied).
+func (t *Telemetry) ConfigUpdated(err error) {
+	if t == nil {
+		return
+	}
+	if err != nil {
+		t.health.configFailed.Inc()
+		return
+	}
+	t.health.configOK.Inc()
+}
+
+func connProtocol(p string) string {
+	if connProtocols[p] {
+		return p
+	}
+	return "other"
+}
+
+// DownstreamConnOpened counts a connection accepted from ztunnel; protocol
+// is "http1", "h2c" or "tcp" (anything else is labelled "other").
+func (t *Telemetry) DownstreamConnOpened(protocol string) {
+	if t == nil {
+		return
+	}
+	p := connProtocol(protocol)
+	t.health.downTotal.WithLabelValues(p).Inc()
+	t.health.downActive.WithLabelValues(p).Inc()
+}
+
+// DownstreamConnClosed pairs with DownstreamConnOpened.
+func (t *Telemetry) DownstreamConnClosed(protocol string) {
+	if t == nil {
+		return
+	}
+	t.health.downActive.WithLabelValues(connProtocol(protocol)).Dec()
+}
+
+// RequestStarted and RequestFinished keep kgateway_waypoint_requests_active.
+func (t *Telemetry) RequestStarted() {
+	if t == nil {
+		return
+	}
+	t.health.requestsActive.Inc()
+}
+
+// RequestFinished pairs with RequestStarted.
+func (t *Telemetry) RequestFinished() {
+	if t == nil {
+		return
+	}
+	t.health.requestsActive.Dec()
+}
+
+// UpstreamDialed counts a dial to an endpoint; a successful one opens a
+// connection that UpstreamConnClosed closes.
+func (t *Telemetry) UpstreamDialed(err error) {
+	if t == nil {
+		return
+	}
+	if err != nil {
+		t.health.dialFailed.Inc()
+		return
+	}
+	t.health.dialOK.Inc()
+	t.health.upActive.Inc()
+}
+
+// UpstreamConnClosed pairs with a successful UpstreamDialed.
+func (t *Telemetry) UpstreamConnClosed() {
+	if t == nil {
+		return
+	}
+	t.health.upActive.Dec()
+}
+
+// RegisterGaugeFunc exposes kgateway_waypoint_<name>, read from f at each
+// scrape (pool sizes and the like).
+func (t *Telemetry) RegisterGaugeFunc(name, help string, f func() float64) error {
+	if t == nil {
+		return nil
+	}
+	if name == "" || f == nil {
+		return errors.New("RegisterGaugeFunc: name and func are required")
+	}
+	return t.health.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
