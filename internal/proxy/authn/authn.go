@@ -131,9 +131,6 @@ func Compile(rules []*ir.JWTRule, opts Options) *Authenticator {
 	if len(sorted) == 0 {
 		return a
 	}
-	if a.jwks == nil {
-		a.jwks = DefaultJWKSCache()
-	}
 	// istiod sorts the rules by issuer (stable) before naming the providers
 	// origins-0, origins-1, ...; the order decides which provider wins.
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Issuer < sorted[j].Issuer })
@@ -146,6 +143,9 @@ func Compile(rules []*ir.JWTRule, opts Options) *Authenticator {
 				seen[h] = true
 				a.sanitize = append(a.sanitize, h)
 			}
+		}
+		if p.inline == nil && !p.inlineBad && a.jwks == nil {
+			a.jwks = DefaultJWKSCache() // remote keys and no cache given
 		}
 	}
 	return a
