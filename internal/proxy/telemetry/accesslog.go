@@ -35,6 +35,25 @@ var JSONFields = []string{
 // envoyTime is Envoy's default %START_TIME% layout (%Y-%m-%dT%H:%M:%E3SZ, UTC).
 const envoyTime = "2006-01-02T15:04:05.000Z"
 
+// appendTime writes t in envoyTime, several times faster than AppendFormat.
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, envoyTime)
+	}
+	b = append(b,
+		byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+int(month)/10), byte('0'+int(month)%10), '-',
+		byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+hour/10), byte('0'+hour%10), ':',
+		byte('0'+minute/10), byte('0'+minute%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), '.')
+	ms := t.Nanosecond() / 1e6
+	return append(b, byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+}
+
 // logLine is the access log's fields for either kind of record.
 type logLine struct {
 	start                                time.Time
@@ -120,7 +139,7 @@ func (t *Telemetry) writeLine(l *logLine) {
 
 func appendTextLine(b []byte, l *logLine) []byte {
 	b = append(b, '[')
-	b = l.start.UTC().AppendFormat(b, envoyTime)
+	b = appendTime(b, l.start)
 	b = append(b, "] \""...)
 	b = appendText(b, l.method)
 	b = append(b, ' ')
@@ -168,25 +187,52 @@ func appendText(b []byte, s string) []byte {
 	if s == "" {
 		return append(b, '-')
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20 || c == 0x7f:
-			b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			b = append(b, c)
+	for {
+		i := 0
+		for i < len(s) && !textEscape[s[i]] {
+			i++
 		}
+		b = append(b, s[:i]...) // the common case: the whole value at once
+		if i == len(s) {
+			return b
+		}
+		c := s[i]
+		if c == '"' || c == '\\' {
+			b = append(b, '\\', c)
+		} else {
+			b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		s = s[i+1:]
 	}
-	return b
 }
+
+// jsonEscape marks the bytes appendJSONField looks at: escapes and
+// multi-byte sequences, whose validity it checks.
+var jsonEscape = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	for c := 0x7f; c < 0x100; c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
+// textEscape marks the bytes appendText escapes.
+var textEscape = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t[0x7f], t['"'], t['\\'] = true, true, true
+	return t
+}()
 
 const hexDigits = "0123456789abcdef"
 
 func appendJSONLine(b []byte, l *logLine) []byte {
 	b = append(b, `{"start_time":"`...)
-	b = l.start.UTC().AppendFormat(b, envoyTime)
+	b = appendTime(b, l.start)
 	b = append(b, '"')
 	b = appendJSONField(b, "method", l.method)
 	b = appendJSONField(b, "path", l.path)
@@ -233,19 +279,26 @@ func appendJSONField(b []byte, key, s string) []byte {
 		return append(b, "null"...)
 	}
 	b = append(b, '"')
-	for i := 0; i < len(s); {
+	for {
+		i := 0
+		for i < len(s) && !jsonEscape[s[i]] {
+			i++
+		}
+		b = append(b, s[:i]...) // the common case: the whole value at once
+		if i == len(s) {
+			break
+		}
 		c := s[i]
-		if c >= utf8.RuneSelf {
+		switch {
+		case c >= utf8.RuneSelf:
 			r, size := utf8.DecodeRuneInString(s[i:])
 			if r == utf8.RuneError && size == 1 {
 				b = append(b, `\ufffd`...)
 			} else {
 				b = append(b, s[i:i+size]...)
 			}
-			i += size
+			s = s[i+size:]
 			continue
-		}
-		switch {
 		case c == '"' || c == '\\':
 			b = append(b, '\\', c)
 		case c == '\n':
@@ -254,12 +307,10 @@ func appendJSONField(b []byte, key, s string) []byte {
 			b = append(b, '\\', 'r')
 		case c == '\t':
 			b = append(b, '\\', 't')
-		case c < 0x20 || c == 0x7f:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		default:
-			b = append(b, c)
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		}
-		i++
+		s = s[i+1:]
 	}
 	return append(b, '"')
 }

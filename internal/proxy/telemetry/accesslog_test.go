@@ -311,3 +311,31 @@ func TestAccessLogConcurrentLinesStayWhole(t *testing.T) {
 		t.Fatalf("%d lines, %d distinct ids, want 400", len(lines), len(seen))
 	}
 }
+
+func TestAppendTimeIsEnvoysLayout(t *testing.T) {
+	for _, tm := range []time.Time{
+		time.Date(2026, 10, 9, 11, 44, 22, 954_999_999, time.UTC),
+		time.Date(1999, 1, 2, 3, 4, 5, 6_000_000, time.FixedZone("x", -7*3600)),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		{},
+	} {
+		if got, want := string(appendTime(nil, tm)), tm.UTC().Format(envoyTime); got != want {
+			t.Errorf("%v: %s, want %s", tm, got, want)
+		}
+	}
+}
+
+func TestJSONFieldEscaping(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":                  "plain",
+		"caf\u00e9 \u65e5\u672c": "caf\u00e9 \u65e5\u672c",
+		"q\"b\\s\n\r\t\x01\x7f":  "q\"b\\s\n\r\t\x01\x7f",
+		"bad\xffbyte":            "bad\ufffdbyte",
+	} {
+		b := appendJSONField([]byte("{\"x\":0"), "v", in)
+		var got struct{ V string }
+		if err := json.Unmarshal(append(b, '}'), &got); err != nil || got.V != want {
+			t.Errorf("%q: %q (%v) from %s", in, got.V, err, b)
+		}
+	}
+}
