@@ -160,7 +160,7 @@ func loggingHandler(level *slog.LevelVar, log *slog.Logger) http.HandlerFunc {
 
 func validLevel(s string) bool {
 	switch strings.ToLower(s) {
-	case "debug", "info", "warn", "warning", "error":
+	case "debug", "info", "warn", "error":
 		return true
 	}
 	return false

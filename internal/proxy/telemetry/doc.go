@@ -19,4 +19,14 @@
 // Label values are bounded: no path, no IP address, no request id is ever a
 // label. Peer fields that come from a client-controlled header (baggage) are
 // capped by Options.MaxSeries.
+//
+// Wiring, per HTTP request: after x-request-id is set, StartSpan(ctx,
+// r.Header, "<service host>:<port>/*") and send the request upstream with the
+// headers it rewrote; when the response is done, fill a RequestRecord (source
+// from the PROXY v2 identity via PeerFromPrincipal plus ParseBaggage, flags
+// and details from the Flag and Details constants), span.SetRequest(rec),
+// span.End(code) and RecordRequest(rec). Per TCP connection: TCPOpened once
+// the endpoint is dialled (or failed, with its flag), TCPReport now and then
+// on long connections, TCPClosed at the end. Serve Registry() with
+// admin.MetricsHandler on 15020 and admin.AdminHandler on 127.0.0.1:15000.
 package telemetry
