@@ -28,6 +28,9 @@ type Waypoint struct {
 	// Backends are the upstream destinations referenced by routes and by the
 	// services' default routes, keyed by BackendKey.
 	Backends map[string]*Backend `json:"backends,omitempty"`
+	// Lookups map "hostname:port" of services the waypoint itself calls
+	// (external authorizers) to a key into Backends.
+	Lookups map[string]string `json:"lookups,omitempty"`
 }
 
 // NamespacedName names a namespaced Kubernetes object.

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
@@ -11,7 +13,9 @@ import (
 	"strings"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/extauthz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
 )
@@ -33,6 +37,7 @@ type exchange struct {
 	rule    *route.Rule
 	backend *ir.WeightedBackend // the backendRef chosen (nil: the service itself)
 	path    string              // the normalized path, percent-encoded as sent
+	ext     *extauthz.Decision  // the external authorizer's allow, when asked
 }
 
 // responseHeaders applies every response modifier of the exchange: the
@@ -46,6 +51,9 @@ func (p *Proxy) responseHeaders(x *exchange, h http.Header) {
 		if x.rule.CORS != nil {
 			x.rule.CORS.Decorate(x.r, h)
 		}
+	}
+	if x.ext != nil {
+		x.ext.ApplyResponse(h)
 	}
 	h["Server"] = p.serverHeader
 }
@@ -84,8 +92,29 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.preflight(x)
 		return
 	}
+	// RequestAuthentication: an invalid token is refused; a valid one
+	// gives the request principal and claims policies see.
+	var jwt authn.Result
+	if !sp.authn.Empty() {
+		res, err := sp.authn.Authenticate(r)
+		var ae *authn.Error
+		if errors.As(err, &ae) {
+			x.w.Header()["Www-Authenticate"] = []string{ae.WWWAuthenticate(r)}
+			p.localReply(x, ae.Code(), ae.Body())
+			return
+		}
+		jwt = res
+	}
 	if !sp.authz.Empty() {
-		d := sp.authz.Evaluate(p.authzRequest(info, r, x.path))
+		areq := p.authzRequest(info, r, x.path, &jwt)
+		// CUSTOM first: the external authorizer decides the requests its
+		// policies select, before DENY and ALLOW.
+		if provider, policy, matched := sp.authz.Custom(areq); matched {
+			if !p.checkExternal(x, provider, policy) {
+				return
+			}
+		}
+		d := sp.authz.Evaluate(areq)
 		p.logShadow(sp, info, r.Method, r.URL.Path, d)
 		if !d.Allowed {
 			p.log.Debug("request denied", "service", sp.name, "policy", d.Policy, "reason", d.Reason,
@@ -205,18 +234,74 @@ func namespaceOf(identity string) string {
 	return ns
 }
 
+// checkExternal asks a CUSTOM policy's external authorizer about the
+// request. It answers the client itself and returns false on a denial;
+// on an allow it applies the authorizer's request changes and returns true.
+// A provider that is unknown, unusable, or one of several on the port,
+// denies, as istiod makes Envoy do.
+func (p *Proxy) checkExternal(x *exchange, provider, policy string) bool {
+	r, sp := x.r, x.sp
+	client, known := p.extauthz[provider]
+	if !known || client == nil || len(sp.authz.CustomProviders()) > 1 {
+		p.log.Debug("CUSTOM policy without a usable provider: denied", "service", sp.name, "policy", policy, "provider", provider)
+		p.localReply(x, http.StatusForbidden, bodyDenied)
+		return false
+	}
+	req := &extauthz.Request{
+		Method: r.Method, Scheme: "http", Host: r.Host, Path: x.path, RawQuery: r.URL.RawQuery,
+		Headers: r.Header, Source: x.info.Source, Destination: x.info.Destination,
+		SourcePrincipal: x.info.Identity, Protocol: r.Proto,
+	}
+	if prov := p.opts.ExtAuthzProviders[provider]; prov != nil && prov.Body != nil && r.Body != nil && r.Body != http.NoBody {
+		buf, err := io.ReadAll(io.LimitReader(r.Body, int64(prov.Body.MaxRequestBytes)+1))
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		req.Body = buf
+		r.Body = readCloser{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
+	}
+	d := client.Check(r.Context(), req)
+	if !d.Allowed {
+		if d.Err != nil {
+			p.log.Debug("external authorization failed", "provider", provider, "error", d.Err.Error())
+		}
+		h := x.w.Header()
+		for k, vv := range d.Headers {
+			h[k] = vv
+		}
+		if d.Status == 0 {
+			d.Status = http.StatusForbidden
+		}
+		p.localReply(x, d.Status, string(d.Body))
+		return false
+	}
+	d.ApplyUpstream(r.Header, r.URL)
+	x.ext = &d
+	return true
+}
+
+// readCloser reads through r and closes c.
+type readCloser struct {
+	io.Reader
+	c io.Closer
+}
+
+func (rc readCloser) Close() error { return rc.c.Close() }
+
 // authzRequest gathers the attributes policies look at.
-func (p *Proxy) authzRequest(info *inbound.ConnInfo, r *http.Request, path string) *authz.Request {
+func (p *Proxy) authzRequest(info *inbound.ConnInfo, r *http.Request, path string, jwt *authn.Result) *authz.Request {
 	return &authz.Request{
-		SourceIP:        info.Source.Addr(),
-		SourcePrincipal: info.Identity,
-		DestinationIP:   info.Destination.Addr(),
-		DestinationPort: info.Destination.Port(),
-		HTTP:            true,
-		Method:          r.Method,
-		Host:            r.Host,
-		Path:            path,
-		Headers:         r.Header,
+		RequestPrincipal: jwt.Principal,
+		RequestClaims:    jwt.Claims,
+		SourceIP:         info.Source.Addr(),
+		SourcePrincipal:  info.Identity,
+		DestinationIP:    info.Destination.Addr(),
+		DestinationPort:  info.Destination.Port(),
+		HTTP:             true,
+		Method:           r.Method,
+		Host:             r.Host,
+		Path:             path,
+		Headers:          r.Header,
 	}
 }
 

@@ -12,13 +12,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"sync/atomic"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/extauthz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
@@ -33,7 +36,12 @@ type Options struct {
 	Upstream upstream.Options
 	// PathNormalization is the mesh's pathNormalization (BASE by default).
 	PathNormalization meshconfig.PathNormalization
-	Logger            *slog.Logger
+	// ExtAuthzProviders are the mesh's external authorizers by name, for
+	// CUSTOM policies.
+	ExtAuthzProviders map[string]*meshconfig.ExtAuthzProvider
+	// LocalPrincipal is the waypoint's own identity, given to authorizers.
+	LocalPrincipal string
+	Logger         *slog.Logger
 }
 
 // Proxy serves traffic for one waypoint. It implements inbound.Handler.
@@ -45,6 +53,13 @@ type Proxy struct {
 	config  atomic.Pointer[config]
 	// serverHeader is the precomputed header value slice.
 	serverHeader []string
+	// jwks caches the JSON Web Key Sets of RequestAuthentication rules
+	// across configurations.
+	jwks *authn.JWKSCache
+	// extauthz are the clients of the mesh's external authorizers by name;
+	// a provider that could not be set up maps to nil (its CUSTOM policies
+	// then deny, as Istio's do).
+	extauthz map[string]extauthz.Client
 }
 
 // New builds a proxy with no configuration: it refuses every connection
@@ -62,8 +77,47 @@ func New(opts Options) *Proxy {
 		pool:         upstream.NewPool(opts.Upstream),
 		outlier:      upstream.NewOutlier(),
 		serverHeader: []string{opts.ServerHeader},
+		jwks:         authn.NewJWKSCache(nil, 0),
+		extauthz:     map[string]extauthz.Client{},
+	}
+	p.jwks.SetLogger(opts.Logger)
+	for name, prov := range opts.ExtAuthzProviders {
+		if prov.Invalid != "" {
+			p.log.Warn("external authorizer is invalid; its CUSTOM policies deny", "provider", name, "reason", prov.Invalid)
+			p.extauthz[name] = nil
+			continue
+		}
+		c, err := extauthz.New(prov, extauthz.Options{Resolve: p.resolve, LocalPrincipal: opts.LocalPrincipal})
+		if err != nil {
+			p.log.Warn("external authorizer cannot be used; its CUSTOM policies deny", "provider", name, "error", err.Error())
+			p.extauthz[name] = nil
+			continue
+		}
+		p.extauthz[name] = c
 	}
 	return p
+}
+
+// resolve finds where to dial a service hostname and port (an external
+// authorizer): an endpoint of a service this waypoint knows, else the
+// address itself.
+func (p *Proxy) resolve(host string, port uint16) (string, error) {
+	if c := p.config.Load(); c != nil {
+		hp := net.JoinHostPort(host, strconv.Itoa(int(port)))
+		if key, ok := c.ir.Lookups[hp]; ok {
+			if b := c.backends[key]; b != nil {
+				if ep, ok := b.Pick(); ok {
+					return ep, nil
+				}
+			}
+		}
+		if sp := c.byHost[hostPort{host, port}]; sp != nil && sp.defaultBackend != nil {
+			if ep, ok := sp.defaultBackend.Pick(); ok {
+				return ep, nil
+			}
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port))), nil
 }
 
 // config is a compiled ir.Waypoint.
@@ -85,6 +139,7 @@ type servicePort struct {
 	svc            *ir.Service
 	port           *ir.ServicePort
 	routes         *route.Table // nil: no route attached, use defaultBackend
+	authn          *authn.Authenticator
 	authz          *authz.Evaluator
 	defaultBackend *upstream.Backend
 	// hostPort is "hostname:port" for logs.
@@ -113,7 +168,7 @@ func (p *Proxy) Current() *ir.Waypoint {
 // Update compiles a new configuration and puts it in force. On error the
 // previous configuration stays.
 func (p *Proxy) Update(w *ir.Waypoint) error {
-	c, err := compile(w, p.outlier)
+	c, err := compile(w, p.outlier, p.jwks, p.log)
 	if err != nil {
 		return err
 	}
@@ -134,7 +189,7 @@ func (p *Proxy) Update(w *ir.Waypoint) error {
 	return nil
 }
 
-func compile(w *ir.Waypoint, outlier *upstream.Outlier) (*config, error) {
+func compile(w *ir.Waypoint, outlier *upstream.Outlier, jwks *authn.JWKSCache, log *slog.Logger) (*config, error) {
 	if w == nil {
 		return nil, errors.New("no configuration")
 	}
@@ -158,9 +213,16 @@ func compile(w *ir.Waypoint, outlier *upstream.Outlier) (*config, error) {
 			sp := &servicePort{
 				svc:            s,
 				port:           p,
+				authn:          authn.Compile(p.JWTRules, authn.Options{JWKS: jwks}),
 				authz:          authz.Compile(p.Policies, azOpts),
 				defaultBackend: c.backends[p.DefaultBackend],
 				name:           s.Hostname + ":" + strconv.Itoa(int(p.Port)),
+			}
+			for _, w := range sp.authn.Warnings() {
+				log.Warn("RequestAuthentication", "service", sp.name, "warning", w)
+			}
+			for _, w := range sp.authz.Warnings() {
+				log.Warn("AuthorizationPolicy", "service", sp.name, "warning", w)
 			}
 			if len(p.Routes) > 0 {
 				t, err := route.Compile(p.Routes)
@@ -207,8 +269,17 @@ func (p *Proxy) Classify(info *inbound.ConnInfo) (ir.Protocol, any, bool) {
 	return sp.port.Protocol, sp, true
 }
 
-// Close releases pooled upstream connections.
-func (p *Proxy) Close() { p.pool.Close() }
+// Close releases pooled upstream connections, the key cache and the
+// authorizer clients.
+func (p *Proxy) Close() {
+	p.pool.Close()
+	p.jwks.Close()
+	for _, c := range p.extauthz {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+}
 
 // EndpointEjected reports whether outlier detection has ejected an
 // endpoint (ip:port) right now.

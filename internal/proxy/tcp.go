@@ -22,12 +22,20 @@ func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *
 		return
 	}
 	if !sp.authz.Empty() {
-		d := sp.authz.Evaluate(&authz.Request{
+		areq := &authz.Request{
 			SourceIP:        info.Source.Addr(),
 			SourcePrincipal: info.Identity,
 			DestinationIP:   info.Destination.Addr(),
 			DestinationPort: info.Destination.Port(),
-		})
+		}
+		// CUSTOM on a TCP port would need Envoy's network ext_authz, which
+		// this waypoint does not speak: a connection a CUSTOM policy selects
+		// is closed (fail closed).
+		if _, policy, matched := sp.authz.Custom(areq); matched {
+			p.log.Debug("connection selected by a CUSTOM policy on a TCP port: closed", "service", sp.name, "policy", policy)
+			return
+		}
+		d := sp.authz.Evaluate(areq)
 		p.logShadow(sp, info, "", "", d)
 		if !d.Allowed {
 			p.log.Debug("connection denied", "service", sp.name, "policy", d.Policy, "identity", info.Identity)

@@ -105,11 +105,15 @@ func Start(opts Options) (*Runner, error) {
 		return nil, err
 	}
 	opts.Translate.Gateway = gw
+	for _, p := range opts.ExtAuthzProviders {
+		// The waypoint dials its authorizers: resolve their Services.
+		opts.Translate.Lookups = append(opts.Translate.Lookups, net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port))))
+	}
 	r := &Runner{
 		opts: opts,
 		log:  opts.Logger,
 		proxy: proxy.New(proxy.Options{ServerHeader: opts.ServerHeader, Logger: opts.Logger, Upstream: opts.Upstream,
-			PathNormalization: opts.PathNormalization}),
+			PathNormalization: opts.PathNormalization, ExtAuthzProviders: opts.ExtAuthzProviders}),
 		done: make(chan struct{}),
 		errc: make(chan error, 2),
 	}

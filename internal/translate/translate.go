@@ -47,6 +47,10 @@ type Options struct {
 	// RootNamespace is Istio's root namespace ("istio-system" when empty):
 	// policies there may target the GatewayClass.
 	RootNamespace string
+	// Lookups are "hostname:port" of services the waypoint calls itself
+	// (the mesh config's external authorizers); each found Service gets a
+	// backend and an entry in Waypoint.Lookups.
+	Lookups []string
 }
 
 func (o *Options) defaults() {

@@ -79,7 +79,9 @@ type authzCheck struct {
 	want                   int
 }
 
-func (c authzCheck) String() string { return fmt.Sprintf("%s|%s|%s|%s", c.from, c.to, c.method, c.path) }
+func (c authzCheck) String() string {
+	return fmt.Sprintf("%s|%s|%s|%s", c.from, c.to, c.method, c.path)
+}
 
 // runAuthzCase starts the binary on the apps plus policy (written in ns)
 // and checks every request.

@@ -7,8 +7,8 @@
 //
 // # Evaluation order
 //
-// CUSTOM policies have no external authorizer yet: they are enforced as DENY (the
-// requests they select are denied, fail-closed) and reported by Warnings. Then: if any enforced DENY policy matches, the request is denied; else if
+// CUSTOM policies are matched first (Custom): the caller sends the requests they
+// select to the policy's external authorizer. Then: if any enforced DENY policy matches, the request is denied; else if
 // there is no enforced ALLOW policy, it is allowed; else if any enforced ALLOW policy
 // matches, it is allowed; else it is denied. AUDIT policies and policies with the
 // istio.io/dry-run annotation are evaluated and reported in Decision.DryRunResults but
@@ -68,6 +68,7 @@ package authz
 import (
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
@@ -149,6 +150,7 @@ const (
 // Evaluator is a compiled set of policies. It is immutable and safe for
 // concurrent use.
 type Evaluator struct {
+	custom   []*policy // enforced CUSTOM policies (external authorization)
 	deny     []*policy // enforced DENY policies
 	allow    []*policy // enforced ALLOW policies
 	shadow   []*policy // dry-run policies and AUDIT policies
@@ -157,9 +159,9 @@ type Evaluator struct {
 }
 
 // Empty reports whether no policy applies: Evaluate would allow everything and
-// report nothing. CUSTOM policies, which are ignored, do not count.
+// report nothing.
 func (e *Evaluator) Empty() bool {
-	return e == nil || (len(e.deny) == 0 && len(e.allow) == 0 && len(e.shadow) == 0)
+	return e == nil || (len(e.custom) == 0 && len(e.deny) == 0 && len(e.allow) == 0 && len(e.shadow) == 0)
 }
 
 // Warnings describes what Compile ignored or treated fail-closed, for logs.
@@ -171,6 +173,39 @@ func (e *Evaluator) Warnings() []string {
 }
 
 // Evaluate decides one request or connection.
+// Custom reports the external authorization provider of the first
+// enforced CUSTOM policy that matches the request (CUSTOM is evaluated
+// before DENY and ALLOW: the caller asks that provider first).
+func (e *Evaluator) Custom(r *Request) (provider, policy string, matched bool) {
+	if e == nil || len(e.custom) == 0 || r == nil {
+		return "", "", false
+	}
+	c := reqCtx{r: r, http: r.HTTP, hops: e.hops, src: unmap(r.SourceIP), dst: unmap(r.DestinationIP)}
+	for _, p := range e.custom {
+		if p.match(&c) {
+			return p.provider, p.name, true
+		}
+	}
+	return "", "", false
+}
+
+// CustomProviders lists the distinct providers the enforced CUSTOM
+// policies name (Istio allows one per workload).
+func (e *Evaluator) CustomProviders() []string {
+	if e == nil {
+		return nil
+	}
+	var out []string
+	for _, p := range e.custom {
+		if !slices.Contains(out, p.provider) {
+			out = append(out, p.provider)
+		}
+	}
+	return out
+}
+
+// Evaluate applies the DENY and ALLOW policies (CUSTOM is the caller's,
+// through Custom, before this).
 func (e *Evaluator) Evaluate(r *Request) Decision {
 	if r == nil {
 		return Decision{Reason: ReasonNilRequest}

@@ -294,11 +294,7 @@ func TestActionsAndOrder(t *testing.T) {
 		{name: "dry-run deny does not deny", policies: []*ir.AuthzPolicy{dry(denyAll("d"))}, wantAllow: true, wantReason: ReasonNoAllowPolicy},
 		{name: "dry-run allow does not enable default deny", policies: []*ir.AuthzPolicy{dry(allowNone("a"))}, wantAllow: true, wantReason: ReasonNoAllowPolicy},
 		{name: "dry-run allow does not allow", policies: []*ir.AuthzPolicy{dry(allowAll("a")), allowNone("b")}, wantReason: ReasonNoAllowMatched},
-		{name: "custom without a provider denies what it matches", policies: []*ir.AuthzPolicy{pol("ns", "c", ir.AuthzCustom, &ir.AuthzRule{})},
-			wantPolicy: "ns/c", wantAction: ir.AuthzDeny},
-		{name: "custom without a provider wins over allow", policies: []*ir.AuthzPolicy{pol("ns", "c", ir.AuthzCustom, &ir.AuthzRule{}), allowAll("a")},
-			wantPolicy: "ns/c", wantAction: ir.AuthzDeny},
-		{name: "custom that does not match leaves the decision to others", policies: []*ir.AuthzPolicy{pol("ns", "c", ir.AuthzCustom, to(ir.AuthzOperation{Methods: l("POST")}))},
+		{name: "custom is the caller's: Evaluate ignores it", policies: []*ir.AuthzPolicy{pol("ns", "c", ir.AuthzCustom, &ir.AuthzRule{})},
 			wantAllow: true, wantReason: ReasonNoAllowPolicy},
 
 		// empty rules
@@ -459,10 +455,10 @@ func TestEmptyAndWarnings(t *testing.T) {
 	}
 	custom := Compile([]*ir.AuthzPolicy{pol("ns", "c", ir.AuthzCustom, &ir.AuthzRule{}), nil}, Options{})
 	if custom.Empty() {
-		t.Fatal("only CUSTOM: Empty() = true, but CUSTOM is enforced as DENY")
+		t.Fatal("only CUSTOM: Empty() = true, but the caller must still ask the provider")
 	}
-	if w := custom.Warnings(); len(w) != 1 || !strings.Contains(w[0], "CUSTOM") {
-		t.Fatalf("warnings %q, want one about CUSTOM", w)
+	if prov, pol, ok := custom.Custom(baseRequest()); !ok || pol != "ns/c" {
+		t.Fatalf("Custom() = %q %q %v, want the matching policy", prov, pol, ok)
 	}
 	e := Compile([]*ir.AuthzPolicy{pol("ns", "d", ir.AuthzDeny, when("bogus", "x"), from(ir.AuthzSource{IPBlocks: l("x")}))}, Options{})
 	if e.Empty() {
@@ -717,5 +713,32 @@ func TestTrustDomains(t *testing.T) {
 	e := Compile([]*ir.AuthzPolicy{pol("ns", "a", ir.AuthzAllow, from(ir.AuthzSource{TrustDomains: l("*")}))}, Options{})
 	if e.Evaluate(r).Allowed {
 		t.Error("a source without identity has no trust domain")
+	}
+}
+
+func TestCustomMatching(t *testing.T) {
+	p1 := pol("ns", "a-ext", ir.AuthzCustom, to(ir.AuthzOperation{Paths: l("/ext/*")}))
+	p1.Provider = "ext-http"
+	p2 := pol("ns", "b-ext", ir.AuthzCustom, to(ir.AuthzOperation{Methods: l("DELETE")}))
+	p2.Provider = "ext-grpc"
+	e := Compile([]*ir.AuthzPolicy{p1, p2, pol("ns", "d", ir.AuthzDeny, &ir.AuthzRule{})}, Options{})
+	r := baseRequest()
+	r.Path = "/ext/x"
+	if prov, pol, ok := e.Custom(r); !ok || prov != "ext-http" || pol != "ns/a-ext" {
+		t.Errorf("Custom(/ext/x) = %q %q %v", prov, pol, ok)
+	}
+	r.Path, r.Method = "/other", "DELETE"
+	if prov, _, ok := e.Custom(r); !ok || prov != "ext-grpc" {
+		t.Errorf("Custom(DELETE) = %q %v", prov, ok)
+	}
+	r.Method = "GET"
+	if _, _, ok := e.Custom(r); ok {
+		t.Error("no CUSTOM policy matches GET /other")
+	}
+	if got := e.CustomProviders(); len(got) != 2 || got[0] != "ext-http" || got[1] != "ext-grpc" {
+		t.Errorf("CustomProviders() = %v", got)
+	}
+	if e.Evaluate(r).Allowed {
+		t.Error("the DENY policy still applies after CUSTOM")
 	}
 }

@@ -20,6 +20,7 @@ type policy struct {
 	reason   string // Decision.Reason when this policy decides
 	matchAll bool   // fail-closed DENY/AUDIT
 	isAllow  bool   // ALLOW semantics: HTTP-only rules never match TCP
+	provider string // CUSTOM: the extension provider's name
 	rules    []rule
 }
 
@@ -107,6 +108,8 @@ func Compile(policies []*ir.AuthzPolicy, opts Options) *Evaluator {
 		switch {
 		case cp.dryRun || cp.action == ir.AuthzAudit:
 			e.shadow = append(e.shadow, cp)
+		case cp.action == ir.AuthzCustom:
+			e.custom = append(e.custom, cp)
 		case cp.action == ir.AuthzDeny:
 			e.deny = append(e.deny, cp)
 		default:
@@ -132,16 +135,17 @@ func compilePolicy(p *ir.AuthzPolicy, tds []string, warnings *[]string) *policy 
 		action = ir.AuthzAllow // the API default
 	case ir.AuthzAllow, ir.AuthzDeny, ir.AuthzAudit:
 	case ir.AuthzCustom:
-		// No external authorizer is wired yet. Istio denies the requests a
-		// CUSTOM policy selects when its provider cannot be used; so do we
-		// (fail closed) by enforcing the policy as a DENY.
-		warn("CUSTOM action (provider %q): no extension provider is configured; matching requests are denied", p.Provider)
-		action = ir.AuthzDeny
+		// Matched like a DENY policy (fail-closed on bad values); what a
+		// match means is the external authorizer's call (see Custom).
+		if p.DryRun {
+			warn("the istio.io/dry-run annotation is not supported on CUSTOM policies (as in Istio); policy ignored")
+			return nil
+		}
 	default:
 		invalid = fmt.Sprintf("unknown action %q", p.Action)
 		action = ir.AuthzDeny
 	}
-	cp := &policy{name: name, action: action, dryRun: p.DryRun, isAllow: action == ir.AuthzAllow}
+	cp := &policy{name: name, action: action, dryRun: p.DryRun, isAllow: action == ir.AuthzAllow, provider: p.Provider}
 	verb := "allowed"
 	if action != ir.AuthzAllow {
 		verb = "denied"

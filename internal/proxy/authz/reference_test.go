@@ -55,7 +55,7 @@ func refEvaluate(policies []*ir.AuthzPolicy, opts Options, r *Request) refResult
 			action = ir.AuthzAllow
 		case ir.AuthzAllow, ir.AuthzDeny, ir.AuthzAudit:
 		case ir.AuthzCustom:
-			action = ir.AuthzDeny // no provider configured: enforced as DENY
+			continue // the caller's, through Custom
 		default:
 			action, invalid = ir.AuthzDeny, true
 		}
