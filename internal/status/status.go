@@ -471,4 +471,3 @@ func (w *Writer) policy(ctx context.Context, p *istiosec.AuthorizationPolicy, co
 	}
 	return w.update(ctx, upd)
 }
-
