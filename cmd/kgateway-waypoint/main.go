@@ -61,7 +61,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	root.AddCommand(newStandalone(g), newDemo(g), newVersion())
+	root.AddCommand(newStandalone(g), newDemo(g), newVersion(), newController(g), newProxy(g))
 	return root
 }
 

@@ -42,7 +42,10 @@ type Env struct {
 	Config    *rest.Config
 	Client    client.Client
 	Clientset *kubernetes.Clientset
-	env       *envtest.Environment
+	// KubeConfig is a kubeconfig with admin rights (for kubectl and the
+	// controller process).
+	KubeConfig []byte
+	env        *envtest.Environment
 }
 
 // Skip skips t unless KUBEBUILDER_ASSETS names the kube binaries.
@@ -87,7 +90,7 @@ func Start(t testing.TB, crds int) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{Config: cfg, Client: c, Clientset: cs, env: te}
+	return &Env{Config: cfg, Client: c, Clientset: cs, KubeConfig: te.KubeConfig, env: te}
 }
 
 var (
