@@ -34,6 +34,8 @@ func main() {
 type globalFlags struct {
 	logLevel  string
 	logFormat string
+	// level is the live log level (the admin's /logging changes it).
+	level slog.LevelVar
 }
 
 func (g *globalFlags) logger(w *os.File) (*slog.Logger, error) {
@@ -41,7 +43,8 @@ func (g *globalFlags) logger(w *os.File) (*slog.Logger, error) {
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
+	g.level.Set(lvl)
+	opts := &slog.HandlerOptions{Level: &g.level}
 	switch strings.ToLower(g.logFormat) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
@@ -97,6 +100,7 @@ good configuration stays in force.`,
 				return fmt.Errorf("at least one -f PATH is required")
 			}
 			o.Logger = log
+			o.LogLevel = &g.level
 			if meshConfig != "" {
 				if err := applyMeshConfig(cmd, meshConfig, &o); err != nil {
 					return err
@@ -149,6 +153,13 @@ good configuration stays in force.`,
 	f.StringVar(&o.Translate.GatewayClass, "gateway-class", translate.DefaultGatewayClass, "GatewayClass of our waypoints")
 	f.StringVar(&o.Translate.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of the mesh")
 	f.StringArrayVar(&o.Translate.TrustDomainAliases, "trust-domain-alias", nil, "a trust domain policies treat as equal to --trust-domain (repeatable)")
+	f.StringVar(&o.MetricsAddress, "metrics-address", "0.0.0.0:15020", "Prometheus metrics listener (/stats/prometheus, /metrics); \"off\" to disable")
+	f.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1:15000", "admin listener (/config_dump, /stats, /logging, /debug/pprof/, /healthz); loopback only unless --admin-allow-remote; \"off\" to disable")
+	f.BoolVar(&o.AllowRemoteAdmin, "admin-allow-remote", false, "allow a non-loopback --admin-address")
+	f.StringVar(&o.AccessLog, "access-log", "", "access log destination: empty (off), - or /dev/stdout, or a file path")
+	f.StringVar(&o.AccessLogFormat, "access-log-format", "text", "access log format: text (Istio's default) or json")
+	f.StringVar(&o.TracingEndpoint, "tracing-endpoint", "", "OTLP collector for traces (grpc://host:4317 or http://host:4318); empty: no tracing")
+	f.Float64Var(&o.TracingSampling, "tracing-sampling", 0.01, "ratio (0 to 1) of new traces sampled")
 	f.StringVar(&meshConfig, "mesh-config", "", "Istio MeshConfig YAML (pathNormalization, extensionProviders, rootNamespace, trustDomain, trustDomainAliases); flags given explicitly win")
 	f.StringVar(&o.Translate.RootNamespace, "root-namespace", "istio-system", "Istio root namespace (policies there may target the GatewayClass)")
 	return c

@@ -172,6 +172,8 @@ func (d *demo) setup() error {
 		Paths:          []string{d.dir},
 		InboundAddress: inbound,
 		StatusAddress:  status,
+		MetricsAddress: "off",
+		AdminAddress:   "off",
 		Logger:         d.log,
 	})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 )
 
@@ -112,9 +113,10 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 	for attempt := 0; ; attempt++ {
 		ep, ok := b.Pick()
 		if !ok {
-			p.localReply(x, http.StatusServiceUnavailable, bodyNoHealthy)
+			p.localReply(x, http.StatusServiceUnavailable, bodyNoHealthy, telemetry.FlagNoHealthyUpstream, telemetry.DetailsNoHealthyUpstream)
 			return
 		}
+		x.upstreamHost = ep
 		resp, err = p.roundTrip(ctx, perTry, r, body, b, ep)
 		b.Report(ep, !gatewayFailure(resp, err))
 		if attempt >= retries || ctx.Err() != nil {
@@ -152,9 +154,9 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 		}
 		p.log.Debug("upstream request failed", "service", x.sp.name, "error", err.Error())
 		if isTimeout(err) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			p.localReply(x, http.StatusGatewayTimeout, bodyTimeout)
+			p.localReply(x, http.StatusGatewayTimeout, bodyTimeout, telemetry.FlagUpstreamRequestTimeout, telemetry.DetailsUpstreamTimeout)
 		} else {
-			p.localReply(x, http.StatusServiceUnavailable, bodyConnectFailed)
+			p.localReply(x, http.StatusServiceUnavailable, bodyConnectFailed, telemetry.FlagUpstreamConnectionFailure, telemetry.DetailsConnectionFailure)
 		}
 		return
 	}
@@ -227,7 +229,8 @@ func (p *Proxy) relay(x *exchange, resp *http.Response, start time.Time) {
 		}
 		h["Trailer"] = []string{strings.Join(names, ", ")}
 	}
-	h["X-Envoy-Upstream-Service-Time"] = []string{strconv.FormatInt(time.Since(start).Milliseconds(), 10)}
+	x.upstreamTimeMs = time.Since(start).Milliseconds()
+	h["X-Envoy-Upstream-Service-Time"] = []string{strconv.FormatInt(x.upstreamTimeMs, 10)}
 	p.responseHeaders(x, h)
 	x.w.WriteHeader(resp.StatusCode)
 

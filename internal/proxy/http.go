@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
@@ -18,6 +19,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/extauthz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 )
 
 // Bodies of the waypoint's own replies, as Envoy words them.
@@ -38,6 +40,16 @@ type exchange struct {
 	backend *ir.WeightedBackend // the backendRef chosen (nil: the service itself)
 	path    string              // the normalized path, percent-encoded as sent
 	ext     *extauthz.Decision  // the external authorizer's allow, when asked
+
+	// For telemetry (filled only when it is on).
+	start          time.Time
+	rec            *recorder
+	reqBody        *countingBody
+	origPath, host string
+	flags, details string // Envoy response flags and details of a local reply
+	upstreamHost   string
+	upstreamTimeMs int64
+	span           telemetry.Span
 }
 
 // responseHeaders applies every response modifier of the exchange: the
@@ -63,6 +75,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := inbound.InfoFromContext(r.Context())
 	c := p.config.Load()
 	x := &exchange{w: w, r: r, info: info}
+	if p.tel != nil {
+		x.start, x.origPath, x.host = time.Now(), r.RequestURI, r.Host
+		x.rec = &recorder{ResponseWriter: w}
+		x.w = x.rec
+		if r.Body != nil && r.Body != http.NoBody {
+			x.reqBody = &countingBody{ReadCloser: r.Body}
+			r.Body = x.reqBody
+		}
+		p.tel.RequestStarted()
+		defer p.record(x)
+	}
 	if info != nil && c != nil {
 		x.sp = c.lookup(info)
 	}
@@ -70,16 +93,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The service left the configuration after the connection was
 		// accepted: finish this exchange and close.
 		w.Header().Set("Connection", "close")
-		p.localReply(x, http.StatusServiceUnavailable, bodyNoHealthy)
+		p.localReply(x, http.StatusServiceUnavailable, bodyNoHealthy, telemetry.FlagNoHealthyUpstream, telemetry.DetailsNoHealthyUpstream)
 		return
 	}
 	sp := x.sp
 	if r.Header.Get("X-Request-Id") == "" {
 		r.Header["X-Request-Id"] = []string{newRequestID()}
 	}
+	if p.tel != nil {
+		_, x.span = p.tel.StartSpan(r.Context(), r.Header, sp.name+"/*")
+	}
 	var ok bool
 	if x.path, ok = p.normalize(r); !ok {
-		p.localReply(x, http.StatusBadRequest, "Bad Request")
+		p.localReply(x, http.StatusBadRequest, "Bad Request", telemetry.FlagNone, "path_normalization_failed")
 		return
 	}
 	routed := false
@@ -100,7 +126,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var ae *authn.Error
 		if errors.As(err, &ae) {
 			x.w.Header()["Www-Authenticate"] = []string{ae.WWWAuthenticate(r)}
-			p.localReply(x, ae.Code(), ae.Body())
+			p.localReply(x, ae.Code(), ae.Body(), telemetry.FlagNone, "jwt_authn_access_denied")
 			return
 		}
 		jwt = res
@@ -119,19 +145,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !d.Allowed {
 			p.log.Debug("request denied", "service", sp.name, "policy", d.Policy, "reason", d.Reason,
 				"identity", info.Identity, "method", r.Method, "path", r.URL.Path)
-			p.localReply(x, http.StatusForbidden, bodyDenied)
+			p.localReply(x, http.StatusForbidden, bodyDenied, telemetry.FlagNone, telemetry.RBACDeniedDetails(d.Policy))
 			return
 		}
 	}
 	if routed && x.rule == nil {
-		p.localReply(x, http.StatusNotFound, "")
+		p.localReply(x, http.StatusNotFound, "", telemetry.FlagNoRouteFound, telemetry.DetailsRouteNotFound)
 		return
 	}
 	backend := sp.defaultBackend
 	if rule := x.rule; rule != nil {
 		switch {
 		case rule.IR.Unsupported != "":
-			p.localReply(x, http.StatusInternalServerError, "")
+			p.localReply(x, http.StatusInternalServerError, "", telemetry.FlagNone, telemetry.DetailsDirectResponse)
 			return
 		case rule.IR.Redirect != nil:
 			p.redirect(x)
@@ -139,7 +165,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		x.backend = rule.PickBackend(mrand.Uint32())
 		if x.backend == nil || x.backend.Backend == "" {
-			p.localReply(x, http.StatusInternalServerError, "")
+			p.localReply(x, http.StatusInternalServerError, "", telemetry.FlagNoClusterFound, telemetry.DetailsClusterNotFound)
 			return
 		}
 		backend = c.backends[x.backend.Backend]
@@ -158,7 +184,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if backend == nil {
-		p.localReply(x, http.StatusServiceUnavailable, bodyNoHealthy)
+		p.localReply(x, http.StatusServiceUnavailable, bodyNoHealthy, telemetry.FlagNoHealthyUpstream, telemetry.DetailsNoHealthyUpstream)
 		return
 	}
 	// The waypoint answers Expect: 100-continue itself (as Envoy does by
@@ -244,7 +270,7 @@ func (p *Proxy) checkExternal(x *exchange, provider, policy string) bool {
 	client, known := p.extauthz[provider]
 	if !known || client == nil || len(sp.authz.CustomProviders()) > 1 {
 		p.log.Debug("CUSTOM policy without a usable provider: denied", "service", sp.name, "policy", policy, "provider", provider)
-		p.localReply(x, http.StatusForbidden, bodyDenied)
+		p.localReply(x, http.StatusForbidden, bodyDenied, telemetry.FlagUnauthorizedExternalService, telemetry.DetailsExtAuthzDenied)
 		return false
 	}
 	req := &extauthz.Request{
@@ -272,7 +298,7 @@ func (p *Proxy) checkExternal(x *exchange, provider, policy string) bool {
 		if d.Status == 0 {
 			d.Status = http.StatusForbidden
 		}
-		p.localReply(x, d.Status, string(d.Body))
+		p.localReply(x, d.Status, string(d.Body), telemetry.FlagUnauthorizedExternalService, telemetry.DetailsExtAuthzDenied)
 		return false
 	}
 	d.ApplyUpstream(r.Header, r.URL)
@@ -309,7 +335,8 @@ func (p *Proxy) authzRequest(info *inbound.ConnInfo, r *http.Request, path strin
 // exchange's response header modifiers applied (the seed's 403 carries
 // traversed-waypoint). A gRPC request gets a gRPC answer: HTTP 200 with the
 // status in grpc-status, as Envoy maps it.
-func (p *Proxy) localReply(x *exchange, status int, body string) {
+func (p *Proxy) localReply(x *exchange, status int, body, flags, details string) {
+	x.flags, x.details = flags, details
 	h := x.w.Header()
 	if isGRPC(x.r) {
 		h["Content-Type"] = []string{"application/grpc"}
@@ -376,7 +403,7 @@ func (p *Proxy) redirect(x *exchange) {
 		b.WriteString(r.URL.RawQuery)
 	}
 	x.w.Header()["Location"] = []string{b.String()}
-	p.localReply(x, rd.StatusCode, "")
+	p.localReply(x, rd.StatusCode, "", telemetry.FlagNone, telemetry.DetailsDirectResponse)
 }
 
 // preflight answers a CORS preflight request without going upstream.

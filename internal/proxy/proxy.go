@@ -24,6 +24,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/extauthz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 )
 
@@ -41,7 +42,9 @@ type Options struct {
 	ExtAuthzProviders map[string]*meshconfig.ExtAuthzProvider
 	// LocalPrincipal is the waypoint's own identity, given to authorizers.
 	LocalPrincipal string
-	Logger         *slog.Logger
+	// Telemetry records metrics, access logs and traces; nil is off.
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
 }
 
 // Proxy serves traffic for one waypoint. It implements inbound.Handler.
@@ -60,6 +63,8 @@ type Proxy struct {
 	// a provider that could not be set up maps to nil (its CUSTOM policies
 	// then deny, as Istio's do).
 	extauthz map[string]extauthz.Client
+	// tel is Options.Telemetry (nil: off).
+	tel *telemetry.Telemetry
 }
 
 // New builds a proxy with no configuration: it refuses every connection
@@ -79,6 +84,7 @@ func New(opts Options) *Proxy {
 		serverHeader: []string{opts.ServerHeader},
 		jwks:         authn.NewJWKSCache(nil, 0),
 		extauthz:     map[string]extauthz.Client{},
+		tel:          opts.Telemetry,
 	}
 	p.jwks.SetLogger(opts.Logger)
 	for name, prov := range opts.ExtAuthzProviders {
@@ -169,6 +175,7 @@ func (p *Proxy) Current() *ir.Waypoint {
 // previous configuration stays.
 func (p *Proxy) Update(w *ir.Waypoint) error {
 	c, err := compile(w, p.outlier, p.jwks, p.log)
+	p.tel.ConfigUpdated(err)
 	if err != nil {
 		return err
 	}
@@ -186,6 +193,7 @@ func (p *Proxy) Update(w *ir.Waypoint) error {
 		c.version = 1
 	}
 	p.config.Store(c)
+	p.tel.SetConfigVersion(c.version)
 	return nil
 }
 

@@ -6,11 +6,13 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 )
 
 // ServeTCP authorizes a TCP connection with the L4 fields of the policies,
@@ -63,31 +65,96 @@ func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *
 		p.log.Debug("no endpoint for TCP service", "service", sp.name)
 		return
 	}
+	var rec *telemetry.TCPRecord
+	if p.tel != nil {
+		rec = &telemetry.TCPRecord{
+			Start: time.Now(), Source: telemetry.PeerFromPrincipal(info.Identity),
+			Destination:        telemetry.Peer{Namespace: sp.svc.Namespace, CanonicalService: sp.svc.Name},
+			DestinationService: sp.svc.Hostname, DestinationServiceName: sp.svc.Name, DestinationServiceNamespace: sp.svc.Namespace,
+			UpstreamHost: ep, UpstreamCluster: telemetry.UpstreamCluster(int(sp.port.Port), "tcp", "", sp.svc.Hostname),
+			ResponseFlags: telemetry.FlagNone, ConnectionSecurityPolicy: "mutual_tls",
+			DownstreamRemote: info.Source.String(), DownstreamLocal: info.Destination.String(),
+		}
+	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	up, err := p.pool.Dial(dctx, ep)
 	cancel()
 	b.Report(ep, err == nil)
 	if err != nil {
 		p.log.Debug("upstream connect failed", "service", sp.name, "endpoint", ep, "error", err.Error())
+		if rec != nil {
+			rec.ResponseFlags = telemetry.FlagUpstreamConnectionFailure
+			rec.Duration = time.Since(rec.Start)
+			p.tel.TCPOpened(rec)
+			p.tel.TCPClosed(rec)
+		}
 		return
 	}
 	defer func() { _ = up.Close() }()
-	pipe(conn, r, up)
+	if rec == nil {
+		pipe(conn, r, up, nil, nil)
+		return
+	}
+	p.tel.TCPOpened(rec)
+	var sent, received atomic.Int64
+	stop := make(chan struct{})
+	reported := make(chan struct{})
+	go func() { // Istio reports long connections every 5 seconds
+		defer close(reported)
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				rec.SentBytes, rec.ReceivedBytes = sent.Load(), received.Load()
+				p.tel.TCPReport(rec)
+			}
+		}
+	}()
+	pipe(conn, r, up, &received, &sent)
+	close(stop)
+	<-reported
+	rec.SentBytes, rec.ReceivedBytes = sent.Load(), received.Load()
+	rec.Duration = time.Since(rec.Start)
+	p.tel.TCPClosed(rec)
 }
 
 // pipe copies client→upstream (reading through r, which holds bytes already
-// buffered from the client) and upstream→client until both directions end.
-func pipe(client net.Conn, r io.Reader, up net.Conn) {
+// buffered from the client) and upstream→client until both directions end,
+// counting the bytes each way when counters are given.
+func pipe(client net.Conn, r io.Reader, up net.Conn, fromClient, toClient *atomic.Int64) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_, _ = io.Copy(up, r)
+		var dst io.Writer = up
+		if fromClient != nil {
+			dst = countingWriter{up, fromClient}
+		}
+		_, _ = io.Copy(dst, r)
 		closeWrite(up)
 	}()
-	_, _ = io.Copy(client, up)
+	var dst io.Writer = client
+	if toClient != nil {
+		dst = countingWriter{client, toClient}
+	}
+	_, _ = io.Copy(dst, up)
 	closeWrite(client)
 	wg.Wait()
+}
+
+// countingWriter counts bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // closeWrite half-closes a connection where it can, else closes it.

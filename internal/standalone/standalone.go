@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/admin"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/source/files"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
@@ -49,6 +51,25 @@ type Options struct {
 	// ExtAuthzProviders are the mesh config's external authorizers, by
 	// name, for CUSTOM policies.
 	ExtAuthzProviders map[string]*meshconfig.ExtAuthzProvider
+	// MetricsAddress serves Prometheus /stats/prometheus and /metrics
+	// (default 0.0.0.0:15020; "off" disables it).
+	MetricsAddress string
+	// AdminAddress serves the admin endpoints (default 127.0.0.1:15000;
+	// "off" disables it). It must be loopback unless AllowRemoteAdmin.
+	AdminAddress     string
+	AllowRemoteAdmin bool
+	// AccessLog is where access log lines go: "" off, "-" or /dev/stdout
+	// for standard output, else a file path; AccessLogFormat is text
+	// (Istio's default Envoy format) or json.
+	AccessLog       string
+	AccessLogFormat string
+	// TracingEndpoint is an OTLP collector (grpc://host:4317 or
+	// http://host:4318); empty disables tracing. TracingSampling is the
+	// ratio of new traces sampled.
+	TracingEndpoint string
+	TracingSampling float64
+	// LogLevel is the level the admin's /logging changes.
+	LogLevel *slog.LevelVar
 	// Inbound are the listener's limits; Upstream tunes the pools.
 	Inbound  inbound.Options
 	Upstream upstream.Options
@@ -61,6 +82,9 @@ type Options struct {
 type Runner struct {
 	opts    Options
 	log     *slog.Logger
+	tel     *telemetry.Telemetry
+	servers []*http.Server // metrics and admin
+	logFile func()         // closes the access log file
 	proxy   *proxy.Proxy
 	inbound *inbound.Server
 	inLn    net.Listener
@@ -105,15 +129,33 @@ func Start(opts Options) (*Runner, error) {
 		return nil, err
 	}
 	opts.Translate.Gateway = gw
+	if opts.MetricsAddress == "" {
+		opts.MetricsAddress = "0.0.0.0:15020"
+	}
+	if opts.AdminAddress == "" {
+		opts.AdminAddress = "127.0.0.1:15000"
+	}
+	if opts.AdminAddress != "off" {
+		if err := admin.CheckAdminAddress(opts.AdminAddress, opts.AllowRemoteAdmin); err != nil {
+			return nil, err
+		}
+	}
+	tel, closeLog, err := newTelemetry(opts)
+	if err != nil {
+		return nil, err
+	}
+	opts.Upstream.OnDial, opts.Upstream.OnClose = tel.UpstreamDialed, tel.UpstreamConnClosed
 	for _, p := range opts.ExtAuthzProviders {
 		// The waypoint dials its authorizers: resolve their Services.
 		opts.Translate.Lookups = append(opts.Translate.Lookups, net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port))))
 	}
 	r := &Runner{
-		opts: opts,
-		log:  opts.Logger,
+		opts:    opts,
+		log:     opts.Logger,
+		tel:     tel,
+		logFile: closeLog,
 		proxy: proxy.New(proxy.Options{ServerHeader: opts.ServerHeader, Logger: opts.Logger, Upstream: opts.Upstream,
-			PathNormalization: opts.PathNormalization, ExtAuthzProviders: opts.ExtAuthzProviders}),
+			PathNormalization: opts.PathNormalization, ExtAuthzProviders: opts.ExtAuthzProviders, Telemetry: tel}),
 		done: make(chan struct{}),
 		errc: make(chan error, 2),
 	}
@@ -129,9 +171,13 @@ func Start(opts Options) (*Runner, error) {
 	}
 	go func() { _ = r.status.Serve(r.stLn) }()
 
+	if err := r.serveTelemetry(); err != nil {
+		r.closeServers()
+		return nil, err
+	}
 	res, err := r.load()
 	if err != nil {
-		_ = r.status.Close()
+		r.closeServers()
 		return nil, err
 	}
 	addr := opts.InboundAddress
@@ -140,11 +186,18 @@ func Start(opts Options) (*Runner, error) {
 	}
 	r.inLn, err = net.Listen("tcp", addr)
 	if err != nil {
-		_ = r.status.Close()
+		r.closeServers()
 		return nil, fmt.Errorf("inbound address: %w", err)
 	}
 	inOpts := opts.Inbound
 	inOpts.Logger = opts.Logger
+	inOpts.OnConn = func(protocol string, opened bool) {
+		if opened {
+			tel.DownstreamConnOpened(protocol)
+		} else {
+			tel.DownstreamConnClosed(protocol)
+		}
+	}
 	r.inbound = inbound.NewServer(r.proxy, inOpts)
 	go func() {
 		if err := r.inbound.Serve(r.inLn); !errors.Is(err, net.ErrClosed) {
@@ -292,6 +345,7 @@ func (r *Runner) Drain() bool {
 	if err != nil {
 		r.log.Warn("drain timeout: closed the connections still open", "error", err.Error())
 	}
+	_ = r.tel.Shutdown(ctx) // flush spans
 	r.Close()
 	return err == nil
 }
@@ -311,6 +365,73 @@ func (r *Runner) Close() {
 	if r.inbound != nil {
 		_ = r.inbound.Close()
 	}
-	_ = r.status.Close()
+	r.closeServers()
 	r.proxy.Close()
+	r.logFile()
+}
+
+func (r *Runner) closeServers() {
+	_ = r.status.Close()
+	for _, s := range r.servers {
+		_ = s.Close()
+	}
+}
+
+// serveTelemetry starts the metrics and admin listeners.
+func (r *Runner) serveTelemetry() error {
+	listen := func(what, addr string, h http.Handler) error {
+		if addr == "off" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s address: %w", what, err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		r.servers = append(r.servers, srv)
+		go func() { _ = srv.Serve(ln) }()
+		r.log.Info("serving "+what, "address", ln.Addr().String())
+		return nil
+	}
+	reg := r.tel.Registry()
+	if err := listen("metrics", r.opts.MetricsAddress, admin.MetricsHandler(reg)); err != nil {
+		return err
+	}
+	return listen("admin", r.opts.AdminAddress, admin.AdminHandler(admin.AdminOptions{
+		ConfigDump: func() any { return r.proxy.Current() },
+		Gatherer:   reg,
+		LogLevel:   r.opts.LogLevel,
+		Logger:     r.log,
+	}))
+}
+
+// newTelemetry builds metrics (always), the access log and tracing as the
+// options say; the func closes the access log file.
+func newTelemetry(opts Options) (*telemetry.Telemetry, func(), error) {
+	to := telemetry.Options{Logger: opts.Logger, AccessLogFormat: opts.AccessLogFormat}
+	closeLog := func() {}
+	switch opts.AccessLog {
+	case "":
+	case "-", "/dev/stdout":
+		to.AccessLog = os.Stdout
+	default:
+		f, err := os.OpenFile(opts.AccessLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, nil, fmt.Errorf("access log: %w", err)
+		}
+		to.AccessLog, closeLog = f, func() { _ = f.Close() }
+	}
+	if opts.TracingEndpoint != "" {
+		name := "kgateway-waypoint"
+		if gw := opts.Translate.Gateway; gw.Name != "" {
+			name = gw.Name + "." + gw.Namespace
+		}
+		to.Tracing = &telemetry.TracingOptions{Endpoint: opts.TracingEndpoint, SamplingRatio: opts.TracingSampling, ServiceName: name}
+	}
+	tel, err := telemetry.New(to)
+	if err != nil {
+		closeLog()
+		return nil, nil, err
+	}
+	return tel, closeLog, nil
 }

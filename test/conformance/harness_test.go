@@ -78,7 +78,8 @@ func startWaypoint(t *testing.T, ip string, manifests []string) (*waypoint, *clu
 	}
 	inbound, statusAddr := freeAddr(t, ip), freeAddr(t, ip)
 	w := &waypoint{inbound: inbound, done: make(chan error, 1)}
-	w.cmd = exec.Command(binary, "standalone", "-f", dir, "--inbound-address", inbound, "--status-address", statusAddr)
+	w.cmd = exec.Command(binary, "standalone", "-f", dir, "--inbound-address", inbound, "--status-address", statusAddr,
+		"--metrics-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0")
 	w.cmd.Stdout, w.cmd.Stderr = w, w
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)

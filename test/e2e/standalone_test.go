@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +64,10 @@ func (p *proc) output() string {
 
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
+	if len(args) > 0 && args[0] == "standalone" && !slices.Contains(args, "--metrics-address") {
+		// Tests run side by side: never the fixed default ports.
+		args = append(args, "--metrics-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0")
+	}
 	p := &proc{cmd: exec.Command(binary, args...), done: make(chan error, 1)}
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
@@ -353,7 +358,8 @@ func TestStandaloneBadInvocations(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append(tc.args, "--status-address", "127.0.0.1:0", "--inbound-address", "127.0.0.1:0")
+			args := append(tc.args, "--status-address", "127.0.0.1:0", "--inbound-address", "127.0.0.1:0",
+				"--metrics-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0")
 			if tc.name == "unknown flag" {
 				args = tc.args
 			}
@@ -419,8 +425,17 @@ spec:
 	if err := os.WriteFile(bad, []byte("pathNormalisation: {}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(binary, "standalone", "-f", dir, "--mesh-config", bad, "--status-address", "127.0.0.1:0", "--inbound-address", "127.0.0.1:0").CombinedOutput()
+	out, err := exec.Command(binary, "standalone", "-f", dir, "--mesh-config", bad, "--status-address", "127.0.0.1:0", "--inbound-address", "127.0.0.1:0",
+		"--metrics-address", "off", "--admin-address", "off").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "pathNormalisation") {
 		t.Errorf("a mesh config with an unknown field must fail naming it; got %v:\n%s", err, out)
 	}
+}
+
+// runBinary runs the binary to completion (with a timeout) and returns its output.
+func runBinary(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+	return string(out), err
 }

@@ -80,7 +80,10 @@ type Options struct {
 	// 50,000); past it new connections are closed at once and counted.
 	MaxConnections int
 	// HTTP are the HTTP/1.1 limits.
-	HTTP   HTTPOptions
+	HTTP HTTPOptions
+	// OnConn, when set, is told when a served connection opens and closes,
+	// with its protocol: "http1", "h2c" or "tcp" (for metrics).
+	OnConn func(protocol string, opened bool)
 	Logger *slog.Logger
 }
 
@@ -344,6 +347,8 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 	info.Service = svc
 	ctx := context.WithValue(context.Background(), ctxKey{}, info)
 	if proto == ir.ProtocolTCP {
+		s.connEvent("tcp", true)
+		defer s.connEvent("tcp", false)
 		s.h.ServeTCP(ctx, c, br, info)
 		return
 	}
@@ -355,6 +360,8 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	if isH2 {
+		s.connEvent("h2c", true)
+		defer s.connEvent("h2c", false)
 		pc := &prefaceConn{Conn: c, r: br, info: info, done: make(chan struct{})}
 		if s.h2ln.deliver(pc) {
 			handedOff = true
@@ -363,6 +370,8 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 		}
 		return
 	}
+	s.connEvent("http1", true)
+	defer s.connEvent("http1", false)
 	serveHTTP1(ctx, c, br, s.h, &s.opts.HTTP, s.opts.Logger, st, s.draining.Load, &s.stats)
 }
 
@@ -508,4 +517,10 @@ func (r *rateLimiter) allow() bool {
 	now := time.Now().Unix()
 	last := r.last.Load()
 	return now != last && r.last.CompareAndSwap(last, now)
+}
+
+func (s *Server) connEvent(protocol string, opened bool) {
+	if s.opts.OnConn != nil {
+		s.opts.OnConn(protocol, opened)
+	}
 }

@@ -78,6 +78,10 @@ type Options struct {
 	MaxIdlePerEndpoint int
 	// IdleTimeout closes upstream connections idle that long (default 90s).
 	IdleTimeout time.Duration
+	// OnDial, when set, is told of every dial's outcome, and OnClose of
+	// every upstream connection closing (for metrics).
+	OnDial  func(err error)
+	OnClose func()
 }
 
 func (o *Options) defaults() {
@@ -97,6 +101,7 @@ func (o *Options) defaults() {
 type Pool struct {
 	opts   Options
 	dialer *net.Dialer
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	H1     *http.Transport
 	H2C    *http.Transport
 }
@@ -105,10 +110,22 @@ type Pool struct {
 func NewPool(opts Options) *Pool {
 	opts.defaults()
 	d := &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}
-	p := &Pool{opts: opts, dialer: d}
+	p := &Pool{opts: opts, dialer: d, dial: d.DialContext}
+	if opts.OnDial != nil || opts.OnClose != nil {
+		p.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if opts.OnDial != nil {
+				opts.OnDial(err)
+			}
+			if err != nil || opts.OnClose == nil {
+				return c, err
+			}
+			return &notifyConn{Conn: c, onClose: opts.OnClose}, nil
+		}
+	}
 	p.H1 = &http.Transport{
 		Proxy:                 nil, // never honour HTTP_PROXY: we are the proxy
-		DialContext:           d.DialContext,
+		DialContext:           p.dial,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   opts.MaxIdlePerEndpoint,
 		IdleConnTimeout:       opts.IdleTimeout,
@@ -121,7 +138,7 @@ func NewPool(opts Options) *Pool {
 	h2c.SetUnencryptedHTTP2(true)
 	p.H2C = &http.Transport{
 		Proxy:              nil,
-		DialContext:        d.DialContext,
+		DialContext:        p.dial,
 		Protocols:          &h2c,
 		DisableCompression: true,
 		IdleConnTimeout:    opts.IdleTimeout,
@@ -143,7 +160,7 @@ func (p *Pool) Transport(b *Backend) http.RoundTripper {
 
 // Dial opens a TCP connection to an endpoint, for TCP services.
 func (p *Pool) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	return p.dialer.DialContext(ctx, "tcp", addr)
+	return p.dial(ctx, "tcp", addr)
 }
 
 // Close releases idle connections.
@@ -228,3 +245,15 @@ func nanotime() int64 { return int64(time.Since(clockStart)) }
 // InheritCursor continues the round-robin sequence of the backend this one
 // replaces.
 func (b *Backend) InheritCursor(old *Backend) { b.next.Store(old.next.Load()) }
+
+// notifyConn reports its Close once.
+type notifyConn struct {
+	net.Conn
+	once    sync.Once
+	onClose func()
+}
+
+func (c *notifyConn) Close() error {
+	c.once.Do(c.onClose)
+	return c.Conn.Close()
+}
