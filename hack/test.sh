@@ -2,8 +2,9 @@
 # The full test command: formatting and lint, vet, then every test with the
 # race detector. It installs what it needs (golangci-lint, pinned) into
 # .cache/bin, and builds the real kube-apiserver, etcd and kubectl the
-# integration tests run against into .cache/kube (hack/kube/build.sh), so it
-# runs on a fresh machine that has Go.
+# integration tests run against into .cache/kube (hack/kube/build.sh) and
+# helm into .cache/helm (hack/helm/build.sh), so it runs on a fresh machine
+# that has Go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,10 @@ echo "== kube-apiserver, etcd, kubectl for the integration tests (hack/kube)"
 KUBEBUILDER_ASSETS="$(hack/kube/build.sh)"
 export KUBEBUILDER_ASSETS
 echo "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
+echo "== helm for rendering the chart in the end-to-end test (hack/helm)"
+HELM_BIN="$(hack/helm/build.sh)/helm"
+export HELM_BIN
+"$HELM_BIN" lint install/helm/kgateway-waypoint
 
 echo "== go test -race"
 go test -race -count=1 ./...

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,11 +53,37 @@ func TestKubernetesWalkthrough(t *testing.T) {
 		return string(out)
 	}
 
+	// Install the chart as `helm template | kubectl apply` would, and run
+	// the controller as its Deployment says, with its ServiceAccount's
+	// token: the chart's RBAC must be enough.
+	helm := helmBinary(t)
+	kubectl("", "create", "namespace", "kgateway-system")
+	rendered, err := exec.Command(helm, "template", "kgateway-waypoint", "../../install/helm/kgateway-waypoint",
+		"--namespace", "kgateway-system").CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, rendered)
+	}
+	t.Log(kubectl(string(rendered), "apply", "-f", "-"))
+	ctlArgs := strings.Fields(kubectl("", "-n", "kgateway-system", "get", "deployment", "kgateway-waypoint",
+		"-o", `jsonpath={range .spec.template.spec.containers[0].args[*]}{@}{" "}{end}`))
+	saToken := strings.TrimSpace(kubectl("", "-n", "kgateway-system", "create", "token", "kgateway-waypoint"))
+	saKubeconfig := filepath.Join(dir, "controller-kubeconfig")
+	writeTokenKubeconfig(t, saKubeconfig, env, saToken)
+
+	// RBAC is enforced: the controller may not read Secrets.
+	if out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", saKubeconfig,
+		"auth", "can-i", "list", "secrets", "--all-namespaces").CombinedOutput(); err == nil || strings.TrimSpace(string(out)) != "no" {
+		t.Fatalf("the controller's ServiceAccount can list secrets (%v): %s", err, out)
+	}
+
 	xdsAddr := freeAddr(t, "127.0.0.1")
 	health := freeAddr(t, "127.0.0.1")
-	ctl := start(t, "controller", "--kubeconfig", kubeconfig, "--xds-address", xdsAddr,
-		"--proxy-image", "ghcr.io/kgateway-dev/kgateway-waypoint:e2e", "--proxy-xds-address", "kgateway-waypoint.kgateway-system.svc:15010",
-		"--health-address", health, "--metrics-address", "0")
+	ctlArgs = overrideEq(t, ctlArgs, map[string]string{"--xds-address": xdsAddr, "--health-address": health, "--metrics-address": "0"})
+	ctlArgs = append(ctlArgs, "--kubeconfig", saKubeconfig, "--leader-election-namespace", "kgateway-system")
+	if ctlArgs[0] != "controller" || !slices.Contains(ctlArgs, "--leader-elect=true") {
+		t.Fatalf("the chart runs %v", ctlArgs)
+	}
+	ctl := start(t, ctlArgs...)
 	waitFor(t, 30*time.Second, "the controller to be ready", func() bool {
 		resp, err := http.Get("http://" + health + "/readyz")
 		if err != nil {
@@ -175,6 +203,53 @@ func curl(t *testing.T, inbound string, dst netip.AddrPort, method, path string)
 	body, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	return resp, string(body)
+}
+
+// overrideEq replaces flag values in an argument list (--flag=value form).
+func overrideEq(t *testing.T, args []string, vals map[string]string) []string {
+	t.Helper()
+	out := append([]string(nil), args...)
+	for flag, v := range vals {
+		found := false
+		for i := range out {
+			if strings.HasPrefix(out[i], flag+"=") {
+				out[i], found = flag+"="+v, true
+			}
+		}
+		if !found {
+			t.Fatalf("the chart's args have no %s: %v", flag, args)
+		}
+	}
+	return out
+}
+
+// helmBinary builds (or finds, cached) the helm command of hack/helm.
+func helmBinary(t *testing.T) string {
+	t.Helper()
+	if h := os.Getenv("HELM_BIN"); h != "" {
+		return h
+	}
+	out, err := exec.Command("../../hack/helm/build.sh").Output()
+	if err != nil {
+		t.Fatalf("hack/helm/build.sh: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "helm")
+}
+
+// writeTokenKubeconfig writes a kubeconfig for the API server of env that
+// authenticates with a bearer token.
+func writeTokenKubeconfig(t *testing.T, path string, env *kubetest.Env, token string) {
+	t.Helper()
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: e2e, cluster: {server: %q, certificate-authority-data: %s}}]
+users: [{name: sa, user: {token: %q}}]
+contexts: [{name: e2e, context: {cluster: e2e, user: sa}}]
+current-context: e2e
+`, env.Config.Host, base64.StdEncoding.EncodeToString(env.Config.CAData), token)
+	if err := os.WriteFile(path, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // override replaces flag values in an argument list (--flag value form).
