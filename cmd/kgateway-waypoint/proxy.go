@@ -77,6 +77,7 @@ is unreachable, reconnects with backoff, and reports ready on
 	f.StringVar(&o.NodeID, "node-id", os.Getenv("POD_NAME"), "name of this proxy in the controller's logs (default $POD_NAME, else the host name)")
 	f.StringVar(&o.InboundAddress, "inbound-address", "0.0.0.0:15088", "PROXY protocol listener")
 	f.StringVar(&o.StatusAddress, "status-address", "0.0.0.0:15021", "readiness listener (GET /healthz/ready)")
+	f.StringVar(&o.MetricsAddress, "metrics-address", "0.0.0.0:15020", "Prometheus listener (/stats/prometheus); off disables it")
 	f.StringVar(&o.ServerHeader, "server-header", "envoy", "value of the server response header")
 	f.DurationVar(&o.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM: how long readiness fails before the listener stops accepting")
 	f.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM: how long open connections may take to finish")

@@ -218,10 +218,25 @@ func (r classRunnable) Start(ctx context.Context) error {
 		}
 		if apierrors.IsAlreadyExists(err) {
 			existing := &gwv1.GatewayClass{}
-			if err := cl.Get(ctx, client.ObjectKey{Name: gc.Name}, existing); err == nil &&
-				existing.Spec.ControllerName != gc.Spec.ControllerName {
-				r.c.log.Error("the GatewayClass belongs to another controller; its Gateways are not ours to run",
-					"name", gc.Name, "controllerName", existing.Spec.ControllerName)
+			if err := cl.Get(ctx, client.ObjectKey{Name: gc.Name}, existing); err == nil {
+				switch {
+				case existing.Spec.ControllerName != gc.Spec.ControllerName:
+					r.c.log.Error("the GatewayClass belongs to another controller; its Gateways are not ours to run",
+						"name", gc.Name, "controllerName", existing.Spec.ControllerName)
+				case existing.Annotations[AnnotationInboundBinding] == "":
+					// Without the binding, istiod would send HBONE to our
+					// proxies: add it to a class created by someone else.
+					patch := client.MergeFrom(existing.DeepCopy())
+					if existing.Annotations == nil {
+						existing.Annotations = map[string]string{}
+					}
+					existing.Annotations[AnnotationInboundBinding] = InboundBinding
+					if err := cl.Patch(ctx, existing, patch); err != nil {
+						r.c.log.Error("adding the inbound binding annotation to the GatewayClass", "name", gc.Name, "error", err.Error())
+					} else {
+						r.c.log.Info("added the inbound binding annotation to the GatewayClass", "name", gc.Name, "binding", InboundBinding)
+					}
+				}
 			}
 			break
 		}

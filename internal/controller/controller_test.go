@@ -38,8 +38,13 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func startController(t *testing.T) (*kubetest.Env, *controller.Controller) {
+func startController(t *testing.T, pre ...client.Object) (*kubetest.Env, *controller.Controller) {
 	env := kubetest.Start(t, kubetest.All)
+	for _, o := range pre {
+		if err := env.Client.Create(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c, err := controller.New(env.Config, controller.Options{XDSAddress: "127.0.0.1:0", Logger: testLogger(),
 		Deployer: deployer.Config{Image: "kgateway-waypoint:test", XDSAddress: "xds.example:15010"}})
 	if err != nil {
@@ -322,6 +327,23 @@ func TestController(t *testing.T) {
 	if after := rv(); after != before {
 		t.Errorf("status keeps being rewritten: %s -> %s", before, after)
 	}
+}
+
+// A GatewayClass of ours created by someone else gets the inbound binding
+// annotation, without which istiod would not use the sandwich mode.
+func TestExistingClassGetsInboundBinding(t *testing.T) {
+	env, _ := startController(t, &gwv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "kgateway-waypoint"},
+		Spec: gwv1.GatewayClassSpec{ControllerName: "kgateway.dev/kgateway-waypoint"}})
+	eventually(t, 20*time.Second, "the annotation and Accepted", func() error {
+		gc := &gwv1.GatewayClass{}
+		if err := env.Client.Get(context.Background(), types.NamespacedName{Name: "kgateway-waypoint"}, gc); err != nil {
+			return err
+		}
+		if gc.Annotations["ambient.istio.io/waypoint-inbound-binding"] != "PROXY/15088" || cond(gc.Status.Conditions, "Accepted") != "True/Accepted" {
+			return fmt.Errorf("annotations %v, conditions %v", gc.Annotations, gc.Status.Conditions)
+		}
+		return nil
+	})
 }
 
 type proxyRecorder struct {

@@ -137,7 +137,7 @@ func TestDeployer(t *testing.T) {
 		ct := pod.Spec.Containers[0]
 		wantArgs := fmt.Sprint([]string{"proxy", "--xds-address", "kgateway-waypoint.kgateway-system.svc:15010",
 			"--gateway", "objects/wp", "--token-file", "/var/run/secrets/kgateway-waypoint/xds-token",
-			"--inbound-address", "0.0.0.0:15088", "--status-address", "0.0.0.0:15021"})
+			"--inbound-address", "0.0.0.0:15088", "--status-address", "0.0.0.0:15021", "--metrics-address", "0.0.0.0:15020"})
 		if fmt.Sprint(ct.Args) != wantArgs {
 			t.Errorf("args = %v, want %v", ct.Args, wantArgs)
 		}

@@ -165,6 +165,7 @@ func Desired(gw *gwv1.Gateway, p *Parameters, cfg Config) *Objects {
 		"--token-file", TokenFile,
 		"--inbound-address", "0.0.0.0:" + strconv.Itoa(PortProxy),
 		"--status-address", "0.0.0.0:" + strconv.Itoa(PortStatus),
+		"--metrics-address", "0.0.0.0:" + strconv.Itoa(PortMetrics),
 	}
 	args = append(args, cfg.ExtraArgs...)
 	pullPolicy := cfg.ImagePullPolicy

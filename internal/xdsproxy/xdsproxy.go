@@ -19,6 +19,8 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/admin"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/xds"
 )
 
@@ -36,6 +38,9 @@ type Options struct {
 	InboundAddress string
 	// StatusAddress serves /healthz/ready (0.0.0.0:15021).
 	StatusAddress string
+	// MetricsAddress serves Prometheus /stats/prometheus (0.0.0.0:15020;
+	// "off" disables it).
+	MetricsAddress string
 	// ServerHeader is the "server" response header ("envoy").
 	ServerHeader string
 	// DrainDelay and DrainTimeout shape the SIGTERM drain (5s, 30s).
@@ -52,6 +57,9 @@ type Runner struct {
 	inLn    net.Listener
 	status  *http.Server
 	stLn    net.Listener
+	tel     *telemetry.Telemetry
+	metrics *http.Server
+	mLn     net.Listener
 
 	mu      sync.Mutex
 	ready   bool
@@ -75,27 +83,49 @@ func Start(o Options) (*Runner, error) {
 	if o.StatusAddress == "" {
 		o.StatusAddress = "0.0.0.0:15021"
 	}
+	if o.MetricsAddress == "" {
+		o.MetricsAddress = "0.0.0.0:15020"
+	}
 	if o.Gateway.Name == "" || o.Gateway.Namespace == "" {
 		return nil, errors.New("the waypoint Gateway (namespace/name) is required")
 	}
 	if o.XDSAddress == "" {
 		return nil, errors.New("the xDS address is required")
 	}
-	r := &Runner{opts: o, log: o.Logger, done: make(chan struct{}), errc: make(chan error, 2),
-		proxy: proxy.New(proxy.Options{ServerHeader: o.ServerHeader, Logger: o.Logger})}
-	var err error
+	tel, err := telemetry.New(telemetry.Options{Logger: o.Logger})
+	if err != nil {
+		return nil, err
+	}
+	r := &Runner{opts: o, log: o.Logger, tel: tel, done: make(chan struct{}), errc: make(chan error, 2),
+		proxy: proxy.New(proxy.Options{ServerHeader: o.ServerHeader, Logger: o.Logger, Telemetry: tel,
+			Upstream: upstream.Options{OnDial: tel.UpstreamDialed, OnClose: tel.UpstreamConnClosed}})}
 	r.stLn, err = net.Listen("tcp", o.StatusAddress)
 	if err != nil {
 		return nil, fmt.Errorf("status address: %w", err)
 	}
 	r.status = &http.Server{Handler: admin.StatusHandler(admin.ReadyFunc(r.Ready), r.debugStatus), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = r.status.Serve(r.stLn) }()
+	if o.MetricsAddress != "off" {
+		r.mLn, err = net.Listen("tcp", o.MetricsAddress)
+		if err != nil {
+			_ = r.status.Close()
+			return nil, fmt.Errorf("metrics address: %w", err)
+		}
+		r.metrics = &http.Server{Handler: admin.MetricsHandler(tel.Registry()), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = r.metrics.Serve(r.mLn) }()
+	}
 	r.inLn, err = net.Listen("tcp", o.InboundAddress)
 	if err != nil {
-		_ = r.status.Close()
+		r.closeServers()
 		return nil, fmt.Errorf("inbound address: %w", err)
 	}
-	r.inbound = inbound.NewServer(r.proxy, inbound.Options{Logger: o.Logger})
+	r.inbound = inbound.NewServer(r.proxy, inbound.Options{Logger: o.Logger, OnConn: func(protocol string, opened bool) {
+		if opened {
+			tel.DownstreamConnOpened(protocol)
+		} else {
+			tel.DownstreamConnClosed(protocol)
+		}
+	}})
 	go func() {
 		if err := r.inbound.Serve(r.inLn); !errors.Is(err, net.ErrClosed) {
 			r.errc <- fmt.Errorf("inbound listener: %w", err)
@@ -119,7 +149,9 @@ func (r *Runner) apply(w *ir.Waypoint) error {
 	if w.Gateway != r.opts.Gateway {
 		return fmt.Errorf("configuration for %s, this proxy runs %s", w.Gateway, r.opts.Gateway)
 	}
-	if err := r.proxy.Update(w); err != nil {
+	err := r.proxy.Update(w)
+	r.tel.ConfigUpdated(err)
+	if err != nil {
 		r.mu.Lock()
 		r.lastErr = err.Error()
 		r.mu.Unlock()
@@ -130,6 +162,7 @@ func (r *Runner) apply(w *ir.Waypoint) error {
 	r.applied, r.lastErr, r.ready = w, "", true
 	r.version++
 	r.mu.Unlock()
+	r.tel.SetConfigVersion(r.proxy.Version())
 	if first {
 		r.log.Info("waypoint ready", "gateway", w.Gateway.String(), "services", len(w.Services))
 	}
@@ -155,6 +188,14 @@ func (r *Runner) InboundAddr() net.Addr { return r.inLn.Addr() }
 
 // StatusAddr is the bound status listener.
 func (r *Runner) StatusAddr() net.Addr { return r.stLn.Addr() }
+
+// MetricsAddr is the bound metrics listener (nil when off).
+func (r *Runner) MetricsAddr() net.Addr {
+	if r.mLn == nil {
+		return nil
+	}
+	return r.mLn.Addr()
+}
 
 // Errors reports fatal listener errors.
 func (r *Runner) Errors() <-chan error { return r.errc }
@@ -202,6 +243,16 @@ func (r *Runner) Close() {
 	<-r.done
 	_ = r.inLn.Close()
 	_ = r.inbound.Close()
-	_ = r.status.Close()
+	r.closeServers()
 	r.proxy.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = r.tel.Shutdown(ctx)
+}
+
+func (r *Runner) closeServers() {
+	_ = r.status.Close()
+	if r.metrics != nil {
+		_ = r.metrics.Close()
+	}
 }

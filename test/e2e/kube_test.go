@@ -35,7 +35,7 @@ import (
 // would; the proxy runs as a process on loopback instead of in its pod.
 func TestKubernetesWalkthrough(t *testing.T) {
 	assets := kubetest.Skip(t)
-	podNet := newPodNetwork(t, 7)
+	podNet := newPodNetwork(t)
 	env := kubetest.Start(t, kubetest.All)
 	dir := t.TempDir()
 	kubeconfig := filepath.Join(dir, "kubeconfig")
@@ -133,9 +133,9 @@ endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	inbound, status := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1")
+	inbound, status, metrics := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1")
 	args = override(t, args, map[string]string{"--xds-address": xdsAddr, "--token-file": tokenFile,
-		"--inbound-address": inbound, "--status-address": status})
+		"--inbound-address": inbound, "--status-address": status, "--metrics-address": metrics})
 	if args[0] != "proxy" || !contains(args, "--gateway", "httpbin/httpbin-waypoint") {
 		t.Fatalf("the Deployment runs %v", args)
 	}
@@ -163,6 +163,9 @@ endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
 	if resp.StatusCode != 200 || resp.Header.Get("traversed-waypoint") != "httpbin-waypoint" {
 		t.Errorf("POST /post after the policy = %d %v", resp.StatusCode, resp.Header)
 	}
+	if m := get(t, "http://"+metrics+"/stats/prometheus"); !strings.Contains(m, "istio_requests_total") {
+		t.Errorf("the proxy's /stats/prometheus has no istio_requests_total:\n%.2000s", m)
+	}
 	if out := kubectl("", "-n", "httpbin", "get", "authorizationpolicy", "httpbin-authz-svc",
 		"-o", `jsonpath={.status.conditions[?(@.type=="WaypointAccepted")].status}`); out != "True" {
 		t.Errorf("AuthorizationPolicy WaypointAccepted = %q", out)
@@ -176,6 +179,17 @@ endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
 		t.Errorf("without the controller: POST = %d, ready = %v", resp.StatusCode, ready(status))
 	}
 	_ = prx
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // curl opens one connection as the curl pod's ztunnel would and sends one

@@ -24,13 +24,14 @@ type podNetwork struct {
 
 // newPodNetwork creates the namespace (root and iproute2 are needed; CI
 // runs as root). It is removed when the test ends.
-func newPodNetwork(t *testing.T, octet int) *podNetwork {
+func newPodNetwork(t *testing.T) *podNetwork {
 	t.Helper()
+	octet := os.Getpid()%250 + 1 // distinct per run, so a leftover of a killed run cannot clash
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace for the stand-in pod network")
+		t.Fatal("needs root to create a network namespace for the stand-in pod network (CI runs as root)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2 (ip) to create the stand-in pod network")
+		t.Fatal("needs iproute2 (ip) to create the stand-in pod network: apt-get install iproute2")
 	}
 	pn := &podNetwork{
 		name:   fmt.Sprintf("kgw-e2e-%d", os.Getpid()),
