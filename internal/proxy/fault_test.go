@@ -273,9 +273,10 @@ func TestClientDisconnectsCancelUpstream(t *testing.T) {
 	w := startWaypoint(t, svcManifests(ln.Addr().(*net.TCPAddr).AddrPort()))
 	base := runtime.NumGoroutine()
 
-	// Mid-request: promise 1000 bytes, send 10, hang up.
+	// Mid-request: promise a 1 MB upload (streamed upstream), send 100 KB,
+	// hang up.
 	c := w.dial(vip, curlID)
-	_, _ = io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: svc\r\nContent-Length: 1000\r\n\r\n0123456789")
+	_, _ = io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: svc\r\nContent-Length: 1000000\r\n\r\n"+strings.Repeat("u", 100<<10))
 	time.Sleep(100 * time.Millisecond)
 	_ = c.Close()
 	// Mid-response: read a little of a long stream, hang up.

@@ -23,14 +23,14 @@ import (
 
 // waypoint is a proxy serving on a loopback PROXY listener.
 type waypoint struct {
-	t     *testing.T
+	t     testing.TB
 	proxy *proxy.Proxy
 	srv   *inbound.Server
 	addr  string
 }
 
 // startWaypoint translates the manifests and serves them.
-func startWaypoint(t *testing.T, manifests string) *waypoint {
+func startWaypoint(t testing.TB, manifests string) *waypoint {
 	t.Helper()
 	p := proxy.New(proxy.Options{})
 	w := &waypoint{t: t, proxy: p}
@@ -97,7 +97,7 @@ func (w *waypoint) do(dst, identity string, req *http.Request) (*http.Response, 
 	return roundTrip(w.t, c, bufio.NewReader(c), req)
 }
 
-func roundTrip(t *testing.T, c net.Conn, br *bufio.Reader, req *http.Request) (*http.Response, string) {
+func roundTrip(t testing.TB, c net.Conn, br *bufio.Reader, req *http.Request) (*http.Response, string) {
 	t.Helper()
 	if err := req.Write(c); err != nil {
 		t.Fatal(err)

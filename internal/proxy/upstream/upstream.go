@@ -102,7 +102,7 @@ type Pool struct {
 	opts   Options
 	dialer *net.Dialer
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
-	H1     *http.Transport
+	H1     *H1Client
 	H2C    *http.Transport
 }
 
@@ -123,17 +123,7 @@ func NewPool(opts Options) *Pool {
 			return &notifyConn{Conn: c, onClose: opts.OnClose}, nil
 		}
 	}
-	p.H1 = &http.Transport{
-		Proxy:                 nil, // never honour HTTP_PROXY: we are the proxy
-		DialContext:           p.dial,
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   opts.MaxIdlePerEndpoint,
-		IdleConnTimeout:       opts.IdleTimeout,
-		DisableCompression:    true, // pass bodies through untouched
-		ForceAttemptHTTP2:     false,
-		ResponseHeaderTimeout: 0, // route timeouts bound requests, not the pool
-		ExpectContinueTimeout: time.Second,
-	}
+	p.H1 = NewH1Client(p.dial, opts.MaxIdlePerEndpoint, opts.IdleTimeout)
 	var h2c http.Protocols
 	h2c.SetUnencryptedHTTP2(true)
 	p.H2C = &http.Transport{
