@@ -33,6 +33,7 @@ type Server struct {
 	cache *cachev3.LinearCache
 	grpc  *grpc.Server
 
+	setMu   sync.Mutex
 	mu      sync.Mutex
 	current map[string][]byte     // resource name -> IR JSON in the cache
 	streams map[int64]*streamInfo // open streams
@@ -102,8 +103,13 @@ func (s *Server) Stop() { s.grpc.Stop() }
 // are pushed to the proxies subscribed to them (and only to them); absent
 // ones are removed. It returns the names of the resources that changed.
 func (s *Server) Set(wps map[ir.NamespacedName]*ir.Waypoint) ([]string, error) {
+	// setMu orders Sets; mu (taken by the stream callbacks) is not held
+	// while the cache notifies the streams.
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	current := s.current
+	s.mu.Unlock()
 	update := map[string]types.Resource{}
 	var changed, remove []string
 	next := map[string][]byte{}
@@ -114,13 +120,13 @@ func (s *Server) Set(wps map[ir.NamespacedName]*ir.Waypoint) ([]string, error) {
 			return nil, fmt.Errorf("encoding %s: %w", name, err)
 		}
 		next[name] = res.GetValue()
-		if old, ok := s.current[name]; ok && bytes.Equal(old, res.GetValue()) {
+		if old, ok := current[name]; ok && bytes.Equal(old, res.GetValue()) {
 			continue
 		}
 		update[name] = res
 		changed = append(changed, name)
 	}
-	for name := range s.current {
+	for name := range current {
 		if _, ok := next[name]; !ok {
 			remove = append(remove, name)
 			changed = append(changed, name)
@@ -132,7 +138,9 @@ func (s *Server) Set(wps map[ir.NamespacedName]*ir.Waypoint) ([]string, error) {
 	if err := s.cache.UpdateResources(update, remove); err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
 	s.current = next
+	s.mu.Unlock()
 	return changed, nil
 }
 
