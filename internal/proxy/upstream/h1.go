@@ -48,22 +48,30 @@ const inlineBodyLimit = 64 << 10
 
 var errStale = errors.New("upstream closed an idle connection")
 
+func noStop() bool { return false }
+
 // RoundTrip sends one request to req.URL.Host and returns the response;
 // its Body must be read to the end or closed.
 func (c *H1Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	return c.Do(req.Context(), req)
+}
+
+// Do is RoundTrip with the context given apart (req's own is ignored),
+// which spares the proxy a copy of every request.
+func (c *H1Client) Do(ctx context.Context, req *http.Request) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := c.get(req.Context(), req.URL.Host)
+		pc, reused, err := c.get(ctx, req.URL.Host)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.exchange(pc, req)
+		resp, err := c.exchange(ctx, pc, req)
 		if err == nil {
 			return resp, nil
 		}
 		// A pooled connection the upstream had already closed fails before
 		// any answer: send again on a fresh one when nothing of the body
 		// can have been consumed.
-		if reused && attempt == 0 && errors.Is(err, errStale) && replayable(req) && req.Context().Err() == nil {
+		if reused && attempt == 0 && errors.Is(err, errStale) && replayable(req) && ctx.Err() == nil {
 			continue
 		}
 		return nil, err
@@ -125,8 +133,7 @@ func (c *H1Client) CloseIdleConnections() {
 }
 
 // exchange writes req on pc and reads the response head.
-func (c *H1Client) exchange(pc *h1Conn, req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
+func (c *H1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request) (*http.Response, error) {
 	// Cancellation and deadlines reach a blocked read or write through the
 	// connection's deadline.
 	if dl, ok := ctx.Deadline(); ok {
@@ -134,7 +141,10 @@ func (c *H1Client) exchange(pc *h1Conn, req *http.Request) (*http.Response, erro
 	} else {
 		_ = pc.c.SetDeadline(time.Time{})
 	}
-	stop := context.AfterFunc(ctx, func() { _ = pc.c.SetDeadline(time.Unix(1, 0)) })
+	stop := noStop
+	if ctx.Done() != nil { // a context that can never end needs no watcher
+		stop = context.AfterFunc(ctx, func() { _ = pc.c.SetDeadline(time.Unix(1, 0)) })
+	}
 
 	fail := func(err error) (*http.Response, error) {
 		stop()
