@@ -61,7 +61,7 @@ func run(duration time.Duration, rate, conns int, interval time.Duration, out st
 	defer func() { _ = os.RemoveAll(dir) }()
 	bin := filepath.Join(dir, "kgateway-waypoint")
 	if b, err := exec.Command("go", "build", "-o", bin, "./cmd/kgateway-waypoint").CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v\n%s", err, b)
+		return fmt.Errorf("build: %w\n%s", err, b)
 	}
 	backend, err := net.Listen("tcp", "127.0.241.1:0")
 	if err != nil {
@@ -115,14 +115,9 @@ spec:
 	if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(manifests), 0o644); err != nil {
 		return err
 	}
-	inbound, status, admin := "127.0.242.1:15088", "127.0.242.1:15021", "127.0.0.1:0"
-	args := []string{"standalone", "-f", filepath.Join(dir, "m.yaml"), "--inbound-address", inbound, "--status-address", status, "--log-level", "warn"}
-	adminAddr := ""
-	if helpMentions(bin, "--admin-address") {
-		admin = freePort("127.0.0.1")
-		adminAddr = admin
-		args = append(args, "--admin-address", admin)
-	}
+	inbound, status, adminAddr := "127.0.242.1:15088", "127.0.242.1:15021", freePort("127.0.0.1")
+	args := []string{"standalone", "-f", filepath.Join(dir, "m.yaml"), "--inbound-address", inbound, "--status-address", status,
+		"--admin-address", adminAddr, "--metrics-address", "off", "--log-level", "warn"}
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -298,11 +293,6 @@ func sample(pid int, admin string) Sample {
 		}
 	}
 	return s
-}
-
-func helpMentions(bin, flagName string) bool {
-	out, _ := exec.Command(bin, "standalone", "--help").CombinedOutput()
-	return strings.Contains(string(out), flagName)
 }
 
 func freePort(ip string) string {

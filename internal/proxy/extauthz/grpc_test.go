@@ -350,9 +350,9 @@ func TestGRPCFailures(t *testing.T) {
 		wantStatus int
 		wantCode   codes.Code
 	}{
-		{"timeout, failOpen", slow.addr, ", timeout: 0.2s, failOpen: true", true, 0, codes.DeadlineExceeded},
-		{"timeout, statusOnError", slow.addr, `, timeout: 0.2s, statusOnError: "504"`, false, 504, codes.DeadlineExceeded},
-		{"timeout, default 403", slow.addr, ", timeout: 0.2s", false, 403, codes.DeadlineExceeded},
+		{"timeout, failOpen", slow.addr, ", timeout: 1s, failOpen: true", true, 0, codes.DeadlineExceeded},
+		{"timeout, statusOnError", slow.addr, `, timeout: 1s, statusOnError: "504"`, false, 504, codes.DeadlineExceeded},
+		{"timeout, default 403", slow.addr, ", timeout: 1s", false, 403, codes.DeadlineExceeded},
 		{"rpc error, statusOnError", broken.addr, `, statusOnError: "503"`, false, 503, codes.Internal},
 		{"rpc error, failOpen", broken.addr, `, failOpen: true`, true, 0, codes.Internal},
 		{"authorizer down, statusOnError", dead, `, statusOnError: "503"`, false, 503, codes.Unavailable},
