@@ -1,13 +1,20 @@
-// Package scale measures the control plane at scale: it generates a mesh of
-// N services (2 ports and 2 endpoints each, N/5 HTTPRoutes, N/10
-// AuthorizationPolicies) as manifests, and times loading, translation,
-// proxy compilation and a one-route change.
-package scale
+// Package meshgen generates the control-plane scale mesh: N services (2
+// ports and 2 endpoints each, N/5 HTTPRoutes, N/10 AuthorizationPolicies)
+// as manifests. meshbench's scale runs (bench/internal/scale) and the Go
+// benchmarks of the packages they measure (internal/source/files,
+// internal/translate, internal/proxy) use the same mesh, so their figures
+// can be compared.
+package meshgen
 
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
+
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/source"
 )
 
 // Shape of the generated mesh.
@@ -232,4 +239,32 @@ spec:
         ports: ["%[5]d"]
 `, name, ns, principals, GatewayNamespace, TCPPort)
 	}
+}
+
+// HotRoute is the index of the hot service's HTTPRoute in snap.HTTPRoutes,
+// or -1 when the snapshot has none.
+func HotRoute(snap *source.Snapshot) int {
+	return slices.IndexFunc(snap.HTTPRoutes, func(r *gwv1.HTTPRoute) bool {
+		return r.Namespace == HotService.Namespace && r.Name == HotService.Name+"-route"
+	})
+}
+
+// WithRouteValue is snap with one change: the HTTPRoute at index hot (see
+// HotRoute) gets v as the value of its added response header, as a user
+// editing one route would. snap itself is not modified.
+func WithRouteValue(snap *source.Snapshot, hot int, v string) *source.Snapshot {
+	out := *snap
+	out.HTTPRoutes = slices.Clone(snap.HTTPRoutes)
+	r := out.HTTPRoutes[hot].DeepCopy()
+	r.Spec.Rules[1].Filters[0].ResponseHeaderModifier.Add[0].Value = v
+	out.HTTPRoutes[hot] = r
+	return &out
+}
+
+// Generate is Manifests for benchmarks that send no traffic: the hot
+// service's endpoints are 127.0.0.1:18080 and 127.0.0.2:18080 and the
+// allowed client is cluster.local/ns/bench/sa/client.
+func Generate(n int) []byte {
+	hot := [2]netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:18080"), netip.MustParseAddrPort("127.0.0.2:18080")}
+	return Manifests(n, hot, "cluster.local/ns/bench/sa/client", "v0")
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/bench/internal/report"
 	"github.com/kgateway-dev/kgateway-waypoint/bench/internal/scale"
 	"github.com/kgateway-dev/kgateway-waypoint/bench/internal/targets"
+	"github.com/kgateway-dev/kgateway-waypoint/bench/meshgen"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/meshclient"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
@@ -161,13 +162,13 @@ func (b *bench) swapUnderLoad(ctx context.Context, m *scale.Mesh, p *proxy.Proxy
 		Header: func(i int) ([]byte, error) {
 			return meshclient.Conn{
 				Source:      netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(41000+i)),
-				Destination: netip.AddrPortFrom(scale.VIP(0), scale.HTTPPort),
+				Destination: netip.AddrPortFrom(meshgen.VIP(0), meshgen.HTTPPort),
 				Identity:    targets.Identity(),
 			}.Header()
 		},
-		Host:     fmt.Sprintf("%s.%s.svc.cluster.local:%d", scale.HotService.Name, scale.HotService.Namespace, scale.HTTPPort),
+		Host:     fmt.Sprintf("%s.%s.svc.cluster.local:%d", meshgen.HotService.Name, meshgen.HotService.Namespace, meshgen.HTTPPort),
 		Path:     "/",
-		Expect:   scale.HotHeader,
+		Expect:   meshgen.HotHeader,
 		BodyLen:  targets.BodySize,
 		Warmup:   b.cfg.warmup,
 		Duration: b.cfg.swapDur,

@@ -1,3 +1,6 @@
+// Package scale measures the control plane at scale on the mesh of
+// bench/meshgen: it times loading, translation, proxy compilation and a
+// one-route change.
 package scale
 
 import (
@@ -8,8 +11,7 @@ import (
 	"slices"
 	"time"
 
-	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
-
+	"github.com/kgateway-dev/kgateway-waypoint/bench/meshgen"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/source"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/source/files"
@@ -19,7 +21,7 @@ import (
 // Mesh is a generated mesh, loaded.
 type Mesh struct {
 	N      int
-	Counts Counts
+	Counts meshgen.Counts
 	YAML   []byte
 	Snap   *source.Snapshot
 	// LoadTime is files.LoadBytes of YAML: what standalone mode spends
@@ -30,7 +32,7 @@ type Mesh struct {
 
 // Build generates and loads a mesh of n services.
 func Build(n int, hot [2]netip.AddrPort, clientPrincipal string) (*Mesh, error) {
-	m := &Mesh{N: n, Counts: CountsFor(n), YAML: Manifests(n, hot, clientPrincipal, "v0")}
+	m := &Mesh{N: n, Counts: meshgen.CountsFor(n), YAML: meshgen.Manifests(n, hot, clientPrincipal, "v0")}
 	start := time.Now()
 	snap, err := files.LoadBytes("mesh.yaml", m.YAML)
 	if err != nil {
@@ -38,9 +40,7 @@ func Build(n int, hot [2]netip.AddrPort, clientPrincipal string) (*Mesh, error) 
 	}
 	m.LoadTime = time.Since(start)
 	m.Snap = snap
-	m.hot = slices.IndexFunc(snap.HTTPRoutes, func(r *gwv1.HTTPRoute) bool {
-		return r.Namespace == HotService.Namespace && r.Name == HotService.Name+"-route"
-	})
+	m.hot = meshgen.HotRoute(snap)
 	if m.hot < 0 {
 		return nil, errors.New("the generated mesh has no hot route")
 	}
@@ -71,12 +71,7 @@ func (m *Mesh) Translate(snap *source.Snapshot) (*translate.Result, time.Duratio
 // WithRouteValue is m.Snap with one change: the hot HTTPRoute's added
 // header gets value v (a user editing one route).
 func (m *Mesh) WithRouteValue(v string) *source.Snapshot {
-	snap := *m.Snap
-	snap.HTTPRoutes = slices.Clone(m.Snap.HTTPRoutes)
-	r := snap.HTTPRoutes[m.hot].DeepCopy()
-	r.Spec.Rules[1].Filters[0].ResponseHeaderModifier.Add[0].Value = v
-	snap.HTTPRoutes[m.hot] = r
-	return &snap
+	return meshgen.WithRouteValue(m.Snap, m.hot, v)
 }
 
 // Timings are the medians of repeated measurements.
