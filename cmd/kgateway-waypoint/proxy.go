@@ -48,6 +48,7 @@ is unreachable, reconnects with backoff, and reports ready on
 				o.NodeID, _ = os.Hostname()
 			}
 			o.Logger = log
+			o.DataPlane.LogLevel = &g.level
 			r, err := xdsproxy.Start(o)
 			if err != nil {
 				return err
@@ -76,10 +77,16 @@ is unreachable, reconnects with backoff, and reports ready on
 	f.StringVar(&tokenFile, "token-file", deployer.TokenFile, "the projected ServiceAccount token presented to the controller")
 	f.StringVar(&o.NodeID, "node-id", os.Getenv("POD_NAME"), "name of this proxy in the controller's logs (default $POD_NAME, else the host name)")
 	f.StringVar(&o.InboundAddress, "inbound-address", "0.0.0.0:15088", "PROXY protocol listener")
-	f.StringVar(&o.StatusAddress, "status-address", "0.0.0.0:15021", "readiness listener (GET /healthz/ready)")
-	f.StringVar(&o.MetricsAddress, "metrics-address", "0.0.0.0:15020", "Prometheus listener (/stats/prometheus); off disables it")
-	f.StringVar(&o.ServerHeader, "server-header", "envoy", "value of the server response header")
-	f.DurationVar(&o.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM: how long readiness fails before the listener stops accepting")
-	f.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM: how long open connections may take to finish")
+	f.StringVar(&o.DataPlane.StatusAddress, "status-address", "0.0.0.0:15021", "readiness listener (GET /healthz/ready)")
+	f.StringVar(&o.DataPlane.MetricsAddress, "metrics-address", "0.0.0.0:15020", "Prometheus listener (/stats/prometheus); off disables it")
+	f.StringVar(&o.DataPlane.ServerHeader, "server-header", "envoy", "value of the server response header")
+	f.DurationVar(&o.DataPlane.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM: how long readiness fails before the listener stops accepting")
+	f.DurationVar(&o.DataPlane.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM: how long open connections may take to finish")
+	f.StringVar(&o.DataPlane.AdminAddress, "admin-address", "127.0.0.1:15000", "admin listener (/config_dump, /stats, /logging, /debug/pprof/); loopback only unless --admin-allow-remote; \"off\" to disable")
+	f.BoolVar(&o.DataPlane.AllowRemoteAdmin, "admin-allow-remote", false, "allow a non-loopback --admin-address")
+	f.StringVar(&o.DataPlane.AccessLog, "access-log", "", "access log destination: empty (off), - or /dev/stdout, or a file path")
+	f.StringVar(&o.DataPlane.AccessLogFormat, "access-log-format", "text", "access log format: text (Istio's default) or json")
+	f.StringVar(&o.DataPlane.TracingEndpoint, "tracing-endpoint", "", "OTLP collector for traces (grpc://host:4317 or http://host:4318); empty: no tracing")
+	f.Float64Var(&o.DataPlane.TracingSampling, "tracing-sampling", 0.01, "ratio (0 to 1) of new traces sampled")
 	return c
 }

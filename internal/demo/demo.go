@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	examples "github.com/kgateway-dev/kgateway-waypoint/examples/waypoint"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/dataplane"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/meshclient"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/standalone"
 )
@@ -171,9 +172,7 @@ func (d *demo) setup() error {
 	d.runner, err = standalone.Start(standalone.Options{
 		Paths:          []string{d.dir},
 		InboundAddress: inbound,
-		StatusAddress:  status,
-		MetricsAddress: "off",
-		AdminAddress:   "off",
+		DataPlane:      dataplane.Options{StatusAddress: status, MetricsAddress: "off", AdminAddress: "off"},
 		Logger:         d.log,
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kgateway-dev/kgateway-waypoint/internal/dataplane"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/xds"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/xdsproxy"
@@ -60,7 +61,7 @@ func TestReadyOnlyAfterFirstConfig(t *testing.T) {
 	gw := ir.NamespacedName{Namespace: "ns", Name: "wp"}
 	r, err := xdsproxy.Start(xdsproxy.Options{XDSAddress: ln.Addr().String(), Gateway: gw,
 		Token:          func() (string, error) { return "t", nil },
-		InboundAddress: "127.0.0.1:0", StatusAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0"})
+		InboundAddress: "127.0.0.1:0", DataPlane: dataplane.Options{StatusAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0", AdminAddress: "127.0.0.1:0"}})
 	if err != nil {
 		t.Fatal(err)
 	}

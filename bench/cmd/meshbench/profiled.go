@@ -21,7 +21,8 @@ func runProfiledWaypoint(args []string) error {
 	fs := flag.NewFlagSet("waypoint-profiled", flag.ContinueOnError)
 	fs.Var(&paths, "f", "manifest file or directory (repeatable)")
 	fs.StringVar(&o.InboundAddress, "inbound-address", "", "PROXY listener")
-	fs.StringVar(&o.StatusAddress, "status-address", "", "status listener")
+	fs.StringVar(&o.DataPlane.StatusAddress, "status-address", "", "status listener")
+	o.DataPlane.MetricsAddress, o.DataPlane.AdminAddress = "off", "off"
 	fs.StringVar(&profile, "cpu-profile", "", "write the CPU profile here")
 	if err := fs.Parse(args); err != nil {
 		return err

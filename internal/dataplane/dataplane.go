@@ -1,0 +1,300 @@
+// Package dataplane is the waypoint process around the proxy: its
+// listeners (the PROXY-protocol inbound, status, Prometheus, admin), its
+// telemetry and its lifecycle (readiness, drain). Both ways of running a
+// waypoint use it: `standalone` feeds the proxy from files, `proxy` from
+// the controller over xDS.
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/admin"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
+)
+
+// Options configure the listeners, the telemetry and the proxy.
+type Options struct {
+	// StatusAddress serves /healthz/ready and /debug/status (default
+	// 0.0.0.0:15021).
+	StatusAddress string
+	// MetricsAddress serves Prometheus /stats/prometheus and /metrics
+	// (default 0.0.0.0:15020; "off" disables it).
+	MetricsAddress string
+	// AdminAddress serves the admin endpoints (default 127.0.0.1:15000;
+	// "off" disables it). It must be loopback unless AllowRemoteAdmin.
+	AdminAddress     string
+	AllowRemoteAdmin bool
+	// AccessLog is where access log lines go: "" off, "-" or /dev/stdout
+	// for standard output, else a file path; AccessLogFormat is text
+	// (Istio's default Envoy format) or json.
+	AccessLog       string
+	AccessLogFormat string
+	// TracingEndpoint is an OTLP collector (grpc://host:4317 or
+	// http://host:4318); empty disables tracing. TracingSampling is the
+	// ratio of new traces sampled; ServiceName names the spans' service.
+	TracingEndpoint string
+	TracingSampling float64
+	ServiceName     string
+	// ServerHeader is the "server" response header (default "envoy").
+	ServerHeader string
+	// PathNormalization and ExtAuthzProviders come from the mesh config.
+	PathNormalization meshconfig.PathNormalization
+	ExtAuthzProviders map[string]*meshconfig.ExtAuthzProvider
+	// Inbound are the listener's limits; Upstream tunes the pools.
+	Inbound  inbound.Options
+	Upstream upstream.Options
+	// DrainDelay is how long readiness reports 503 before the listener
+	// stops accepting (default 5s); DrainTimeout bounds the wait for
+	// in-flight requests and connections after that (default 30s).
+	DrainDelay, DrainTimeout time.Duration
+	// Debug is the JSON of GET /debug/status on the status address.
+	Debug func() any
+	// LogLevel is the level the admin's /logging changes.
+	LogLevel *slog.LevelVar
+	Logger   *slog.Logger
+}
+
+// DataPlane is a running waypoint process: the proxy and its listeners.
+type DataPlane struct {
+	// Proxy serves the traffic; feed it configurations with Update.
+	Proxy *proxy.Proxy
+
+	opts    Options
+	log     *slog.Logger
+	tel     *telemetry.Telemetry
+	logFile func()
+
+	stLn, mLn, aLn, inLn net.Listener
+	servers              []*http.Server
+	inbound              *inbound.Server
+
+	mu     sync.Mutex
+	ready  bool
+	closed bool
+	errc   chan error
+}
+
+// Start builds the telemetry and the proxy and binds the status, metrics
+// and admin listeners; readiness answers 503 until Listen has bound the
+// inbound and SetReady(true) was called.
+func Start(o Options) (*DataPlane, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.StatusAddress == "" {
+		o.StatusAddress = "0.0.0.0:15021"
+	}
+	if o.MetricsAddress == "" {
+		o.MetricsAddress = "0.0.0.0:15020"
+	}
+	if o.AdminAddress == "" {
+		o.AdminAddress = "127.0.0.1:15000"
+	}
+	if o.AdminAddress != "off" {
+		if err := admin.CheckAdminAddress(o.AdminAddress, o.AllowRemoteAdmin); err != nil {
+			return nil, err
+		}
+	}
+	d := &DataPlane{opts: o, log: o.Logger, errc: make(chan error, 2)}
+	var err error
+	if d.tel, d.logFile, err = newTelemetry(o); err != nil {
+		return nil, err
+	}
+	up := o.Upstream
+	up.OnDial, up.OnClose = d.tel.UpstreamDialed, d.tel.UpstreamConnClosed
+	d.Proxy = proxy.New(proxy.Options{
+		ServerHeader: o.ServerHeader, Logger: o.Logger, Upstream: up, Telemetry: d.tel,
+		PathNormalization: o.PathNormalization, ExtAuthzProviders: o.ExtAuthzProviders,
+	})
+	reg := d.tel.Registry()
+	for _, l := range []struct {
+		what, addr string
+		ln         *net.Listener
+		h          http.Handler
+	}{
+		{"status", o.StatusAddress, &d.stLn, admin.StatusHandler(admin.ReadyFunc(d.Ready), o.Debug)},
+		{"metrics", o.MetricsAddress, &d.mLn, admin.MetricsHandler(reg)},
+		{"admin", o.AdminAddress, &d.aLn, admin.AdminHandler(admin.AdminOptions{
+			ConfigDump: func() any { return d.Proxy.Current() }, Gatherer: reg, LogLevel: o.LogLevel, Logger: o.Logger,
+		})},
+	} {
+		if l.addr == "off" {
+			continue
+		}
+		if err := d.serve(l.what, l.addr, l.ln, l.h); err != nil {
+			d.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+func (d *DataPlane) serve(what, addr string, ln *net.Listener, h http.Handler) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s address: %w", what, err)
+	}
+	*ln = l
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	d.mu.Lock()
+	d.servers = append(d.servers, srv)
+	d.mu.Unlock()
+	go func() { _ = srv.Serve(l) }()
+	return nil
+}
+
+// Listen binds the PROXY-protocol inbound and serves it.
+func (d *DataPlane) Listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("inbound address: %w", err)
+	}
+	in := d.opts.Inbound
+	in.Logger = d.log
+	in.OnConn = func(protocol string, opened bool) {
+		if opened {
+			d.tel.DownstreamConnOpened(protocol)
+		} else {
+			d.tel.DownstreamConnClosed(protocol)
+		}
+	}
+	srv := inbound.NewServer(d.Proxy, in)
+	d.mu.Lock()
+	d.inLn, d.inbound = ln, srv
+	d.mu.Unlock()
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, net.ErrClosed) {
+			d.errc <- fmt.Errorf("inbound listener: %w", err)
+		}
+	}()
+	return nil
+}
+
+// SetReady turns readiness on or off (it is on only when a configuration
+// is in force and the inbound is bound, too).
+func (d *DataPlane) SetReady(ready bool) {
+	d.mu.Lock()
+	d.ready = ready
+	d.mu.Unlock()
+}
+
+// Ready reports whether the waypoint takes traffic.
+func (d *DataPlane) Ready() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ready && d.inbound != nil && d.Proxy.Ready()
+}
+
+// Errors reports fatal listener errors.
+func (d *DataPlane) Errors() <-chan error { return d.errc }
+
+// InboundAddr, StatusAddr, MetricsAddr and AdminAddr are the bound
+// addresses (nil when not bound).
+func (d *DataPlane) InboundAddr() net.Addr { return addrOf(d.inLn) }
+func (d *DataPlane) StatusAddr() net.Addr  { return addrOf(d.stLn) }
+func (d *DataPlane) MetricsAddr() net.Addr { return addrOf(d.mLn) }
+func (d *DataPlane) AdminAddr() net.Addr   { return addrOf(d.aLn) }
+
+func addrOf(l net.Listener) net.Addr {
+	if l == nil {
+		return nil
+	}
+	return l.Addr()
+}
+
+// Drain shuts down gracefully: readiness turns 503 at once; after
+// DrainDelay the listener stops accepting; in-flight requests and
+// connections then get up to DrainTimeout to finish; spans are flushed.
+// It reports whether everything finished in time.
+func (d *DataPlane) Drain() bool {
+	d.SetReady(false)
+	delay, timeout := d.opts.DrainDelay, d.opts.DrainTimeout
+	if delay == 0 {
+		delay = 5 * time.Second
+	}
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	d.log.Info("draining", "delay", delay.String(), "timeout", timeout.String())
+	time.Sleep(delay)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var err error
+	if d.inbound != nil {
+		if err = d.inbound.Shutdown(ctx); err != nil {
+			d.log.Warn("drain timeout: closed the connections still open", "error", err.Error())
+		}
+	}
+	_ = d.tel.Shutdown(ctx)
+	d.Close()
+	return err == nil
+}
+
+// Close stops everything at once. It may be called more than once.
+func (d *DataPlane) Close() {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	d.closed, d.ready = true, false
+	servers, in, inLn := d.servers, d.inbound, d.inLn
+	d.mu.Unlock()
+	if inLn != nil {
+		_ = inLn.Close()
+	}
+	if in != nil {
+		_ = in.Close()
+	}
+	for _, s := range servers {
+		_ = s.Close()
+	}
+	d.Proxy.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = d.tel.Shutdown(ctx)
+	d.logFile()
+}
+
+// newTelemetry builds metrics (always), the access log and tracing as the
+// options say; the func closes the access log file.
+func newTelemetry(o Options) (*telemetry.Telemetry, func(), error) {
+	to := telemetry.Options{Logger: o.Logger, AccessLogFormat: o.AccessLogFormat}
+	closeLog := func() {}
+	switch o.AccessLog {
+	case "":
+	case "-", "/dev/stdout":
+		to.AccessLog = os.Stdout
+	default:
+		f, err := os.OpenFile(o.AccessLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, nil, fmt.Errorf("access log: %w", err)
+		}
+		to.AccessLog, closeLog = f, func() { _ = f.Close() }
+	}
+	if o.TracingEndpoint != "" {
+		name := o.ServiceName
+		if name == "" {
+			name = "kgateway-waypoint"
+		}
+		to.Tracing = &telemetry.TracingOptions{Endpoint: o.TracingEndpoint, SamplingRatio: o.TracingSampling, ServiceName: name}
+	}
+	tel, err := telemetry.New(to)
+	if err != nil {
+		closeLog()
+		return nil, nil, err
+	}
+	return tel, closeLog, nil
+}
