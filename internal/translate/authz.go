@@ -62,9 +62,11 @@ func (t *translator) attachPolicies() {
 	}
 	for _, s := range t.out.Services {
 		for _, sp := range s.Ports {
-			sort.Slice(sp.Policies, func(i, j int) bool {
-				return sp.Policies[i].Name.String() < sp.Policies[j].Name.String()
-			})
+			if len(sp.Policies) > 1 {
+				sort.Slice(sp.Policies, func(i, j int) bool {
+					return sp.Policies[i].Name.String() < sp.Policies[j].Name.String()
+				})
+			}
 		}
 	}
 }

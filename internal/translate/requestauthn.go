@@ -81,9 +81,11 @@ func (t *translator) attachRequestAuthentications() {
 	for _, s := range t.out.Services {
 		for _, sp := range s.Ports {
 			// Stable: the rules of one policy keep their order.
-			sort.SliceStable(sp.JWTRules, func(i, j int) bool {
-				return sp.JWTRules[i].Policy.String() < sp.JWTRules[j].Policy.String()
-			})
+			if len(sp.JWTRules) > 1 {
+				sort.SliceStable(sp.JWTRules, func(i, j int) bool {
+					return sp.JWTRules[i].Policy.String() < sp.JWTRules[j].Policy.String()
+				})
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,19 +43,23 @@ func (t *translator) selectServiceEntries() {
 }
 
 func (t *translator) sortServices() {
-	sort.SliceStable(t.out.Services, func(i, j int) bool {
-		a, b := t.out.Services[i], t.out.Services[j]
-		if a.Namespace != b.Namespace {
-			return a.Namespace < b.Namespace
+	// A stable sort: services that compare equal keep their order. The
+	// snapshot is usually in this order already, which costs one pass.
+	cmpServices := func(a, b *ir.Service) int {
+		if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+			return c
 		}
-		if a.Kind != b.Kind {
-			return a.Kind < b.Kind
+		if c := strings.Compare(a.Kind, b.Kind); c != 0 {
+			return c
 		}
-		if a.Name != b.Name {
-			return a.Name < b.Name
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
 		}
-		return a.Hostname < b.Hostname
-	})
+		return strings.Compare(a.Hostname, b.Hostname)
+	}
+	if !slices.IsSortedFunc(t.out.Services, cmpServices) {
+		slices.SortStableFunc(t.out.Services, cmpServices)
+	}
 }
 
 func (t *translator) serviceEntryHost(se *istionet.ServiceEntry, host string) *ir.Service {

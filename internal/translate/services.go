@@ -1,8 +1,10 @@
 package translate
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,14 +34,16 @@ type translator struct {
 }
 
 func newTranslator(snap *source.Snapshot, opts Options, gw *gwv1.Gateway) *translator {
+	// The maps are sized for the snapshot up front: at 10,000 services,
+	// growing them step by step is a visible part of a translation.
 	t := &translator{
 		snap:       snap,
 		opts:       opts,
 		gw:         gw,
-		namespaces: map[string]*corev1.Namespace{},
-		services:   map[ir.NamespacedName]*corev1.Service{},
-		slices:     map[ir.NamespacedName][]*discoveryv1.EndpointSlice{},
-		served:     map[ir.NamespacedName]*ir.Service{},
+		namespaces: make(map[string]*corev1.Namespace, len(snap.Namespaces)),
+		services:   make(map[ir.NamespacedName]*corev1.Service, len(snap.Services)),
+		slices:     make(map[ir.NamespacedName][]*discoveryv1.EndpointSlice, len(snap.EndpointSlices)),
+		served:     make(map[ir.NamespacedName]*ir.Service, len(snap.Services)),
 		servedSE:   map[ir.NamespacedName][]*ir.Service{},
 	}
 	for _, ns := range snap.Namespaces {
@@ -61,7 +65,7 @@ func newTranslator(snap *source.Snapshot, opts Options, gw *gwv1.Gateway) *trans
 		TrustDomain:        opts.TrustDomain,
 		TrustDomainAliases: opts.TrustDomainAliases,
 		InboundPort:        InboundPort(gw),
-		Backends:           map[string]*ir.Backend{},
+		Backends:           make(map[string]*ir.Backend, 2*len(snap.Services)),
 	}
 	return t
 }
@@ -77,6 +81,7 @@ func (t *translator) run() *Result {
 	t.attachRoutes()
 	t.attachPolicies()
 	t.attachRequestAuthentications()
+	fingerprints(t.out)
 	sort.Slice(t.conditions, func(i, j int) bool { return conditionLess(t.conditions[i], t.conditions[j]) })
 	return &Result{Waypoint: t.out, Conditions: t.conditions}
 }
@@ -137,28 +142,65 @@ func useWaypoint(labels map[string]string, defaultNS string) (ns, name string, o
 
 // selectServices finds the services whose own istio.io/use-waypoint label, or
 // else their namespace's, names this Gateway.
+//
+// Each Service is translated on its own (selectService reads the indexes
+// and writes only its serviceOut), so large snapshots are translated on
+// every CPU; the results are then added in snapshot order, which gives
+// exactly what one loop over the services would.
 func (t *translator) selectServices() {
-	for _, svc := range t.snap.Services {
-		wns, wname, ok, optedOut := useWaypoint(svc.Labels, svc.Namespace)
-		if !ok && !optedOut {
-			if ns := t.namespaces[svc.Namespace]; ns != nil {
-				wns, wname, ok, _ = useWaypoint(ns.Labels, svc.Namespace)
-			}
+	svcs := t.snap.Services
+	outs := make([]serviceOut, len(svcs))
+	parallel(len(svcs), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			t.selectService(svcs[i], &outs[i])
 		}
-		if !ok || wns != t.gw.Namespace || wname != t.gw.Name {
-			continue
+	})
+	for i := range outs {
+		o := &outs[i]
+		t.conditions = append(t.conditions, o.conds...)
+		for _, b := range o.backends {
+			t.addBackend(b.key, b.backend)
 		}
-		if svc.Namespace != t.gw.Namespace && !t.admitsNamespace(svc.Namespace) {
-			t.cond(Condition{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Type: "WaypointBound",
-				Status: "False", Reason: "NotAllowed",
-				Message: fmt.Sprintf("waypoint %s/%s does not allow namespace %s (listener allowedRoutes.namespaces)", t.gw.Namespace, t.gw.Name, svc.Namespace)})
-			continue
-		}
-		if s := t.service(svc); s != nil {
-			t.out.Services = append(t.out.Services, s)
-			t.served[ir.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}] = s
+		if o.service != nil {
+			t.out.Services = append(t.out.Services, o.service)
+			t.served[ir.NamespacedName{Namespace: o.service.Namespace, Name: o.service.Name}] = o.service
 		}
 	}
+}
+
+// serviceOut is what translating one Service produced, to be added to the
+// translation in snapshot order.
+type serviceOut struct {
+	service  *ir.Service
+	conds    []Condition
+	backends []keyedBackend
+	inline   [2]keyedBackend // backends' storage for up to 2 ports
+}
+
+type keyedBackend struct {
+	key     string
+	backend *ir.Backend
+}
+
+// selectService translates svc into out when it is one of this waypoint's
+// services. It only reads the translator.
+func (t *translator) selectService(svc *corev1.Service, out *serviceOut) {
+	wns, wname, ok, optedOut := useWaypoint(svc.Labels, svc.Namespace)
+	if !ok && !optedOut {
+		if ns := t.namespaces[svc.Namespace]; ns != nil {
+			wns, wname, ok, _ = useWaypoint(ns.Labels, svc.Namespace)
+		}
+	}
+	if !ok || wns != t.gw.Namespace || wname != t.gw.Name {
+		return
+	}
+	if svc.Namespace != t.gw.Namespace && !t.admitsNamespace(svc.Namespace) {
+		out.conds = append(out.conds, Condition{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Type: "WaypointBound",
+			Status: "False", Reason: "NotAllowed",
+			Message: fmt.Sprintf("waypoint %s/%s does not allow namespace %s (listener allowedRoutes.namespaces)", t.gw.Namespace, t.gw.Name, svc.Namespace)})
+		return
+	}
+	out.service = t.service(svc, out)
 }
 
 // admitsNamespace applies the waypoint listener's allowedRoutes.namespaces
@@ -197,42 +239,72 @@ func labelSelectorMatches(want, have map[string]string) bool {
 }
 
 // service converts a Kubernetes Service into the IR, or nil when it cannot be
-// addressed through a waypoint (no cluster IP, ExternalName).
-func (t *translator) service(svc *corev1.Service) *ir.Service {
+// addressed through a waypoint (no cluster IP, ExternalName). Its conditions
+// and the backends of its ports go to out.
+func (t *translator) service(svc *corev1.Service, out *serviceOut) *ir.Service {
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
 		return nil
 	}
 	vips := clusterIPs(svc)
 	if len(vips) == 0 {
-		t.cond(Condition{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Type: "WaypointBound",
+		out.conds = append(out.conds, Condition{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Type: "WaypointBound",
 			Status: "False", Reason: "NoClusterIP",
 			Message: "the service has no cluster IP, so no traffic can be addressed to it through the waypoint"})
 		return nil
 	}
-	out := &ir.Service{
+	s := &ir.Service{
 		Name:      svc.Name,
 		Namespace: svc.Namespace,
 		Hostname:  svc.Name + "." + svc.Namespace + ".svc." + t.opts.ClusterDomain,
 		VIPs:      vips,
 	}
+	n := 0
+	for i := range svc.Spec.Ports {
+		if passes(&svc.Spec.Ports[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return s // Ports stays nil
+	}
+	// One allocation for the ports of a service, one for the pointers.
+	ports := make([]ir.ServicePort, n)
+	if n <= len(out.inline) {
+		out.backends = out.inline[:0]
+	} else {
+		out.backends = make([]keyedBackend, 0, n)
+	}
+	s.Ports = make([]*ir.ServicePort, 0, n)
 	for i := range svc.Spec.Ports {
 		p := &svc.Spec.Ports[i]
-		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+		if !passes(p) {
 			continue // UDP and SCTP do not pass through waypoints
 		}
 		proto := ir.ProtocolTCP
 		if IsHTTP(p) {
 			proto = ir.ProtocolHTTP
 		}
-		out.Ports = append(out.Ports, &ir.ServicePort{
+		key, b := t.newBackend(svc, p)
+		out.backends = append(out.backends, keyedBackend{key, b})
+		sp := &ports[len(s.Ports)]
+		*sp = ir.ServicePort{
 			Port:           uint16(p.Port),
 			Name:           p.Name,
 			Protocol:       proto,
-			DefaultBackend: t.backendFor(svc, p),
-		})
+			DefaultBackend: key,
+		}
+		s.Ports = append(s.Ports, sp)
 	}
-	sort.Slice(out.Ports, func(i, j int) bool { return out.Ports[i].Port < out.Ports[j].Port })
-	return out
+	if !slices.IsSortedFunc(s.Ports, func(a, b *ir.ServicePort) int { return cmp.Compare(a.Port, b.Port) }) {
+		sort.Slice(s.Ports, func(i, j int) bool { return s.Ports[i].Port < s.Ports[j].Port })
+	}
+	return s
+}
+
+// passes reports whether a service port's traffic can pass through a
+// waypoint (TCP; UDP and SCTP cannot).
+func passes(p *corev1.ServicePort) bool {
+	return p.Protocol == "" || p.Protocol == corev1.ProtocolTCP
 }
 
 func clusterIPs(svc *corev1.Service) []string {
@@ -243,6 +315,13 @@ func clusterIPs(svc *corev1.Service) []string {
 	var out []string
 	for _, ip := range ips {
 		if a, err := netip.ParseAddr(ip); err == nil {
+			if a.Is4() {
+				// ParseAddr takes only the canonical dotted form of an
+				// IPv4 address, so the string is already what String
+				// would return; keep it rather than allocate a copy.
+				out = append(out, ip)
+				continue
+			}
 			out = append(out, a.Unmap().String())
 		}
 	}
@@ -297,6 +376,23 @@ func (t *translator) backendFor(svc *corev1.Service, p *corev1.ServicePort) stri
 	if _, ok := t.out.Backends[key]; ok {
 		return key
 	}
+	_, b := t.newBackend(svc, p)
+	t.out.Backends[key] = b
+	return key
+}
+
+// addBackend adds a backend built by newBackend unless one with its key
+// exists: the first one built for a key is the one kept, as backendFor does.
+func (t *translator) addBackend(key string, b *ir.Backend) {
+	if _, ok := t.out.Backends[key]; !ok {
+		t.out.Backends[key] = b
+	}
+}
+
+// newBackend builds the backend of a service port (with its fingerprint:
+// a backend never changes once built) and returns it with its key. It only
+// reads the translator.
+func (t *translator) newBackend(svc *corev1.Service, p *corev1.ServicePort) (string, *ir.Backend) {
 	proto := "HTTP1"
 	switch {
 	case !IsHTTP(p):
@@ -304,20 +400,28 @@ func (t *translator) backendFor(svc *corev1.Service, p *corev1.ServicePort) stri
 	case isH2C(p):
 		proto = "H2C"
 	}
-	t.out.Backends[key] = &ir.Backend{
+	b := &ir.Backend{
 		Service:   ir.NamespacedName{Namespace: svc.Namespace, Name: svc.Name},
 		Port:      uint16(p.Port),
 		Protocol:  proto,
 		Endpoints: t.endpoints(svc, p),
 	}
-	return key
+	b.Fingerprint = backendFingerprint(b)
+	return ir.BackendKey(svc.Namespace, svc.Name, uint16(p.Port)), b
 }
 
 // endpoints lists the ready endpoints of a service port from its
 // EndpointSlices, as IP:port, sorted and without duplicates.
 func (t *translator) endpoints(svc *corev1.Service, p *corev1.ServicePort) []string {
-	seen := map[string]bool{}
-	var out []string
+	// The addresses are written one after the other into one buffer that
+	// becomes one string; each endpoint is a substring of it (at 10,000
+	// services, one allocation per endpoint and a set to find duplicates
+	// were a third of the translation).
+	type span struct{ from, to int }
+	var spansBuf [8]span
+	spans := spansBuf[:0]
+	var bufArr [8 * len("255.255.255.255:65535")]byte
+	buf := bufArr[:0]
 	for _, es := range t.slices[ir.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}] {
 		if es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6 {
 			continue
@@ -344,16 +448,22 @@ func (t *translator) endpoints(svc *corev1.Service, p *corev1.ServicePort) []str
 				if err != nil {
 					continue
 				}
-				s := netip.AddrPortFrom(addr.Unmap(), uint16(port)).String()
-				if !seen[s] {
-					seen[s] = true
-					out = append(out, s)
-				}
+				from := len(buf)
+				buf = netip.AddrPortFrom(addr.Unmap(), uint16(port)).AppendTo(buf)
+				spans = append(spans, span{from, len(buf)})
 			}
 		}
 	}
-	sort.Strings(out)
-	return out
+	if len(spans) == 0 {
+		return nil
+	}
+	all := string(buf)
+	out := make([]string, len(spans))
+	for i, sp := range spans {
+		out[i] = all[sp.from:sp.to]
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func conditionLess(a, b Condition) bool {

@@ -6,7 +6,9 @@ package translate
 
 import (
 	"fmt"
+	"runtime"
 	"sort"
+	"sync"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -152,4 +154,28 @@ func InboundPort(gw *gwv1.Gateway) uint16 {
 func FindGateway(snap *source.Snapshot, opts Options) (*gwv1.Gateway, error) {
 	opts.defaults()
 	return findGateway(snap, opts)
+}
+
+// parallelMin is the number of items (services) from which parallel spreads
+// the work over the CPUs; below it, one goroutine does it all. A variable
+// so that tests can run small snapshots both ways.
+var parallelMin = 2048
+
+// parallel calls fn on consecutive ranges [lo, hi) covering [0, n): on the
+// calling goroutine when n is small, else on up to GOMAXPROCS goroutines (at
+// most 8) at once, returning when all are done. fn must only write what
+// belongs to its range, so that the outcome is the same either way.
+func parallel(n int, fn func(lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	if n < parallelMin || workers < 2 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (n + workers - 1) / workers
+	for lo := chunk; lo < n; lo += chunk {
+		wg.Go(func() { fn(lo, min(lo+chunk, n)) })
+	}
+	fn(0, min(chunk, n))
+	wg.Wait()
 }

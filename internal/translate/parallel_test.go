@@ -1,0 +1,58 @@
+package translate
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/kgateway-dev/kgateway-waypoint/bench/meshgen"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/source"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/source/files"
+)
+
+// Large snapshots are translated on several goroutines; the result must be
+// byte for byte the one a single goroutine gives, for every golden input
+// and for meshbench's mesh.
+func TestParallelTranslationIsIdentical(t *testing.T) {
+	snaps := map[string]*source.Snapshot{}
+	ins, err := filepath.Glob("testdata/*.in.yaml")
+	if err != nil || len(ins) == 0 {
+		t.Fatalf("golden inputs: %v", err)
+	}
+	for _, in := range ins {
+		snap, err := files.Load([]string{in}, nil)
+		if err != nil {
+			t.Fatalf("loading %s: %v", in, err)
+		}
+		snaps[filepath.Base(in)] = snap
+	}
+	mesh, err := files.LoadBytes("mesh.yaml", meshgen.Generate(700))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps["meshgen-700"] = mesh
+
+	translateWith := func(snap *source.Snapshot, min, procs int) string {
+		t.Helper()
+		defer func(m, p int) { parallelMin = m; runtime.GOMAXPROCS(p) }(parallelMin, runtime.GOMAXPROCS(procs))
+		parallelMin = min
+		res, err := Translate(snap, Options{})
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		b, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for name, snap := range snaps {
+		want := translateWith(snap, 1<<30, 1)
+		for _, procs := range []int{2, 3, 8} {
+			if got := translateWith(snap, 1, procs); got != want {
+				t.Errorf("%s: translation on %d goroutines differs from the sequential one", name, procs)
+			}
+		}
+	}
+}
