@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync/atomic"
 
@@ -126,13 +128,19 @@ func (p *Proxy) resolve(host string, port uint16) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(int(port))), nil
 }
 
-// config is a compiled ir.Waypoint.
+// config is a compiled ir.Waypoint. Its maps are never written once it is
+// compiled, so the next configuration may share them.
 type config struct {
 	version  uint64
 	ir       *ir.Waypoint
 	byAddr   map[netip.AddrPort]*servicePort
 	byHost   map[hostPort]*servicePort
 	backends map[string]*upstream.Backend
+	// ports are the service ports in the order of ir.Services and their
+	// Ports; warned are the indexes in ports of those whose policies
+	// compiled with warnings.
+	ports  []*servicePort
+	warned []int
 }
 
 type hostPort struct {
@@ -172,23 +180,19 @@ func (p *Proxy) Current() *ir.Waypoint {
 }
 
 // Update compiles a new configuration and puts it in force. On error the
-// previous configuration stays.
+// previous configuration stays. What the new configuration shares with the
+// one in force (service ports and backends whose fingerprints are equal) is
+// taken over rather than compiled again, so an update that changes one
+// route costs about a lookup per service port.
 func (p *Proxy) Update(w *ir.Waypoint) error {
-	c, err := compile(w, p.outlier, p.jwks, p.log)
+	prev := p.config.Load()
+	c, err := compile(w, prev, p.outlier, p.jwks, p.log)
 	p.tel.ConfigUpdated(err)
 	if err != nil {
 		return err
 	}
-	prev := p.config.Load()
 	if prev != nil {
 		c.version = prev.version + 1
-		// Keep round-robin cursors of unchanged backends, so that frequent
-		// updates do not send every first request to the first endpoint.
-		for k, b := range c.backends {
-			if old := prev.backends[k]; old != nil {
-				b.InheritCursor(old)
-			}
-		}
 	} else {
 		c.version = 1
 	}
@@ -197,59 +201,296 @@ func (p *Proxy) Update(w *ir.Waypoint) error {
 	return nil
 }
 
-func compile(w *ir.Waypoint, outlier *upstream.Outlier, jwks *authn.JWKSCache, log *slog.Logger) (*config, error) {
+// compile builds the proxy's form of w. prev, the configuration in force
+// (nil for the first), lends what has not changed:
+//
+//   - a backend with the same key and the same non-zero fingerprint is the
+//     same *upstream.Backend (same endpoints, round-robin cursor and health
+//     state); a new or changed one is built and continues the round-robin
+//     cursor of the backend it replaces;
+//   - a service port with the same non-zero fingerprint keeps its compiled
+//     route table, authenticator and authorization evaluator: they depend
+//     only on the port's routes, policies and JWT rules, which the
+//     fingerprint covers, and on the trust domains, which must not change.
+//     When the services are laid out as before (same hostnames, names,
+//     VIPs and ports, in the same order: every update that changes only
+//     routes, policies or endpoints), a service none of whose ports changed
+//     keeps its compiled ports whole, and the lookup maps are shared with
+//     prev, or copied from it and patched where ports changed.
+//
+// The result is the same as compiling w from nothing. Warnings of the
+// policies of every port are logged, as when each port was compiled.
+func compile(w *ir.Waypoint, prev *config, outlier *upstream.Outlier, jwks *authn.JWKSCache, log *slog.Logger) (*config, error) {
 	if w == nil {
 		return nil, errors.New("no configuration")
 	}
-	c := &config{
-		ir:       w,
-		byAddr:   map[netip.AddrPort]*servicePort{},
-		byHost:   map[hostPort]*servicePort{},
-		backends: make(map[string]*upstream.Backend, len(w.Backends)),
+	c := &config{ir: w}
+	backendsKept := c.compileBackends(prev, outlier)
+	if prev != nil && (prev.ir.TrustDomain != w.TrustDomain || !slices.Equal(prev.ir.TrustDomainAliases, w.TrustDomainAliases)) {
+		prev = nil // policies compile differently: nothing to reuse
 	}
-	keep := map[string]bool{}
-	for k, b := range w.Backends {
-		c.backends[k] = upstream.NewBackend(k, b, outlier)
-		for _, ep := range b.Endpoints {
-			keep[ep] = true
+	patched, err := c.patchPorts(prev, backendsKept, jwks)
+	if err != nil {
+		return nil, err
+	}
+	if !patched {
+		if err := c.compilePorts(prev, jwks); err != nil {
+			return nil, err
 		}
 	}
-	outlier.Retain(keep)
-	azOpts := authz.Options{TrustDomain: w.TrustDomain, TrustDomainAliases: w.TrustDomainAliases}
+	for _, i := range c.warned {
+		sp := c.ports[i]
+		for _, w := range sp.authn.Warnings() {
+			log.Warn("RequestAuthentication", "service", sp.name, "warning", w)
+		}
+		for _, w := range sp.authz.Warnings() {
+			log.Warn("AuthorizationPolicy", "service", sp.name, "warning", w)
+		}
+	}
+	// The outlier detector forgets endpoints no backend has any more (once
+	// the configuration compiled: a failed one changes nothing). When every
+	// backend is the previous configuration's, so are the endpoints.
+	if !backendsKept {
+		keep := map[string]bool{}
+		for _, b := range w.Backends {
+			for _, ep := range b.Endpoints {
+				keep[ep] = true
+			}
+		}
+		outlier.Retain(keep)
+	}
+	return c, nil
+}
+
+// compileBackends fills c.backends, taking over prev's unchanged backends.
+// It reports whether c.backends holds exactly prev's backends.
+func (c *config) compileBackends(prev *config, outlier *upstream.Outlier) bool {
+	w := c.ir
+	var prevBackends map[string]*upstream.Backend
+	if prev != nil {
+		prevBackends = prev.backends
+	}
+	type built struct {
+		key     string
+		backend *upstream.Backend
+	}
+	var fresh []built
+	found := 0 // keys of w that prev has
+	for k, b := range w.Backends {
+		old := prevBackends[k]
+		if old != nil {
+			found++
+			if b.Fingerprint != 0 && old.IR.Fingerprint == b.Fingerprint {
+				continue
+			}
+		}
+		nb := upstream.NewBackend(k, b, outlier)
+		if old != nil {
+			// Keep the round-robin cursor, so that frequent updates do
+			// not send every first request to the first endpoint.
+			nb.InheritCursor(old)
+		}
+		fresh = append(fresh, built{k, nb})
+	}
+	removed := len(prevBackends) - found
+	switch {
+	case prev == nil:
+		c.backends = make(map[string]*upstream.Backend, len(fresh))
+	case len(fresh) == 0 && removed == 0:
+		c.backends = prevBackends
+		return true
+	default:
+		c.backends = maps.Clone(prevBackends)
+		if removed > 0 {
+			for k := range c.backends {
+				if _, ok := w.Backends[k]; !ok {
+					delete(c.backends, k)
+				}
+			}
+		}
+	}
+	for _, f := range fresh {
+		c.backends[f.key] = f.backend
+	}
+	return false
+}
+
+// patchPorts fills c's ports and lookup maps from prev when the services
+// are laid out as in prev (see compile), compiling only the ports whose
+// fingerprint changed. It reports false, having done nothing, when they
+// are not.
+func (c *config) patchPorts(prev *config, backendsKept bool, jwks *authn.JWKSCache) (bool, error) {
+	w := c.ir
+	if prev == nil || len(prev.ir.Services) != len(w.Services) {
+		return false, nil
+	}
+	// A port is taken over whole, with the *ir.Service it points to, only
+	// when no port of its service changed: then the old service is equal to
+	// the new one. Otherwise every port of the service gets a new
+	// servicePort (keeping the compiled parts of its unchanged ports).
+	var changed []int // indexes in ports
+	i := 0
+	for si, s := range w.Services {
+		o := prev.ir.Services[si]
+		if s.Hostname != o.Hostname || s.Name != o.Name || s.Namespace != o.Namespace || s.Kind != o.Kind ||
+			len(s.Ports) != len(o.Ports) || !slices.Equal(s.VIPs, o.VIPs) {
+			return false, nil
+		}
+		same := true
+		for pi, p := range s.Ports {
+			if p.Port != o.Ports[pi].Port {
+				return false, nil
+			}
+			old := prev.ports[i+pi]
+			if p.Fingerprint == 0 || p.Fingerprint != old.port.Fingerprint ||
+				(!backendsKept && c.backends[p.DefaultBackend] != old.defaultBackend) {
+				same = false
+			}
+		}
+		if !same {
+			for pi := range s.Ports {
+				changed = append(changed, i+pi)
+			}
+		}
+		i += len(s.Ports)
+	}
+	if len(changed) == 0 {
+		c.ports, c.byAddr, c.byHost, c.warned = prev.ports, prev.byAddr, prev.byHost, prev.warned
+		return true, nil
+	}
+	// Compile the changed ports first: on error nothing was copied.
+	fresh := make([]*servicePort, len(changed))
+	k, i := 0, 0
 	for _, s := range w.Services {
 		for _, p := range s.Ports {
-			sp := &servicePort{
-				svc:            s,
-				port:           p,
-				authn:          authn.Compile(p.JWTRules, authn.Options{JWKS: jwks}),
-				authz:          authz.Compile(p.Policies, azOpts),
-				defaultBackend: c.backends[p.DefaultBackend],
-				name:           s.Hostname + ":" + strconv.Itoa(int(p.Port)),
-			}
-			for _, w := range sp.authn.Warnings() {
-				log.Warn("RequestAuthentication", "service", sp.name, "warning", w)
-			}
-			for _, w := range sp.authz.Warnings() {
-				log.Warn("AuthorizationPolicy", "service", sp.name, "warning", w)
-			}
-			if len(p.Routes) > 0 {
-				t, err := route.Compile(p.Routes)
+			if k < len(changed) && changed[k] == i {
+				sp, err := c.compilePort(s, p, prev.ports[i], jwks)
 				if err != nil {
-					return nil, fmt.Errorf("service %s/%s port %d: %w", s.Namespace, s.Name, p.Port, err)
+					return false, err
 				}
-				sp.routes = t
+				fresh[k] = sp
+				k++
 			}
+			i++
+		}
+	}
+	c.ports = slices.Clone(prev.ports)
+	c.byAddr, c.byHost = maps.Clone(prev.byAddr), maps.Clone(prev.byHost)
+	for k, i := range changed {
+		old, sp := prev.ports[i], fresh[k]
+		c.ports[i] = sp
+		// Another port may have the same key and have won it (the last
+		// one of several does): replace only what old held.
+		hp := hostPort{sp.svc.Hostname, sp.port.Port}
+		if c.byHost[hp] == old {
+			c.byHost[hp] = sp
+		}
+		for _, vip := range sp.svc.VIPs {
+			a, err := netip.ParseAddr(vip)
+			if err != nil {
+				return false, fmt.Errorf("service %s/%s: bad VIP %q", sp.svc.Namespace, sp.svc.Name, vip)
+			}
+			ap := netip.AddrPortFrom(a.Unmap(), sp.port.Port)
+			if c.byAddr[ap] == old {
+				c.byAddr[ap] = sp
+			}
+		}
+	}
+	// warned: prev's unchanged ones and the changed ones that warn, in order.
+	c.warned = c.warned[:0]
+	k = 0
+	for _, i := range prev.warned {
+		for k < len(changed) && changed[k] < i {
+			if hasWarnings(fresh[k]) {
+				c.warned = append(c.warned, changed[k])
+			}
+			k++
+		}
+		if k < len(changed) && changed[k] == i {
+			if hasWarnings(fresh[k]) {
+				c.warned = append(c.warned, i)
+			}
+			k++
+			continue
+		}
+		c.warned = append(c.warned, i)
+	}
+	for ; k < len(changed); k++ {
+		if hasWarnings(fresh[k]) {
+			c.warned = append(c.warned, changed[k])
+		}
+	}
+	return true, nil
+}
+
+// compilePorts fills c's ports and lookup maps from nothing, taking over
+// the compiled policies and routes of prev's ports that have the same
+// hostname, port and fingerprint.
+func (c *config) compilePorts(prev *config, jwks *authn.JWKSCache) error {
+	w := c.ir
+	n := 0
+	for _, s := range w.Services {
+		n += len(s.Ports)
+	}
+	c.ports = make([]*servicePort, 0, n)
+	c.byAddr = make(map[netip.AddrPort]*servicePort, n)
+	c.byHost = make(map[hostPort]*servicePort, n)
+	for _, s := range w.Services {
+		for _, p := range s.Ports {
+			hp := hostPort{s.Hostname, p.Port}
+			var old *servicePort
+			if prev != nil {
+				old = prev.byHost[hp]
+			}
+			sp, err := c.compilePort(s, p, old, jwks)
+			if err != nil {
+				return err
+			}
+			if hasWarnings(sp) {
+				c.warned = append(c.warned, len(c.ports))
+			}
+			c.ports = append(c.ports, sp)
 			for _, vip := range s.VIPs {
 				a, err := netip.ParseAddr(vip)
 				if err != nil {
-					return nil, fmt.Errorf("service %s/%s: bad VIP %q", s.Namespace, s.Name, vip)
+					return fmt.Errorf("service %s/%s: bad VIP %q", s.Namespace, s.Name, vip)
 				}
 				c.byAddr[netip.AddrPortFrom(a.Unmap(), p.Port)] = sp
 			}
-			c.byHost[hostPort{s.Hostname, p.Port}] = sp
+			c.byHost[hp] = sp
 		}
 	}
-	return c, nil
+	return nil
+}
+
+// compilePort builds the servicePort of p, a port of s, taking over old's
+// compiled routes and policies when old was compiled from a port with the
+// same non-zero fingerprint (old may be nil). c.backends must be filled.
+func (c *config) compilePort(s *ir.Service, p *ir.ServicePort, old *servicePort, jwks *authn.JWKSCache) (*servicePort, error) {
+	sp := &servicePort{
+		svc:            s,
+		port:           p,
+		defaultBackend: c.backends[p.DefaultBackend],
+		name:           s.Hostname + ":" + strconv.Itoa(int(p.Port)),
+	}
+	if old != nil && p.Fingerprint != 0 && old.port.Fingerprint == p.Fingerprint {
+		sp.routes, sp.authn, sp.authz = old.routes, old.authn, old.authz
+		return sp, nil
+	}
+	sp.authn = authn.Compile(p.JWTRules, authn.Options{JWKS: jwks})
+	sp.authz = authz.Compile(p.Policies, authz.Options{TrustDomain: c.ir.TrustDomain, TrustDomainAliases: c.ir.TrustDomainAliases})
+	if len(p.Routes) > 0 {
+		t, err := route.Compile(p.Routes)
+		if err != nil {
+			return nil, fmt.Errorf("service %s/%s port %d: %w", s.Namespace, s.Name, p.Port, err)
+		}
+		sp.routes = t
+	}
+	return sp, nil
+}
+
+func hasWarnings(sp *servicePort) bool {
+	return len(sp.authn.Warnings()) > 0 || len(sp.authz.Warnings()) > 0
 }
 
 // lookup finds the service port a connection is for: by the address the
