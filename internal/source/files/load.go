@@ -12,8 +12,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -89,14 +92,16 @@ func Load(paths []string, log *slog.Logger) (*source.Snapshot, error) {
 		return nil, err
 	}
 	l := &loader{snap: &source.Snapshot{}, seen: map[string]string{}, log: log}
+	var docs []document
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			l.errs = append(l.errs, &ObjectError{File: f, Object: "file", Reason: err.Error()})
+			docs = append(docs, document{file: f, err: &ObjectError{File: f, Object: "file", Reason: err.Error()}})
 			continue
 		}
-		l.loadFile(f, data)
+		docs = splitDocuments(f, data, docs)
 	}
+	l.load(docs)
 	if len(l.errs) > 0 {
 		return nil, &LoadError{Errors: l.errs}
 	}
@@ -106,7 +111,7 @@ func Load(paths []string, log *slog.Logger) (*source.Snapshot, error) {
 // LoadBytes reads manifests held in memory, named file for error messages.
 func LoadBytes(file string, data []byte) (*source.Snapshot, error) {
 	l := &loader{snap: &source.Snapshot{}, seen: map[string]string{}, log: slog.New(slog.DiscardHandler)}
-	l.loadFile(file, data)
+	l.load(splitDocuments(file, data, nil))
 	if len(l.errs) > 0 {
 		return nil, &LoadError{Errors: l.errs}
 	}
@@ -170,21 +175,73 @@ func (l *loader) fail(file, object, format string, args ...any) {
 	l.errs = append(l.errs, &ObjectError{File: file, Object: object, Reason: fmt.Sprintf(format, args...)})
 }
 
-func (l *loader) loadFile(file string, data []byte) {
+// document is one YAML document of a file, or an error reading the file
+// (err set): the unit of work of a load.
+type document struct {
+	file string
+	doc  int // 1-based position in the file
+	raw  []byte
+	err  *ObjectError
+	// fast is the document decoded by decodeFast; nil: it takes the
+	// general path (loadDocument).
+	fast *decoded
+}
+
+// splitDocuments appends the non-empty documents of a file to docs (a
+// YAML syntax error ends the file, as an error document).
+func splitDocuments(file string, data []byte, docs []document) []document {
 	r := utilyaml.NewYAMLReader(newBufReader(data))
 	for doc := 1; ; doc++ {
 		raw, err := r.Read()
 		if errors.Is(err, io.EOF) {
-			return
+			return docs
 		}
 		if err != nil {
-			l.fail(file, fmt.Sprintf("document %d", doc), "reading YAML: %v", err)
-			return
+			return append(docs, document{file: file, err: &ObjectError{File: file, Object: fmt.Sprintf("document %d", doc),
+				Reason: fmt.Sprintf("reading YAML: %v", err)}})
 		}
-		if len(bytes.TrimSpace(stripComments(raw))) == 0 {
+		if blank(raw) {
 			continue // empty document, e.g. a trailing "---"
 		}
-		l.loadDocument(file, doc, raw)
+		docs = append(docs, document{file: file, doc: doc, raw: raw})
+	}
+}
+
+// load adds the documents to the snapshot, in order. Decoding, most of the
+// work, is done first for all of them on every CPU (decodeFast); errors,
+// duplicates and the order of objects come out exactly as from one loop
+// over the documents.
+func (l *loader) load(docs []document) {
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	if len(docs) < 64 {
+		workers = 1
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(docs) {
+					return
+				}
+				if d := &docs[i]; d.err == nil && !noFastPath {
+					d.fast = decodeFast(d.raw)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range docs {
+		d := &docs[i]
+		switch {
+		case d.err != nil:
+			l.errs = append(l.errs, d.err)
+		case d.fast != nil:
+			l.finish(d.file, d.fast.kind, "", d.fast.obj, d.fast.meta)
+		default:
+			l.loadDocument(d.file, d.doc, d.raw)
+		}
 	}
 }
 
@@ -239,15 +296,24 @@ func (l *loader) loadDocument(file string, doc int, raw []byte) {
 		l.fail(file, object, "%v", err)
 		return
 	}
-	if clusterScoped[head.Kind] {
+	l.finish(file, head.Kind, object, obj, meta)
+}
+
+// finish checks a decoded object of kind (object names it for errors; ""
+// for "Kind namespace/name") and adds it to the snapshot.
+func (l *loader) finish(file, kind, object string, obj any, meta *metav1.ObjectMeta) {
+	if clusterScoped[kind] {
 		if meta.Namespace != "" {
-			l.fail(file, object, "%s is cluster-scoped and takes no metadata.namespace", head.Kind)
+			if object == "" {
+				object = kind + " " + qualify(meta.Namespace, meta.Name, kind)
+			}
+			l.fail(file, object, "%s is cluster-scoped and takes no metadata.namespace", kind)
 			return
 		}
 	} else if meta.Namespace == "" {
 		meta.Namespace = "default" // as kubectl apply does without -n
 	}
-	key := head.Kind + " " + qualify(meta.Namespace, meta.Name, head.Kind)
+	key := kind + " " + qualify(meta.Namespace, meta.Name, kind)
 	if prev, dup := l.seen[key]; dup {
 		l.fail(file, key, "defined twice (also in %s)", prev)
 		return
@@ -438,19 +504,17 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// stripComments drops YAML comment lines so a document of only comments
-// counts as empty.
-func stripComments(b []byte) []byte {
-	var out bytes.Buffer
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		t := bytes.TrimSpace(line)
-		if len(t) == 0 || t[0] == '#' {
-			continue
+// blank reports whether a document holds nothing but blank lines and
+// comment lines.
+func blank(b []byte) bool {
+	for len(b) > 0 {
+		var line []byte
+		line, b, _ = bytes.Cut(b, []byte("\n"))
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			return false
 		}
-		out.Write(line)
-		out.WriteByte('\n')
 	}
-	return out.Bytes()
+	return true
 }
 
 // cleanDecodeError shortens the decoder's messages to what a user can act on.
