@@ -107,6 +107,11 @@ func kinds() []*kind {
 			fill: func(s *source.Snapshot, l client.ObjectList) {
 				s.AuthorizationPolicies = l.(*istiosec.AuthorizationPolicyList).Items
 			}},
+		{name: "RequestAuthentication", status: true, obj: func() client.Object { return &istiosec.RequestAuthentication{} },
+			list: func() client.ObjectList { return &istiosec.RequestAuthenticationList{} },
+			fill: func(s *source.Snapshot, l client.ObjectList) {
+				s.RequestAuthentications = l.(*istiosec.RequestAuthenticationList).Items
+			}},
 	}
 }
 
@@ -349,6 +354,7 @@ func sortSnapshot(s *source.Snapshot) {
 	sortObjs(s.ReferenceGrants)
 	sortObjs(s.ServiceEntries)
 	sortObjs(s.AuthorizationPolicies)
+	sortObjs(s.RequestAuthentications)
 }
 
 // CacheOptions are the manager cache settings the source expects: managed
