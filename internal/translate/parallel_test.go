@@ -2,8 +2,12 @@ package translate
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"sort"
+	"strconv"
 	"testing"
 
 	"github.com/kgateway-dev/kgateway-waypoint/bench/meshgen"
@@ -53,6 +57,27 @@ func TestParallelTranslationIsIdentical(t *testing.T) {
 			if got := translateWith(snap, 1, procs); got != want {
 				t.Errorf("%s: translation on %d goroutines differs from the sequential one", name, procs)
 			}
+		}
+	}
+}
+
+// sortConditions must order conditions exactly as sort.Slice did, equal
+// ones (same kind, object, parent and type) included.
+func TestSortConditionsIsSortSlice(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func(vals ...string) string { return vals[rng.IntN(len(vals))] }
+	for _, n := range []int{0, 1, 2, 5, 13, 50, 200, 3000} {
+		cs := make([]Condition, n)
+		for i := range cs {
+			cs[i] = Condition{Kind: pick("HTTPRoute", "Gateway", "AuthorizationPolicy"), Namespace: pick("a", "b"),
+				Name: pick("x", "y", "z"), Parent: pick("", "Service a/s"), Type: pick("Accepted", "ResolvedRefs"),
+				Message: strconv.Itoa(i)}
+		}
+		want := slices.Clone(cs)
+		sort.Slice(want, func(i, j int) bool { return conditionLess(&want[i], &want[j]) })
+		sortConditions(cs)
+		if !slices.Equal(cs, want) {
+			t.Fatalf("%d conditions: order differs from sort.Slice", n)
 		}
 	}
 }

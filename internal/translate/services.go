@@ -52,12 +52,19 @@ func newTranslator(snap *source.Snapshot, opts Options, gw *gwv1.Gateway) *trans
 	for _, s := range snap.Services {
 		t.services[ir.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
 	}
-	for _, es := range snap.EndpointSlices {
-		svc := es.Labels[LabelServiceName]
-		if svc == "" {
+	// Reading each slice's service-name label is most of the indexing
+	// (one object and one label map per slice): done on every CPU first.
+	owners := make([]string, len(snap.EndpointSlices))
+	parallel(len(owners), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			owners[i] = snap.EndpointSlices[i].Labels[LabelServiceName]
+		}
+	})
+	for i, es := range snap.EndpointSlices {
+		if owners[i] == "" {
 			continue
 		}
-		k := ir.NamespacedName{Namespace: es.Namespace, Name: svc}
+		k := ir.NamespacedName{Namespace: es.Namespace, Name: owners[i]}
 		t.slices[k] = append(t.slices[k], es)
 	}
 	t.out = &ir.Waypoint{
@@ -82,7 +89,7 @@ func (t *translator) run() *Result {
 	t.attachPolicies()
 	t.attachRequestAuthentications()
 	fingerprints(t.out)
-	sort.Slice(t.conditions, func(i, j int) bool { return conditionLess(t.conditions[i], t.conditions[j]) })
+	sortConditions(t.conditions)
 	return &Result{Waypoint: t.out, Conditions: t.conditions}
 }
 
@@ -466,7 +473,33 @@ func (t *translator) endpoints(svc *corev1.Service, p *corev1.ServicePort) []str
 	return slices.Compact(out)
 }
 
-func conditionLess(a, b Condition) bool {
+// sortConditions sorts conditions by conditionLess exactly as
+// sort.Slice(cs, less) would, equal conditions included: slices.SortFunc
+// runs the same pdqsort, here on pointers, so that the conditions are
+// neither copied for each comparison nor swapped (at 10,000 services,
+// sort.Slice on the values was a tenth of a translation).
+func sortConditions(cs []Condition) {
+	ps := make([]*Condition, len(cs))
+	for i := range cs {
+		ps[i] = &cs[i]
+	}
+	slices.SortFunc(ps, func(a, b *Condition) int {
+		switch {
+		case conditionLess(a, b):
+			return -1
+		case conditionLess(b, a):
+			return 1
+		}
+		return 0
+	})
+	sorted := make([]Condition, len(cs))
+	for i, p := range ps {
+		sorted[i] = *p
+	}
+	copy(cs, sorted)
+}
+
+func conditionLess(a, b *Condition) bool {
 	if a.Kind != b.Kind {
 		return a.Kind < b.Kind
 	}
