@@ -118,8 +118,24 @@ func TestUpdateReusesOnlyWhatIsUnchanged(t *testing.T) {
 			t.Fatalf("%s: %v", st.name, err)
 		}
 		got := p.config.Load()
-		if got.version != uint64(i+1) || got.ir != w {
-			t.Fatalf("%s: version %d, ir %p; want %d, %p", st.name, got.version, got.ir, i+1, w)
+		if got.version != uint64(i+1) || !reflect.DeepEqual(got.ir, w) {
+			t.Fatalf("%s: version %d; want %d and the IR in force equal to the one applied", st.name, got.version, i+1)
+		}
+		// The compiled parts point into the IR in force, not into another
+		// copy of it.
+		k := 0
+		for _, s := range got.ir.Services {
+			for _, port := range s.Ports {
+				if sp := got.ports[k]; sp.svc != s || sp.port != port {
+					t.Fatalf("%s: port %d points to another IR than the one in force", st.name, k)
+				}
+				k++
+			}
+		}
+		for key, b := range got.backends {
+			if b.IR != got.ir.Backends[key] {
+				t.Fatalf("%s: backend %s points to another IR than the one in force", st.name, key)
+			}
 		}
 		want, err := compile(w, nil, p.outlier, p.jwks, p.log)
 		if err != nil {

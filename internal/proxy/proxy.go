@@ -220,23 +220,35 @@ func (p *Proxy) Update(w *ir.Waypoint) error {
 //
 // The result is the same as compiling w from nothing. Warnings of the
 // policies of every port are logged, as when each port was compiled.
+//
+// The IR in force (config.ir, Current) is then w with the services and
+// backends that were taken over replaced by the previous configuration's
+// objects, which are equal to w's: the compiled parts point to those, and
+// keeping w's copies as well would hold two IRs in memory after an update.
 func compile(w *ir.Waypoint, prev *config, outlier *upstream.Outlier, jwks *authn.JWKSCache, log *slog.Logger) (*config, error) {
 	if w == nil {
 		return nil, errors.New("no configuration")
 	}
-	c := &config{ir: w}
-	backendsKept := c.compileBackends(prev, outlier)
+	c := &config{ir: w} // during compilation, the new IR
+	backendsKept, irBackends := c.compileBackends(prev, outlier)
+	portsPrev := prev
 	if prev != nil && (prev.ir.TrustDomain != w.TrustDomain || !slices.Equal(prev.ir.TrustDomainAliases, w.TrustDomainAliases)) {
-		prev = nil // policies compile differently: nothing to reuse
+		portsPrev = nil // policies compile differently: no port to reuse
 	}
-	patched, err := c.patchPorts(prev, backendsKept, jwks)
+	patched, services, err := c.patchPorts(portsPrev, backendsKept, jwks)
 	if err != nil {
 		return nil, err
 	}
 	if !patched {
-		if err := c.compilePorts(prev, jwks); err != nil {
+		if err := c.compilePorts(portsPrev, jwks); err != nil {
 			return nil, err
 		}
+		services = w.Services
+	}
+	if prev != nil {
+		merged := *w
+		merged.Services, merged.Backends = services, irBackends
+		c.ir = &merged
 	}
 	for _, i := range c.warned {
 		sp := c.ports[i]
@@ -263,8 +275,10 @@ func compile(w *ir.Waypoint, prev *config, outlier *upstream.Outlier, jwks *auth
 }
 
 // compileBackends fills c.backends, taking over prev's unchanged backends.
-// It reports whether c.backends holds exactly prev's backends.
-func (c *config) compileBackends(prev *config, outlier *upstream.Outlier) bool {
+// It reports whether c.backends holds exactly prev's backends, and returns
+// the IR of the backends: each key's *ir.Backend is the one its
+// *upstream.Backend was built from.
+func (c *config) compileBackends(prev *config, outlier *upstream.Outlier) (bool, map[string]*ir.Backend) {
 	w := c.ir
 	var prevBackends map[string]*upstream.Backend
 	if prev != nil {
@@ -293,53 +307,59 @@ func (c *config) compileBackends(prev *config, outlier *upstream.Outlier) bool {
 		fresh = append(fresh, built{k, nb})
 	}
 	removed := len(prevBackends) - found
+	irBackends := w.Backends
 	switch {
 	case prev == nil:
 		c.backends = make(map[string]*upstream.Backend, len(fresh))
 	case len(fresh) == 0 && removed == 0:
 		c.backends = prevBackends
-		return true
+		return true, prev.ir.Backends
 	default:
 		c.backends = maps.Clone(prevBackends)
+		irBackends = maps.Clone(prev.ir.Backends)
 		if removed > 0 {
 			for k := range c.backends {
 				if _, ok := w.Backends[k]; !ok {
 					delete(c.backends, k)
+					delete(irBackends, k)
 				}
 			}
 		}
 	}
 	for _, f := range fresh {
 		c.backends[f.key] = f.backend
+		irBackends[f.key] = f.backend.IR
 	}
-	return false
+	return false, irBackends
 }
 
 // patchPorts fills c's ports and lookup maps from prev when the services
 // are laid out as in prev (see compile), compiling only the ports whose
-// fingerprint changed. It reports false, having done nothing, when they
-// are not.
-func (c *config) patchPorts(prev *config, backendsKept bool, jwks *authn.JWKSCache) (bool, error) {
+// fingerprint changed, and returns the IR of the services: prev's for those
+// taken over, w's for the others. It reports false, having done nothing,
+// when they are not laid out as in prev.
+func (c *config) patchPorts(prev *config, backendsKept bool, jwks *authn.JWKSCache) (bool, []*ir.Service, error) {
 	w := c.ir
 	if prev == nil || len(prev.ir.Services) != len(w.Services) {
-		return false, nil
+		return false, nil, nil
 	}
 	// A port is taken over whole, with the *ir.Service it points to, only
 	// when no port of its service changed: then the old service is equal to
 	// the new one. Otherwise every port of the service gets a new
 	// servicePort (keeping the compiled parts of its unchanged ports).
-	var changed []int // indexes in ports
+	var changed []int     // indexes in ports
+	var changedSvcs []int // indexes in services
 	i := 0
 	for si, s := range w.Services {
 		o := prev.ir.Services[si]
 		if s.Hostname != o.Hostname || s.Name != o.Name || s.Namespace != o.Namespace || s.Kind != o.Kind ||
 			len(s.Ports) != len(o.Ports) || !slices.Equal(s.VIPs, o.VIPs) {
-			return false, nil
+			return false, nil, nil
 		}
 		same := true
 		for pi, p := range s.Ports {
 			if p.Port != o.Ports[pi].Port {
-				return false, nil
+				return false, nil, nil
 			}
 			old := prev.ports[i+pi]
 			if p.Fingerprint == 0 || p.Fingerprint != old.port.Fingerprint ||
@@ -348,15 +368,16 @@ func (c *config) patchPorts(prev *config, backendsKept bool, jwks *authn.JWKSCac
 			}
 		}
 		if !same {
+			changedSvcs = append(changedSvcs, si)
 			for pi := range s.Ports {
 				changed = append(changed, i+pi)
 			}
 		}
 		i += len(s.Ports)
 	}
-	if len(changed) == 0 {
+	if len(changedSvcs) == 0 {
 		c.ports, c.byAddr, c.byHost, c.warned = prev.ports, prev.byAddr, prev.byHost, prev.warned
-		return true, nil
+		return true, prev.ir.Services, nil
 	}
 	// Compile the changed ports first: on error nothing was copied.
 	fresh := make([]*servicePort, len(changed))
@@ -366,7 +387,7 @@ func (c *config) patchPorts(prev *config, backendsKept bool, jwks *authn.JWKSCac
 			if k < len(changed) && changed[k] == i {
 				sp, err := c.compilePort(s, p, prev.ports[i], jwks)
 				if err != nil {
-					return false, err
+					return false, nil, err
 				}
 				fresh[k] = sp
 				k++
@@ -388,7 +409,7 @@ func (c *config) patchPorts(prev *config, backendsKept bool, jwks *authn.JWKSCac
 		for _, vip := range sp.svc.VIPs {
 			a, err := netip.ParseAddr(vip)
 			if err != nil {
-				return false, fmt.Errorf("service %s/%s: bad VIP %q", sp.svc.Namespace, sp.svc.Name, vip)
+				return false, nil, fmt.Errorf("service %s/%s: bad VIP %q", sp.svc.Namespace, sp.svc.Name, vip)
 			}
 			ap := netip.AddrPortFrom(a.Unmap(), sp.port.Port)
 			if c.byAddr[ap] == old {
@@ -420,7 +441,11 @@ func (c *config) patchPorts(prev *config, backendsKept bool, jwks *authn.JWKSCac
 			c.warned = append(c.warned, changed[k])
 		}
 	}
-	return true, nil
+	services := slices.Clone(prev.ir.Services)
+	for _, si := range changedSvcs {
+		services[si] = w.Services[si]
+	}
+	return true, services, nil
 }
 
 // compilePorts fills c's ports and lookup maps from nothing, taking over
