@@ -226,7 +226,9 @@ func (l *loader) load(docs []document) {
 					return
 				}
 				if d := &docs[i]; d.err == nil && !noFastPath {
-					d.fast = decodeFast(d.raw)
+					if d.fast = decodeFast(d.raw); d.fast != nil {
+						d.raw = nil // decoded: let the text go now
+					}
 				}
 			}
 		})
