@@ -66,7 +66,7 @@ func (b *bench) scale(ctx context.Context) error {
 		c := m.Counts
 		pt := &report.ScalePoint{
 			Services: c.Services, Ports: c.Ports, Endpoints: c.Endpoints, HTTPRoutes: c.HTTPRoutes, Policies: c.Policies,
-			ManifestsBytes: len(m.YAML), LoadMs: ms(m.LoadTime), TranslateMs: ms(t.Translate), CompileMs: ms(t.Compile),
+			ManifestsBytes: len(m.YAML), LoadMs: ms(m.LoadTime), TranslateMs: ms(t.Translate), CompileMs: ms(t.Compile), RouteChangeUpdateMs: ms(t.RouteChangeUpdate),
 			UpdateToSnapshotMs: ms(t.RouteChange), RetainedMB: float64(t.RetainedBytes) / (1 << 20),
 		}
 		if err := b.binaryWithMesh(pt, m); err != nil {
@@ -74,8 +74,8 @@ func (b *bench) scale(ctx context.Context) error {
 			b.note("binary with %d services: %v", n, err)
 		}
 		sc.Points = append(sc.Points, pt)
-		logf("scale %d services: load %.0f ms, translate %.1f ms, compile %.1f ms, route change -> snapshot %.1f ms, retained heap %.1f MB, binary ready %.0f ms, rss %.1f MB",
-			n, pt.LoadMs, pt.TranslateMs, pt.CompileMs, pt.UpdateToSnapshotMs, pt.RetainedMB, pt.StartupMs, pt.RSSMB)
+		logf("scale %d services: load %.0f ms, translate %.1f ms, compile %.1f ms, route change -> snapshot %.1f ms (update %.1f ms), retained heap %.1f MB, binary ready %.0f ms, rss %.1f MB",
+			n, pt.LoadMs, pt.TranslateMs, pt.CompileMs, pt.UpdateToSnapshotMs, pt.RouteChangeUpdateMs, pt.RetainedMB, pt.StartupMs, pt.RSSMB)
 		last, lastProxy = m, p
 	}
 	if last == nil {
@@ -118,7 +118,8 @@ func (b *bench) binaryWithMesh(pt *report.ScalePoint, m *scale.Mesh) error {
 	}
 	start := time.Now()
 	p, err := targets.StartProc(b.env.Dir, fmt.Sprintf("waypoint-mesh-%d", m.N), "", b.env.WaypointBin,
-		"standalone", "-f", dir, "--inbound-address", in.String(), "--status-address", st.String(), "--log-level", "warn")
+		"standalone", "-f", dir, "--inbound-address", in.String(), "--status-address", st.String(), "--log-level", "warn",
+		"--metrics-address", "127.0.0.1:0", "--admin-address", "off")
 	if err != nil {
 		return err
 	}

@@ -76,7 +76,10 @@ func (m *Mesh) WithRouteValue(v string) *source.Snapshot {
 
 // Timings are the medians of repeated measurements.
 type Timings struct {
-	Translate, Compile, RouteChange time.Duration
+	// Compile is proxy.Update into a proxy with no configuration (every
+	// port compiled); RouteChange is translate + proxy.Update of a proxy
+	// holding the previous configuration, RouteChangeUpdate its Update part.
+	Translate, Compile, RouteChange, RouteChangeUpdate time.Duration
 	// RetainedBytes is the Go heap held by the translated and compiled
 	// configuration in force (the ir.Waypoint and the proxy's compiled form).
 	RetainedBytes int64
@@ -91,20 +94,24 @@ func (m *Mesh) Measure(reps int) (*Timings, *proxy.Proxy, error) {
 		reps = 1
 	}
 	var t Timings
-	var tr, cp, rc []time.Duration
+	var tr, cp, rc, rcu []time.Duration
 	if _, _, err := m.Translate(nil); err != nil { // warm up
 		return nil, nil, err
 	}
 	runtime.GC()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	p := proxy.New(proxy.Options{})
+	var p *proxy.Proxy
 	for i := 0; i < reps; i++ {
 		res, d, err := m.Translate(nil)
 		if err != nil {
 			return nil, nil, err
 		}
 		tr = append(tr, d)
+		if p != nil {
+			p.Close()
+		}
+		p = proxy.New(proxy.Options{})
 		start := time.Now()
 		if err := p.Update(res.Waypoint); err != nil {
 			return nil, nil, fmt.Errorf("proxy.Update: %w", err)
@@ -122,16 +129,18 @@ func (m *Mesh) Measure(reps int) (*Timings, *proxy.Proxy, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		updating := time.Now()
 		if err := p.Update(res.Waypoint); err != nil {
 			return nil, nil, err
 		}
 		d := time.Since(start)
+		rcu = append(rcu, time.Since(updating))
 		if p.Version() != before+1 {
 			return nil, nil, errors.New("the route change did not produce a new proxy snapshot")
 		}
 		rc = append(rc, d)
 	}
-	t.Translate, t.Compile, t.RouteChange = Median(tr), Median(cp), Median(rc)
+	t.Translate, t.Compile, t.RouteChange, t.RouteChangeUpdate = Median(tr), Median(cp), Median(rc), Median(rcu)
 	return &t, p, nil
 }
 
