@@ -203,7 +203,8 @@ func StartWaypoint(env *Env, cpus string) (*Target, error) {
 		return nil, err
 	}
 	p, err := start(env.Dir, "waypoint", cpus, env.WaypointBin, "standalone", "-f", mdir,
-		"--inbound-address", in.String(), "--status-address", st.String())
+		"--inbound-address", in.String(), "--status-address", st.String(),
+		"--metrics-address", "127.0.0.1:0", "--admin-address", "off")
 	if err != nil {
 		return nil, err
 	}
