@@ -56,26 +56,11 @@ func (t *translator) compileGRPCRoute(route *gwv1.GRPCRoute, b binding) []*ir.HT
 			}
 		}
 		for i, br := range rule.BackendRefs {
-			wb, problem := t.weightedBackend(route.Namespace, "GRPCRoute", br.BackendRef, b.service)
-			if problem != "" {
-				probs.refs = append(probs.refs, fmt.Sprintf("rule %d backendRef %d: %s", ri, i, problem))
+			fs := make([]backendFilter, len(br.Filters))
+			for j, f := range br.Filters {
+				fs[j] = backendFilter{string(f.Type), f.RequestHeaderModifier, f.ResponseHeaderModifier}
 			}
-			for _, f := range br.Filters {
-				switch f.Type {
-				case gwv1.GRPCRouteFilterRequestHeaderModifier:
-					if f.RequestHeaderModifier != nil {
-						wb.RequestHeaders = convertHeaderFilter(f.RequestHeaderModifier)
-					}
-				case gwv1.GRPCRouteFilterResponseHeaderModifier:
-					if f.ResponseHeaderModifier != nil {
-						wb.ResponseHeaders = convertHeaderFilter(f.ResponseHeaderModifier)
-					}
-				default:
-					probs.invalid = append(probs.invalid, fmt.Sprintf("rule %d backendRef %d: filter %s is not supported on a backendRef; its share of requests gets 500", ri, i, f.Type))
-					wb.Backend = ""
-				}
-			}
-			tmpl.Backends = append(tmpl.Backends, wb)
+			tmpl.Backends = append(tmpl.Backends, t.ruleBackend(route.Namespace, "GRPCRoute", br.BackendRef, fs, b.service, &probs, ri, i))
 		}
 		matches := rule.Matches
 		if len(matches) == 0 {

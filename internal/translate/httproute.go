@@ -101,26 +101,11 @@ func (t *translator) compileHTTPRoute(route *gwv1.HTTPRoute, b binding) []*ir.HT
 			tmpl.Retry = convertRetry(rule.Retry)
 		}
 		for i, br := range rule.BackendRefs {
-			wb, problem := t.weightedBackend(route.Namespace, "HTTPRoute", br.BackendRef, b.service)
-			if problem != "" {
-				probs.refs = append(probs.refs, fmt.Sprintf("rule %d backendRef %d: %s", ri, i, problem))
+			fs := make([]backendFilter, len(br.Filters))
+			for j, f := range br.Filters {
+				fs[j] = backendFilter{string(f.Type), f.RequestHeaderModifier, f.ResponseHeaderModifier}
 			}
-			for _, f := range br.Filters {
-				switch f.Type {
-				case gwv1.HTTPRouteFilterRequestHeaderModifier:
-					if f.RequestHeaderModifier != nil {
-						wb.RequestHeaders = convertHeaderFilter(f.RequestHeaderModifier)
-					}
-				case gwv1.HTTPRouteFilterResponseHeaderModifier:
-					if f.ResponseHeaderModifier != nil {
-						wb.ResponseHeaders = convertHeaderFilter(f.ResponseHeaderModifier)
-					}
-				default:
-					probs.invalid = append(probs.invalid, fmt.Sprintf("rule %d backendRef %d: filter %s is not supported on a backendRef; its share of requests gets 500", ri, i, f.Type))
-					wb.Backend = ""
-				}
-			}
-			tmpl.Backends = append(tmpl.Backends, wb)
+			tmpl.Backends = append(tmpl.Backends, t.ruleBackend(route.Namespace, "HTTPRoute", br.BackendRef, fs, b.service, &probs, ri, i))
 		}
 		if tmpl.Redirect != nil && len(tmpl.Backends) > 0 {
 			fail("a rule cannot both redirect and have backendRefs")
@@ -554,4 +539,35 @@ func (t *translator) resolveServiceEntryBackend(fromNS, fromKind string, ref gwv
 		return "", fmt.Sprintf("ServiceEntry %s/%s has no port %d (BackendNotFound)", ns, ref.Name, *ref.Port)
 	}
 	return "", fmt.Sprintf("ServiceEntry %s/%s not found (BackendNotFound)", ns, ref.Name)
+}
+
+// backendFilter is a backendRef's filter as HTTPRoute and GRPCRoute both
+// carry it: only the header modifiers are supported there.
+type backendFilter struct {
+	typ       string
+	req, resp *gwv1.HTTPHeaderFilter
+}
+
+// ruleBackend resolves one backendRef of a rule with its filters. A filter
+// the waypoint cannot apply makes the backendRef's share of requests a 500.
+func (t *translator) ruleBackend(fromNS, kind string, ref gwv1.BackendRef, filters []backendFilter,
+	parentSvc ir.NamespacedName, probs *ruleProblems, ri, i int) ir.WeightedBackend {
+	wb, problem := t.weightedBackend(fromNS, kind, ref, parentSvc)
+	if problem != "" {
+		probs.refs = append(probs.refs, fmt.Sprintf("rule %d backendRef %d: %s", ri, i, problem))
+	}
+	for _, f := range filters {
+		switch {
+		case f.typ == "RequestHeaderModifier" && f.req != nil:
+			wb.RequestHeaders = convertHeaderFilter(f.req)
+		case f.typ == "ResponseHeaderModifier" && f.resp != nil:
+			wb.ResponseHeaders = convertHeaderFilter(f.resp)
+		case f.typ == "RequestHeaderModifier" || f.typ == "ResponseHeaderModifier":
+			// declared without its modifier: nothing to apply
+		default:
+			probs.invalid = append(probs.invalid, fmt.Sprintf("rule %d backendRef %d: filter %s is not supported on a backendRef; its share of requests gets 500", ri, i, f.typ))
+			wb.Backend = ""
+		}
+	}
+	return wb
 }
