@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -271,7 +272,7 @@ func attachedRoutes(wp *Waypoint, refs refLookup) func(gwv1.Listener) int32 {
 				continue
 			}
 			r := route{c.Kind, c.Namespace, c.Name}
-			if c.Parent == gwParent {
+			if c.Parent == gwParent || strings.HasPrefix(c.Parent, gwParent+":") || strings.HasPrefix(c.Parent, gwParent+"#") {
 				viaGateway[r] = true
 			} else {
 				viaService[r] = true
@@ -324,11 +325,9 @@ func parentGKN(pr gwv1.ParentReference, routeNS string) (string, string, string)
 	return g, k, ns
 }
 
-// parentName is the translator's name for a parentRef ("Service ns/name",
-// "Gateway ns/name").
+// parentName is the translator's name for a parentRef.
 func parentName(pr gwv1.ParentReference, routeNS string) string {
-	_, k, ns := parentGKN(pr, routeNS)
-	return k + " " + ns + "/" + string(pr.Name)
+	return translate.ParentName(pr, routeNS)
 }
 
 // route rewrites this controller's entries of a route's status.parents from

@@ -45,7 +45,7 @@ func TestNoListenersAndAttachedRoutes(t *testing.T) {
 		{Kind: "HTTPRoute", Namespace: "ns", Name: "r-svc", Parent: "Service ns/b", Type: "Accepted", Status: "True", Reason: "Accepted"},
 		{Kind: "GRPCRoute", Namespace: "ns", Name: "g-svc", Parent: "Service ns/a", Type: "Accepted", Status: "True", Reason: "Accepted"},
 		{Kind: "HTTPRoute", Namespace: "ns", Name: "r-no", Parent: "Service ns/a", Type: "Accepted", Status: "False", Reason: "NoMatchingParent"},
-		{Kind: "HTTPRoute", Namespace: "ns", Name: "r-gw", Parent: "Gateway ns/two", Type: "Accepted", Status: "True", Reason: "Accepted"},
+		{Kind: "HTTPRoute", Namespace: "ns", Name: "r-gw", Parent: "Gateway ns/two#hbone", Type: "Accepted", Status: "True", Reason: "Accepted"},
 	}}
 	w := &status.Writer{Client: c, ControllerName: "kgateway.dev/kgateway-waypoint", GatewayClass: "kgateway-waypoint"}
 	err := w.Write(context.Background(), &source.Snapshot{HTTPRoutes: []*gwv1.HTTPRoute{viaGateway}}, []status.Waypoint{

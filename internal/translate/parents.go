@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"sort"
+	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -55,7 +56,7 @@ func (t *translator) bindParent(r routeRef, pr gwv1.ParentReference, proto ir.Pr
 	}
 	switch {
 	case kind == "Service" && (group == "" || group == "core"):
-		parent := "Service " + ns + "/" + string(pr.Name)
+		parent := ParentName(pr, r.meta.Namespace)
 		svc := t.served[ir.NamespacedName{Namespace: ns, Name: string(pr.Name)}]
 		if svc == nil {
 			return binding{}, false // a service of another waypoint, or none
@@ -83,7 +84,7 @@ func (t *translator) bindParent(r routeRef, pr gwv1.ParentReference, proto ir.Pr
 		accepted(parent, "True", "Accepted", "")
 		return b, true
 	case kind == "ServiceEntry" && group == "networking.istio.io":
-		parent := "ServiceEntry " + ns + "/" + string(pr.Name)
+		parent := ParentName(pr, r.meta.Namespace)
 		hosts := t.servedSE[ir.NamespacedName{Namespace: ns, Name: string(pr.Name)}]
 		if hosts == nil {
 			return binding{}, false
@@ -109,7 +110,7 @@ func (t *translator) bindParent(r routeRef, pr gwv1.ParentReference, proto ir.Pr
 		if ns != t.gw.Namespace || string(pr.Name) != t.gw.Name {
 			return binding{}, false
 		}
-		parent := "Gateway " + ns + "/" + string(pr.Name)
+		parent := ParentName(pr, r.meta.Namespace)
 		if pr.SectionName != nil && !t.hasListener(string(*pr.SectionName), 0) {
 			accepted(parent, "False", "NoMatchingParent", fmt.Sprintf("the waypoint has no listener named %q", *pr.SectionName))
 			return binding{}, false
@@ -135,6 +136,28 @@ func (t *translator) bindParent(r routeRef, pr gwv1.ParentReference, proto ir.Pr
 		return b, true
 	}
 	return binding{}, false
+}
+
+// ParentName names a route's parentRef in conditions: its kind,
+// namespace/name, then ":port" and "#sectionName" when the ref has them,
+// so that two refs to one Service on different ports stay apart ("Service
+// ns/svc:8080", "Gateway ns/wp#mesh").
+func ParentName(pr gwv1.ParentReference, routeNS string) string {
+	kind, ns := "Gateway", routeNS
+	if pr.Kind != nil {
+		kind = string(*pr.Kind)
+	}
+	if pr.Namespace != nil && *pr.Namespace != "" {
+		ns = string(*pr.Namespace)
+	}
+	name := kind + " " + ns + "/" + string(pr.Name)
+	if pr.Port != nil {
+		name += ":" + strconv.Itoa(int(*pr.Port))
+	}
+	if pr.SectionName != nil {
+		name += "#" + string(*pr.SectionName)
+	}
+	return name
 }
 
 // hasListener reports whether the waypoint has a mesh listener with that
