@@ -175,3 +175,38 @@ func TestEncodedSlashIsNotAPathSeparatorForPolicies(t *testing.T) {
 		}
 	}
 }
+
+// TestH2CMaxConcurrentStreamsAdvertised: the HTTP/2 listener announces the
+// configured stream limit in its first SETTINGS frame.
+func TestH2CMaxConcurrentStreamsAdvertised(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	w, _ := startLimited(t, svcManifests(b.addr), inbound.Options{HTTP: inbound.HTTPOptions{MaxConcurrentStreams: 7}})
+	c := w.dial(vip, curlID)
+	if _, err := io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	head := make([]byte, 9)
+	if _, err := io.ReadFull(br, head); err != nil {
+		t.Fatal(err)
+	}
+	length := int(head[0])<<16 | int(head[1])<<8 | int(head[2])
+	if head[3] != 0x4 {
+		t.Fatalf("first frame type %d, want SETTINGS", head[3])
+	}
+	payload := make([]byte, length)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+6 <= len(payload); i += 6 {
+		id := int(payload[i])<<8 | int(payload[i+1])
+		val := int(payload[i+2])<<24 | int(payload[i+3])<<16 | int(payload[i+4])<<8 | int(payload[i+5])
+		if id == 0x3 { // SETTINGS_MAX_CONCURRENT_STREAMS
+			if val != 7 {
+				t.Fatalf("max concurrent streams %d, want 7", val)
+			}
+			return
+		}
+	}
+	t.Fatal("no SETTINGS_MAX_CONCURRENT_STREAMS in the server's settings")
+}
