@@ -68,7 +68,6 @@ package authz
 import (
 	"net/http"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
@@ -150,12 +149,13 @@ const (
 // Evaluator is a compiled set of policies. It is immutable and safe for
 // concurrent use.
 type Evaluator struct {
-	custom   []*policy // enforced CUSTOM policies (external authorization)
-	deny     []*policy // enforced DENY policies
-	allow    []*policy // enforced ALLOW policies
-	shadow   []*policy // dry-run policies and AUDIT policies
-	hops     uint32
-	warnings []string
+	custom    []*policy // enforced CUSTOM policies (external authorization)
+	providers []string  // distinct providers of custom, in policy order
+	deny      []*policy // enforced DENY policies
+	allow     []*policy // enforced ALLOW policies
+	shadow    []*policy // dry-run policies and AUDIT policies
+	hops      uint32
+	warnings  []string
 }
 
 // Empty reports whether no policy applies: Evaluate would allow everything and
@@ -190,18 +190,13 @@ func (e *Evaluator) Custom(r *Request) (provider, policy string, matched bool) {
 }
 
 // CustomProviders lists the distinct providers the enforced CUSTOM
-// policies name (Istio allows one per workload).
+// policies name (Istio allows one per workload). Compile works the list out
+// once; callers must not modify it.
 func (e *Evaluator) CustomProviders() []string {
 	if e == nil {
 		return nil
 	}
-	var out []string
-	for _, p := range e.custom {
-		if !slices.Contains(out, p.provider) {
-			out = append(out, p.provider)
-		}
-	}
-	return out
+	return e.providers
 }
 
 // Evaluate applies the DENY and ALLOW policies (CUSTOM is the caller's,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/textproto"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -110,6 +111,9 @@ func Compile(policies []*ir.AuthzPolicy, opts Options) *Evaluator {
 			e.shadow = append(e.shadow, cp)
 		case cp.action == ir.AuthzCustom:
 			e.custom = append(e.custom, cp)
+			if !slices.Contains(e.providers, cp.provider) {
+				e.providers = append(e.providers, cp.provider)
+			}
 		case cp.action == ir.AuthzDeny:
 			e.deny = append(e.deny, cp)
 		default:
