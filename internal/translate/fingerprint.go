@@ -89,6 +89,17 @@ func (f *fingerprinter) worker() *fingerprinter {
 	return &fingerprinter{buf: make([]byte, 0, 1024), rules: f.rules, policies: f.policies, jwtRules: f.jwtRules, frozen: true}
 }
 
+// remember keeps the encoding buffer b for reuse and returns its digest,
+// storing it under k in m unless f is a read-only worker.
+func remember[K comparable](f *fingerprinter, m map[K]digest, k K, b []byte) digest {
+	f.buf = b
+	d := sha256.Sum256(b)
+	if !f.frozen {
+		m[k] = d
+	}
+	return d
+}
+
 // digestShared digests the routes, policies and JWT rules of a port.
 func (f *fingerprinter) digestShared(p *ir.ServicePort) {
 	for _, r := range p.Routes {
@@ -227,12 +238,7 @@ func (f *fingerprinter) rule(r *ir.HTTPRouteRule) digest {
 		b = putInt(b, rt.BackoffMs)
 	}
 	b = putString(b, r.Unsupported)
-	f.buf = b
-	d := sha256.Sum256(b)
-	if !f.frozen {
-		f.rules[r] = d
-	}
-	return d
+	return remember(f, f.rules, r, b)
 }
 
 func (f *fingerprinter) policy(p *ir.AuthzPolicy) digest {
@@ -303,12 +309,7 @@ func (f *fingerprinter) policy(p *ir.AuthzPolicy) digest {
 		}
 	}
 	b = putString(b, p.Invalid)
-	f.buf = b
-	d := sha256.Sum256(b)
-	if !f.frozen {
-		f.policies[p] = d
-	}
-	return d
+	return remember(f, f.policies, p, b)
 }
 
 func (f *fingerprinter) jwtRule(j *ir.JWTRule) digest {
@@ -342,12 +343,7 @@ func (f *fingerprinter) jwtRule(j *ir.JWTRule) digest {
 	b = putInt(b, j.TimeoutMs)
 	b = putStrings(b, j.SpaceDelimitedClaims)
 	b = putBool(b, j.Required)
-	f.buf = b
-	d := sha256.Sum256(b)
-	if !f.frozen {
-		f.jwtRules[j] = d
-	}
-	return d
+	return remember(f, f.jwtRules, j, b)
 }
 
 func putMatch(b []byte, m *ir.HTTPMatch) []byte {
