@@ -35,6 +35,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/status"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/xds"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/xds/tokenreview"
 )
 
 // Defaults.
@@ -140,7 +141,7 @@ func New(cfg *rest.Config, o Options) (*Controller, error) {
 		return nil, err
 	}
 	c.xds = xds.NewServer(xds.ServerOptions{Logger: o.Logger,
-		Auth: &xds.TokenReviewAuthenticator{Client: cs.AuthenticationV1(), Audience: o.Deployer.TokenAudience}})
+		Auth: &tokenreview.Authenticator{Client: cs.AuthenticationV1(), Audience: o.Deployer.TokenAudience}})
 	c.status = &status.Writer{Client: mgr.GetClient(), ControllerName: gwv1.GatewayController(o.ControllerName),
 		GatewayClass: o.GatewayClass, ClusterDomain: o.Translate.ClusterDomain}
 	c.xdsLn, err = net.Listen("tcp", o.XDSAddress)
