@@ -29,6 +29,7 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 	lr := &limitReader{r: pb, n: -1}
 	hr := bufio.NewReaderSize(lr, 4096)
 	watch := &connWatch{c: c, pb: pb}
+	defer watch.close()
 	info := InfoFromContext(ctx)
 	remote := info.Source.String()
 	served := 0
@@ -77,12 +78,12 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		// is buffered.
 		if req.Body == http.NoBody {
 			if hr.Buffered() == 0 {
-				watch.start()
+				watch.arm()
 			}
 		} else {
 			body.onDone = func() {
 				if hr.Buffered() == 0 {
-					watch.start()
+					watch.arm()
 				}
 			}
 		}
@@ -225,15 +226,22 @@ func (p *pushback) Read(b []byte) (int, error) {
 	return p.r.Read(b)
 }
 
+// watchDelay is how long a request may wait on its upstream before the
+// connection is watched for the client leaving. Most exchanges end
+// sooner, and then cost no read, goroutine or wake-up for the watch.
+const watchDelay = 200 * time.Millisecond
+
 // connWatch notices a client closing its connection while a request is
-// in flight: it reads from the connection (at most one byte, which it puts
-// back for the next request) and, on EOF or an error, cancels the
+// in flight: once the request body is over and the exchange has taken
+// watchDelay, it reads from the connection (at most one byte, which it
+// puts back for the next request) and, on EOF or an error, cancels the
 // request's context. One per connection, armed per request.
 type connWatch struct {
 	c  net.Conn
 	pb *pushback
 
 	mu      sync.Mutex
+	timer   *time.Timer // fires start, reused across requests
 	cancel  context.CancelFunc
 	armed   bool // the request may still start the watch
 	started bool
@@ -242,11 +250,28 @@ type connWatch struct {
 	b       [1]byte
 }
 
-// reset arms the watch for the next request.
+// reset prepares the watch for the next request.
 func (w *connWatch) reset(cancel context.CancelFunc) {
 	w.mu.Lock()
-	w.cancel, w.gone, w.armed, w.started = cancel, false, true, false
+	w.cancel, w.gone, w.armed, w.started = cancel, false, false, false
 	w.mu.Unlock()
+}
+
+// arm starts the watch after watchDelay, unless the request ends first.
+// The caller has checked that nothing of the connection is buffered: from
+// here until stop, nobody else reads it.
+func (w *connWatch) arm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.armed || w.started {
+		return
+	}
+	w.armed = true
+	if w.timer == nil {
+		w.timer = time.AfterFunc(watchDelay, w.start)
+	} else {
+		w.timer.Reset(watchDelay)
+	}
 }
 
 // start begins watching, once per request, unless the request is over.
@@ -277,6 +302,9 @@ func (w *connWatch) start() {
 // connection ended.
 func (w *connWatch) stop() bool {
 	w.mu.Lock()
+	if w.armed && w.timer != nil {
+		w.timer.Stop() // a late fire finds armed false and does nothing
+	}
 	w.armed = false
 	started, done := w.started, w.done
 	w.started = false
@@ -287,6 +315,16 @@ func (w *connWatch) stop() bool {
 	_ = w.c.SetReadDeadline(time.Unix(1, 0)) // wakes the read
 	<-done
 	return w.gone
+}
+
+// close releases the watch's timer when the connection ends.
+func (w *connWatch) close() {
+	w.stop()
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.mu.Unlock()
 }
 
 // continueReader sends "100 Continue" before the first body read, unless
