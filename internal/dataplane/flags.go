@@ -23,6 +23,7 @@ func BindFlags(f *pflag.FlagSet, o *Options) {
 	f.StringVar(&o.AccessLogFormat, "access-log-format", "text", "access log format: text (Istio's default) or json")
 	f.StringVar(&o.TracingEndpoint, "tracing-endpoint", "", "OTLP collector for traces (grpc://host:4317 or http://host:4318); empty: no tracing")
 	f.Float64Var(&o.TracingSampling, "tracing-sampling", 0.01, "ratio (0 to 1) of new traces sampled")
+	f.BoolVar(&o.Inbound.HTTP.AllowCustomMethods, "allow-custom-methods", false, "serve request methods outside the registered set (default: 400, as Envoy)")
 	bindLimits(f, o)
 }
 
@@ -39,6 +40,10 @@ func bindLimits(f *pflag.FlagSet, o *Options) {
 	f.IntVar(&o.Inbound.HTTP.MaxRequestsPerConnection, "max-requests-per-connection", 0, "close an HTTP/1 connection after that many requests (0: no limit)")
 	f.IntVar(&o.Inbound.HTTP.MaxConcurrentStreams, "max-concurrent-streams", 100, "HTTP/2 streams per connection")
 	f.DurationVar(&o.Upstream.ConnectTimeout, "connect-timeout", 10*time.Second, "upstream connect timeout")
+	f.IntVar(&o.Upstream.MaxResponseHeaderBytes, "max-response-header-bytes", 60<<10, "upstream response head size limit (502 past it)")
+	f.DurationVar(&o.Streams.IdleTimeout, "stream-idle-timeout", 5*time.Minute, "end a request when nothing moved on it for that long (408 before the response)")
+	f.IntVar(&o.Streams.MaxRetries, "max-retries", 10, "retries of one request at most, whatever its route asks")
+	f.IntVar(&o.Streams.MaxMirrors, "max-mirrors-in-flight", 256, "mirrored requests in flight at most; more are dropped")
 }
 
 // LimitFlags are the names of the flags that tune limits and drain: what a

@@ -9,6 +9,7 @@
 package proxy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
@@ -36,6 +38,16 @@ type Options struct {
 	Upstream upstream.Options
 	// LocalPrincipal is the waypoint's own identity, given to authorizers.
 	LocalPrincipal string
+	// StreamIdleTimeout ends a request when nothing moved on it, in either
+	// direction, for that long (default 5m, Envoy's stream_idle_timeout):
+	// 408 before the response started, else the stream is reset.
+	StreamIdleTimeout time.Duration
+	// MaxRetries caps the retries of one request whatever its route asks
+	// (default 10).
+	MaxRetries int
+	// MaxMirrorsInFlight bounds the mirrored requests in flight (default
+	// 256); past it, mirrors are dropped and counted.
+	MaxMirrorsInFlight int
 	// Telemetry records metrics, access logs and traces; nil is off.
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger
@@ -55,6 +67,11 @@ type Proxy struct {
 	jwks *authn.JWKSCache
 	// tel is Options.Telemetry (nil: off).
 	tel *telemetry.Telemetry
+	// streamIdle and maxRetries are the options' bounds, defaulted.
+	streamIdle time.Duration
+	maxRetries int
+	// mirrors are the mirrored requests in flight.
+	mirrors *mirrorSet
 }
 
 // New builds a proxy with no configuration: it refuses every connection
@@ -74,6 +91,9 @@ func New(opts Options) *Proxy {
 		serverHeader: []string{opts.ServerHeader},
 		jwks:         authn.NewJWKSCache(nil, 0),
 		tel:          opts.Telemetry,
+		streamIdle:   cmp.Or(opts.StreamIdleTimeout, defaultStreamIdleTimeout),
+		maxRetries:   cmp.Or(opts.MaxRetries, defaultMaxRetries),
+		mirrors:      newMirrorSet(cmp.Or(opts.MaxMirrorsInFlight, 256)),
 	}
 	p.jwks.SetLogger(opts.Logger)
 	return p
@@ -501,6 +521,7 @@ func (p *Proxy) Classify(info *inbound.ConnInfo) (ir.Protocol, any, bool) {
 // Close releases pooled upstream connections, the key cache and the
 // authorizer clients.
 func (p *Proxy) Close() {
+	p.mirrors.close()
 	p.pool.Close()
 	p.jwks.Close()
 	if c := p.config.Load(); c != nil && c.auth != nil {
