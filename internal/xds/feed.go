@@ -38,11 +38,10 @@ func (f *Feed) Run(ctx context.Context, install func(func() (*ir.Waypoint, error
 		f.mu.Unlock()
 		return err
 	}
-	err := c.Run(ctx)
-	if ctx.Err() != nil {
-		return nil
+	if err := c.Run(ctx); err != nil && ctx.Err() == nil {
+		return err
 	}
-	return err
+	return nil // ctx ended: not an error
 }
 
 // Debug is the feed's part of GET /debug/status.
