@@ -331,3 +331,16 @@ func (t *Telemetry) RegisterGaugeFunc(name, help string, f func() float64) error
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// RegisterCounterFunc exposes kgateway_waypoint_<name>{labels} as a
+// counter read from f at each scrape (counts kept elsewhere, such as the
+// listener's). Calls may share a name with different label values.
+func (t *Telemetry) RegisterCounterFunc(name, help string, labels map[string]string, f func() float64) error {
+	if t == nil {
+		return nil
+	}
+	if name == "" || f == nil {
+		return errors.New("RegisterCounterFunc: name and func are required")
+	}
+	return t.health.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, f))
+}
