@@ -23,6 +23,7 @@ func BindFlags(f *pflag.FlagSet, o *Options) {
 	f.StringVar(&o.AccessLogFormat, "access-log-format", "text", "access log format: text (Istio's default) or json")
 	f.StringVar(&o.TracingEndpoint, "tracing-endpoint", "", "OTLP collector for traces (grpc://host:4317 or http://host:4318); empty: no tracing")
 	f.Float64Var(&o.TracingSampling, "tracing-sampling", 0.01, "ratio (0 to 1) of new traces sampled")
+	f.Var(cidrList{&o.Inbound.AllowedSources}, "proxy-protocol-allowed-cidrs", proxyProtocolSourcesUsage)
 	f.BoolVar(&o.Inbound.HTTP.AllowCustomMethods, "allow-custom-methods", false, "serve request methods outside the registered set (default: 400, as Envoy)")
 	bindLimits(f, o)
 }
