@@ -354,11 +354,18 @@ func curl(t *testing.T, inbound string, dst netip.AddrPort, method, path string,
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	if err := req.Write(c); err != nil {
+	// One write: the waypoint may answer (431) and close before it has read
+	// the whole request, and then its answer is what counts.
+	var raw bytes.Buffer
+	if err := req.Write(&raw); err != nil {
 		t.Fatal(err)
 	}
+	_, werr := c.Write(raw.Bytes())
 	resp, err := http.ReadResponse(bufio.NewReader(c), req)
 	if err != nil {
+		if werr != nil {
+			err = werr
+		}
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
