@@ -49,6 +49,10 @@ type ConnInfo struct {
 	Identity string
 	// Hostname is the service hostname from TLV 0xD1, "" when absent.
 	Hostname string
+	// Baggage and Traceparent are the CONNECT's headers of those names
+	// (native HBONE only), for telemetry and tracing.
+	Baggage     string
+	Traceparent string
 	// Service is the handler's state for the destination, as returned by
 	// Handler.Classify; the handler may look it up again per request.
 	Service any
@@ -233,6 +237,11 @@ type Server struct {
 	stats     Stats
 	limitLog  rateLimiter
 	sourceLog rateLimiter
+
+	// The native HBONE listener's state (hbone.go).
+	hstats    HBONEStats
+	hboneOnce sync.Once
+	hbone     *hboneState
 }
 
 // Stats returns the listener's counters.
@@ -353,6 +362,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	h2done := make(chan struct{})
 	go func() {
 		_ = s.h2.Shutdown(ctx)
+		if hs := s.hboneState(); hs != nil {
+			_ = hs.base.Shutdown(ctx) // GOAWAY on every HBONE connection
+		}
 		close(h2done)
 	}()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -391,6 +403,13 @@ func (s *Server) Close() error {
 		_ = c.Close()
 	}
 	s.mu.Unlock()
+	if hs := s.hboneState(); hs != nil {
+		hs.mu.Lock()
+		for c := range hs.conns {
+			_ = c.Close()
+		}
+		hs.mu.Unlock()
+	}
 	_ = s.h2.Close()
 	s.wg.Wait()
 	return nil
@@ -424,19 +443,27 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 			"destination", info.Destination.String(), "source", info.Source.String(), "identity", info.Identity)
 		return
 	}
+	handedOff = s.dispatch(c, br, info, proto, svc, st)
+}
+
+// dispatch serves a connection whose destination is classified: TCP, or
+// HTTP/1.1 or h2c by its first bytes. It reports whether the connection
+// was handed to the h2c server, which then owns it. The PROXY listener and
+// the HBONE listener (each CONNECT stream) share it.
+func (s *Server) dispatch(c net.Conn, br *bufio.Reader, info *ConnInfo, proto ir.Protocol, svc any, st *connState) (handedOff bool) {
 	info.Service = svc
 	ctx := context.WithValue(context.Background(), ctxKey{}, info)
 	if proto == ir.ProtocolTCP {
 		s.connEvent("tcp", true)
 		defer s.connEvent("tcp", false)
 		s.h.ServeTCP(ctx, c, br, info)
-		return
+		return false
 	}
 	// HTTP: HTTP/2 prior knowledge starts with the client preface.
 	_ = c.SetReadDeadline(time.Now().Add(s.opts.HTTP.ReadHeaderTimeout))
 	isH2, err := hasH2Preface(br)
 	if err != nil {
-		return
+		return false
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	if isH2 {
@@ -444,15 +471,15 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 		defer s.connEvent("h2c", false)
 		pc := &prefaceConn{Conn: c, r: br, info: info, done: make(chan struct{})}
 		if s.h2ln.deliver(pc) {
-			handedOff = true
 			<-pc.done // keep the connection tracked until http.Server closes it
-			return
+			return true
 		}
-		return
+		return false
 	}
 	s.connEvent("http1", true)
 	defer s.connEvent("http1", false)
 	serveHTTP1(ctx, c, br, s.h, &s.opts.HTTP, s.opts.Logger, st, s.draining.Load, &s.stats)
+	return false
 }
 
 // h2Guard refuses HTTP/2 requests the waypoint does not serve, before the
