@@ -153,14 +153,26 @@ func (r *Runner) load() (*translate.Result, error) {
 func (r *Runner) logConditionChanges(res *translate.Result) {
 	r.mu.Lock()
 	prev := map[string]translate.Condition{}
+	prevListeners := map[string]translate.Verdict{}
 	if r.result != nil {
 		for _, c := range r.result.Conditions {
-			prev[condKey(c)] = c
+			prev[c.Key()] = c
+		}
+		for _, l := range r.result.Gateway.Listeners {
+			prevListeners[string(l.Name)] = l.Accepted
 		}
 	}
 	r.mu.Unlock()
+	gw := res.Waypoint.Gateway
+	for _, l := range res.Gateway.Listeners {
+		if p, ok := prevListeners[string(l.Name)]; (ok && p == l.Accepted) || l.Accepted.Status == "True" {
+			continue
+		}
+		r.log.Warn("status", "kind", "Gateway", "namespace", gw.Namespace, "name", gw.Name, "listener", l.Name,
+			"type", "Accepted", "status", l.Accepted.Status, "reason", l.Accepted.Reason, "message", l.Accepted.Message)
+	}
 	for _, c := range res.Conditions {
-		if p, ok := prev[condKey(c)]; ok && p == c {
+		if p, ok := prev[c.Key()]; ok && p.Status == c.Status && p.Reason == c.Reason && p.Message == c.Message {
 			continue
 		}
 		lvl := slog.LevelInfo
@@ -168,12 +180,8 @@ func (r *Runner) logConditionChanges(res *translate.Result) {
 			lvl = slog.LevelWarn
 		}
 		r.log.Log(context.Background(), lvl, "status", "kind", c.Kind, "namespace", c.Namespace, "name", c.Name,
-			"parent", c.Parent, "type", c.Type, "status", c.Status, "reason", c.Reason, "message", c.Message)
+			"parent", c.ParentName(), "type", c.Type, "status", c.Status, "reason", c.Reason, "message", c.Message)
 	}
-}
-
-func condKey(c translate.Condition) string {
-	return c.Kind + "|" + c.Namespace + "|" + c.Name + "|" + c.Parent + "|" + c.Type
 }
 
 // Reload re-reads the manifests now (the watcher calls it; so does SIGHUP).
@@ -198,6 +206,8 @@ func (r *Runner) debugStatus() any {
 	}
 	if r.result != nil {
 		out["gateway"] = r.result.Waypoint.Gateway.String()
+		out["accepted"] = r.result.Gateway.Accepted
+		out["listeners"] = r.result.Gateway.Listeners
 		out["conditions"] = r.result.Conditions
 	}
 	return out

@@ -20,8 +20,8 @@ func (t *translator) attachRoutes() {
 	perPort := map[*ir.ServicePort][]attachment{}
 	for _, route := range t.snap.HTTPRoutes {
 		ref := routeRef{kind: "HTTPRoute", meta: &route.ObjectMeta}
-		for _, pr := range route.Spec.ParentRefs {
-			b, ok := t.bindParent(ref, pr, ir.ProtocolHTTP)
+		for i, pr := range route.Spec.ParentRefs {
+			b, ok := t.bindParent(ref, i, pr, ir.ProtocolHTTP)
 			if !ok {
 				continue
 			}
@@ -34,8 +34,8 @@ func (t *translator) attachRoutes() {
 	}
 	for _, route := range t.snap.GRPCRoutes {
 		ref := routeRef{kind: "GRPCRoute", meta: &route.ObjectMeta}
-		for _, pr := range route.Spec.ParentRefs {
-			b, ok := t.bindParent(ref, pr, ir.ProtocolHTTP)
+		for i, pr := range route.Spec.ParentRefs {
+			b, ok := t.bindParent(ref, i, pr, ir.ProtocolHTTP)
 			if !ok {
 				continue
 			}
@@ -57,7 +57,7 @@ type ruleProblems struct {
 	refs    []string // unresolved references ("... (Reason)")
 }
 
-func (p *ruleProblems) report(t *translator, r routeRef, parent string) {
+func (p *ruleProblems) report(t *translator, r routeRef, parent *ParentRef) {
 	refs := Condition{Kind: r.kind, Namespace: r.meta.Namespace, Name: r.meta.Name, Parent: parent,
 		Type: "ResolvedRefs", Status: "True", Reason: "ResolvedRefs"}
 	if len(p.refs) > 0 {
