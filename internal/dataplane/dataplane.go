@@ -24,6 +24,13 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 )
 
+// StreamLimits bound each request's life in the proxy.
+type StreamLimits struct {
+	IdleTimeout time.Duration // Envoy's stream idle timeout (default 5m)
+	MaxRetries  int           // retries per request, whatever a route asks (default 10)
+	MaxMirrors  int           // mirrored requests in flight (default 256)
+}
+
 // Options configure the listeners, the telemetry and the proxy.
 type Options struct {
 	// StatusAddress serves /healthz/ready and /debug/status (default
@@ -55,6 +62,9 @@ type Options struct {
 	// Inbound are the listener's limits; Upstream tunes the pools.
 	Inbound  inbound.Options
 	Upstream upstream.Options
+	// Streams are the per-request bounds: the stream idle timeout, the
+	// retry cap and the mirrors in flight (see proxy.Options).
+	Streams StreamLimits
 	// DrainDelay is how long readiness reports 503 before the listener
 	// stops accepting (default 5s); DrainTimeout bounds the wait for
 	// in-flight requests and connections after that (default 30s).
@@ -117,6 +127,7 @@ func Start(o Options) (*DataPlane, error) {
 	d.Proxy = proxy.New(proxy.Options{
 		ServerHeader: o.ServerHeader, Logger: o.Logger, Upstream: up, Telemetry: d.tel,
 		PathNormalization: o.PathNormalization, ExtAuthzProviders: o.ExtAuthzProviders,
+		StreamIdleTimeout: o.Streams.IdleTimeout, MaxRetries: o.Streams.MaxRetries, MaxMirrorsInFlight: o.Streams.MaxMirrors,
 	})
 	reg := d.tel.Registry()
 	for _, l := range []struct {

@@ -17,6 +17,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +109,9 @@ type HTTPOptions struct {
 	// MaxConcurrentStreams bounds the streams of one HTTP/2 connection
 	// (default 100).
 	MaxConcurrentStreams int
+	// AllowCustomMethods serves methods outside the registered set (any
+	// token); by default they get 400, as Envoy answers.
+	AllowCustomMethods bool
 }
 
 // Stats count what the listener refused and why; read them with Load.
@@ -179,7 +184,7 @@ func NewServer(h Handler, opts Options) *Server {
 	protos.SetUnencryptedHTTP2(true)
 	s.h2ln = newChanListener()
 	s.h2 = &http.Server{
-		Handler:           h,
+		Handler:           &h2Guard{h: h, allowCustom: opts.HTTP.AllowCustomMethods, stats: &s.stats, log: opts.Logger},
 		Protocols:         &protos,
 		ReadHeaderTimeout: opts.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       opts.HTTP.IdleTimeout,
@@ -373,6 +378,48 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 	s.connEvent("http1", true)
 	defer s.connEvent("http1", false)
 	serveHTTP1(ctx, c, br, s.h, &s.opts.HTTP, s.opts.Logger, st, s.draining.Load, &s.stats)
+}
+
+// h2Guard refuses HTTP/2 requests the waypoint does not serve, before the
+// handler sees them, exactly as the HTTP/1 reader refuses them: CONNECT
+// (405), methods outside the registered set, an invalid :authority, and a
+// :path that is neither origin-form nor "*" for OPTIONS (400). x/net/http2
+// has already refused control characters in header values and malformed
+// pseudo-headers (a stream error).
+type h2Guard struct {
+	h           http.Handler
+	allowCustom bool
+	stats       *Stats
+	log         *slog.Logger
+}
+
+func (g *h2Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	status, msg := 0, ""
+	switch {
+	case r.Method == http.MethodConnect:
+		status, msg = http.StatusMethodNotAllowed, "CONNECT is not supported on this listener"
+	case !MethodAllowed(r.Method, g.allowCustom):
+		status, msg = http.StatusBadRequest, "unknown HTTP method"
+	case !validAuthority(r.Host):
+		status, msg = http.StatusBadRequest, "invalid :authority"
+	case r.RequestURI == "*":
+		if r.Method != http.MethodOptions {
+			status, msg = http.StatusBadRequest, "asterisk-form is only valid for OPTIONS"
+		}
+	case r.RequestURI == "" || r.RequestURI[0] != '/' || strings.IndexByte(r.RequestURI, '#') >= 0:
+		status, msg = http.StatusBadRequest, "malformed :path"
+	}
+	if status == 0 {
+		g.h.ServeHTTP(w, r)
+		return
+	}
+	g.stats.BadRequests.Add(1)
+	g.log.Debug("refused HTTP/2 request", "reason", msg)
+	h := w.Header()
+	h["Content-Type"] = []string{"text/plain"}
+	h["Content-Length"] = []string{strconv.Itoa(len(msg))}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, msg)
 }
 
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
