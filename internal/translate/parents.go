@@ -33,6 +33,25 @@ type binding struct {
 	// route may send to it without a ReferenceGrant: its clients can reach
 	// that service anyway.
 	service ir.NamespacedName
+	// via are the listeners a Gateway parent binds through (nil for a
+	// Service or ServiceEntry parent), for attachedRoutes.
+	via []*listener
+}
+
+// accept records that the route is accepted by its parent: its Accepted
+// condition, and the attachment for the listeners' attachedRoutes.
+func (t *translator) accept(r routeRef, b binding) {
+	t.routeCond(r, b.parent, "Accepted", metav1.ConditionTrue, "Accepted", "")
+	if b.via == nil {
+		t.viaService[r.key()] = true
+		return
+	}
+	for _, l := range b.via {
+		if t.viaGateway[l.index] == nil {
+			t.viaGateway[l.index] = map[routeKey]bool{}
+		}
+		t.viaGateway[l.index][r.key()] = true
+	}
 }
 
 func (t *translator) routeCond(r routeRef, parent *ParentRef, typ string, status metav1.ConditionStatus, reason, msg string) {
@@ -41,10 +60,11 @@ func (t *translator) routeCond(r routeRef, parent *ParentRef, typ string, status
 }
 
 // bindParent resolves the parentRef at index idx of a route to the service
-// ports of this waypoint the route binds to (ports of protocol proto),
-// recording the parent's Accepted condition. ok is false when the route
-// does not bind; no status is written for parents that belong to other
-// waypoints or controllers.
+// ports of this waypoint the route binds to (ports of protocol proto). ok
+// is false when the route does not bind, with the Accepted=False condition
+// saying why, or none for parents that belong to other waypoints or
+// controllers. When ok, the caller accepts the route (accept), or refuses
+// it when none of its rules is usable.
 func (t *translator) bindParent(r routeRef, idx int, pr gwv1.ParentReference, proto ir.Protocol) (binding, bool) {
 	ns := r.meta.Namespace
 	if pr.Namespace != nil && *pr.Namespace != "" {
@@ -91,7 +111,7 @@ func (t *translator) bindParent(r routeRef, idx int, pr gwv1.ParentReference, pr
 			}
 		}
 		if len(b.ports) == 0 {
-			what := "an " + string(proto) + " port"
+			what := string(proto) + " port"
 			switch {
 			case pr.Port != nil && pr.SectionName != nil:
 				what = fmt.Sprintf("%s port %d named %q", proto, *pr.Port, *pr.SectionName)
@@ -103,8 +123,6 @@ func (t *translator) bindParent(r routeRef, idx int, pr gwv1.ParentReference, pr
 			accepted(metav1.ConditionFalse, "NoMatchingParent", fmt.Sprintf("%s has no %s (%s attaches to %s ports)", name, what, r.kind, proto))
 			return binding{}, false
 		}
-		accepted(metav1.ConditionTrue, "Accepted", "")
-		t.viaService[r.key()] = true
 		return b, true
 	case kind == "ServiceEntry" && group == "networking.istio.io":
 		hosts := t.servedSE[ir.NamespacedName{Namespace: ns, Name: string(pr.Name)}]
@@ -129,8 +147,6 @@ func (t *translator) bindParent(r routeRef, idx int, pr gwv1.ParentReference, pr
 			accepted(metav1.ConditionFalse, "NoMatchingParent", fmt.Sprintf("%s has no matching %s port", name, proto))
 			return binding{}, false
 		}
-		accepted(metav1.ConditionTrue, "Accepted", "")
-		t.viaService[r.key()] = true
 		return b, true
 	case kind == "Gateway" && group == gwv1.GroupName:
 		if ns != t.gw.Namespace || string(pr.Name) != t.gw.Name {
@@ -141,13 +157,7 @@ func (t *translator) bindParent(r routeRef, idx int, pr gwv1.ParentReference, pr
 			accepted(metav1.ConditionFalse, reason, msg)
 			return binding{}, false
 		}
-		for _, l := range via {
-			if t.viaGateway[l.index] == nil {
-				t.viaGateway[l.index] = map[routeKey]bool{}
-			}
-			t.viaGateway[l.index][r.key()] = true
-		}
-		b := binding{parent: parent}
+		b := binding{parent: parent, via: via}
 		for _, s := range t.out.Services {
 			for _, sp := range s.Ports {
 				if sp.Protocol == proto {
@@ -155,7 +165,6 @@ func (t *translator) bindParent(r routeRef, idx int, pr gwv1.ParentReference, pr
 				}
 			}
 		}
-		accepted(metav1.ConditionTrue, "Accepted", "")
 		return b, true
 	}
 	return binding{}, false
@@ -268,10 +277,22 @@ func orderRoutes(perPort map[*ir.ServicePort][]attachment) {
 	for sp, atts := range perPort {
 		sort.SliceStable(atts, func(i, j int) bool { return precedes(atts[i], atts[j]) })
 		sp.Routes = make([]*ir.HTTPRouteRule, 0, len(atts))
-		seen := map[*ir.HTTPRouteRule]bool{}
+		// A route bound to the port through two parentRefs (the Service
+		// and the Gateway, say) is compiled once per parent; its entries
+		// are listed once. For one client namespace the two compile alike:
+		// only a consumer route's parent Service changes a backendRef's
+		// resolution, and a consumer route has one parent per port.
+		type entryKey struct {
+			route       ir.NamespacedName
+			rule, match int
+			client      string
+			grpc        bool
+		}
+		seen := make(map[entryKey]bool, len(atts))
 		for _, a := range atts {
-			if !seen[a.rule] { // a route naming the same port twice binds once
-				seen[a.rule] = true
+			k := entryKey{a.rule.Route, a.rule.RuleIndex, a.rule.MatchIndex, a.rule.ClientNamespace, a.rule.GRPC}
+			if !seen[k] {
+				seen[k] = true
 				sp.Routes = append(sp.Routes, a.rule)
 			}
 		}

@@ -241,6 +241,9 @@ func labelSelectorMatches(want, have map[string]string) bool {
 // and the backends of its ports go to out.
 func (t *translator) service(svc *corev1.Service, out *serviceOut) *ir.Service {
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		out.conds = append(out.conds, Condition{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Type: "WaypointBound",
+			Status: "False", Reason: "NoClusterIP",
+			Message: "an ExternalName service has no cluster IP, so no traffic can be addressed to it through the waypoint (use a ServiceEntry)"})
 		return nil
 	}
 	vips := clusterIPs(svc)

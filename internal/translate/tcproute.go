@@ -39,7 +39,7 @@ func (t *translator) attachTCPRoutes() {
 					backends = append(backends, wb)
 				}
 			}
-			probs.report(t, ref, b.parent)
+			probs.report(t, ref, b, 1) // a TCPRoute always has its first rule
 			for _, sp := range b.ports {
 				prev, taken := claims[sp]
 				if taken && !routeOlder(ref, prev.ref) {
