@@ -142,6 +142,7 @@ good configuration stays in force.`,
 	f.DurationVar(&o.DataPlane.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM: how long readiness fails before the listener stops accepting")
 	f.DurationVar(&o.DataPlane.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM: how long in-flight requests and connections may take to finish")
 	f.IntVar(&o.DataPlane.Inbound.MaxConnections, "max-connections", 50000, "connections served at once; more are closed at accept")
+	f.Var(cidrList{&o.DataPlane.Inbound.AllowedSources}, "proxy-protocol-allowed-cidrs", proxyProtocolSourcesUsage)
 	f.DurationVar(&o.DataPlane.Inbound.HeaderTimeout, "proxy-header-timeout", 5*time.Second, "time allowed for the PROXY protocol header")
 	f.IntVar(&o.DataPlane.Inbound.HTTP.MaxHeaderBytes, "max-header-bytes", 60<<10, "request line and headers size limit (431 past it)")
 	f.IntVar(&o.DataPlane.Inbound.HTTP.MaxHeaders, "max-headers", 100, "request header count limit (431 past it)")

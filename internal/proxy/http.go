@@ -78,7 +78,7 @@ func (p *Proxy) responseHeaders(x *exchange, h http.Header) {
 
 // ServeHTTP handles one request: route, authorize, forward.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	info := inbound.InfoFromContext(r.Context())
+	info := inbound.Info(w, r)
 	c := p.config.Load()
 	x := &exchange{w: w, r: r, info: info}
 	if p.tel != nil {
@@ -106,6 +106,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.upgrade = arrive(r)
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
+	inbound.OnClientGone(w, func() { cancel(errClientLeft) })
 	x.ctx, x.idle = ctx, newIdleTimer(p.streamIdle, cancel, w)
 	defer x.idle.stop()
 	if r.Body != nil && r.Body != http.NoBody {
