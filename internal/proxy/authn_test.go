@@ -14,7 +14,6 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 )
@@ -134,7 +133,7 @@ func startAuthorizer(t *testing.T) (string, uint16) {
 func TestCustomPolicyWithExternalAuthorizer(t *testing.T) {
 	b := startBackend(t, "a", "127.0.1.1", false)
 	host, port := startAuthorizer(t)
-	mc, err := meshconfig.Parse([]byte(`extensionProviders:
+	mesh := `extensionProviders:
 - name: ext-http
   envoyExtAuthzHttp:
     service: ` + host + `
@@ -142,10 +141,7 @@ func TestCustomPolicyWithExternalAuthorizer(t *testing.T) {
     includeRequestHeadersInCheck: [x-allow]
     headersToUpstreamOnAllow: [x-ext-user]
     headersToDownstreamOnDeny: [x-ext-reason]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+`
 	manifests := svcManifests(b.addr) + `
 ---
 apiVersion: security.istio.io/v1
@@ -157,7 +153,7 @@ spec:
   provider: {name: ext-http}
   rules: [{to: [{operation: {paths: ["/ext/*"]}}]}]
 `
-	w, _ := startWith(t, manifests, proxy.Options{ExtAuthzProviders: mc.ExtAuthzProviders}, inbound.Options{})
+	w, _ := startWithMesh(t, manifests, mesh, proxy.Options{}, inbound.Options{})
 	resp, body := w.do(vip, curlID, get("/ext/a", "X-Allow", "yes"))
 	if resp.StatusCode != 200 {
 		t.Fatalf("allowed by the authorizer: %d %q", resp.StatusCode, body)
@@ -174,7 +170,7 @@ spec:
 	}
 
 	// A provider the mesh config does not define: the selected requests are denied.
-	w2, _ := startWith(t, strings.Replace(manifests, "name: ext-http}", "name: nowhere}", 1), proxy.Options{ExtAuthzProviders: mc.ExtAuthzProviders}, inbound.Options{})
+	w2, _ := startWithMesh(t, strings.Replace(manifests, "name: ext-http}", "name: nowhere}", 1), mesh, proxy.Options{}, inbound.Options{})
 	if resp, _ := w2.do(vip, curlID, get("/ext/a", "X-Allow", "yes")); resp.StatusCode != 403 {
 		t.Errorf("unknown provider: %d, want 403", resp.StatusCode)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/extauthz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/pathnorm"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 )
@@ -35,6 +36,7 @@ const (
 
 // exchange is one request's state on its way through the proxy.
 type exchange struct {
+	c       *config // the configuration the exchange started with
 	w       http.ResponseWriter
 	r       *http.Request
 	ctx     context.Context // the request's, ended by the stream idle timeout too
@@ -78,9 +80,9 @@ func (p *Proxy) responseHeaders(x *exchange, h http.Header) {
 
 // ServeHTTP handles one request: route, authorize, forward.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	info := inbound.InfoFromContext(r.Context())
+	info := inbound.Info(w, r)
 	c := p.config.Load()
-	x := &exchange{w: w, r: r, info: info}
+	x := &exchange{c: c, w: w, r: r, info: info}
 	if p.tel != nil {
 		x.start, x.origPath, x.host = time.Now(), r.RequestURI, r.Host
 		x.rec = &recorder{ResponseWriter: w}
@@ -106,6 +108,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.upgrade = arrive(r)
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
+	inbound.OnClientGone(w, func() { cancel(errClientLeft) })
 	x.ctx, x.idle = ctx, newIdleTimer(p.streamIdle, cancel, w)
 	defer x.idle.stop()
 	if r.Body != nil && r.Body != http.NoBody {
@@ -118,7 +121,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, x.span = p.tel.StartSpan(r.Context(), r.Header, sp.name+"/*")
 	}
 	var ok bool
-	if x.path, ok = p.normalize(r); !ok {
+	if x.path, ok = normalize(r, c.ir.PathNormalization); !ok {
 		p.localReply(x, http.StatusBadRequest, "Bad Request", telemetry.FlagNone, "path_normalization_failed")
 		return
 	}
@@ -222,12 +225,12 @@ func (p *Proxy) logShadow(sp *servicePort, info *inbound.ConnInfo, method, path 
 // authorization, and forwards the result. It returns the normalized path,
 // still percent-encoded (what policies match, as Envoy's RBAC does), and
 // false for a path that cannot be normalized (400, as Envoy).
-func (p *Proxy) normalize(r *http.Request) (string, bool) {
+func normalize(r *http.Request, mode ir.PathNormalization) (string, bool) {
 	raw := rawPath(r)
 	if raw == "*" && r.Method == http.MethodOptions {
 		return raw, true // asterisk-form: no path to normalize
 	}
-	np, err := p.opts.PathNormalization.Normalize(raw)
+	np, err := pathnorm.Normalize(mode, raw)
 	if err != nil {
 		return "", false
 	}
@@ -277,7 +280,7 @@ func namespaceOf(identity string) string {
 // denies, as istiod makes Envoy do.
 func (p *Proxy) checkExternal(x *exchange, provider, policy string) bool {
 	r, sp := x.r, x.sp
-	client, known := p.extauthz[provider]
+	client, known := x.c.auth.clients[provider]
 	if !known || client == nil || len(sp.authz.CustomProviders()) > 1 {
 		p.log.Debug("CUSTOM policy without a usable provider: denied", "service", sp.name, "policy", policy, "provider", provider)
 		p.localReply(x, http.StatusForbidden, bodyDenied, telemetry.FlagUnauthorizedExternalService, telemetry.DetailsExtAuthzDenied)
@@ -288,7 +291,7 @@ func (p *Proxy) checkExternal(x *exchange, provider, policy string) bool {
 		Headers: r.Header, Source: x.info.Source, Destination: x.info.Destination,
 		SourcePrincipal: x.info.Identity, Protocol: r.Proto,
 	}
-	if prov := p.opts.ExtAuthzProviders[provider]; prov != nil && prov.Body != nil && r.Body != nil && r.Body != http.NoBody {
+	if prov := x.c.auth.providers[provider]; prov != nil && prov.Body != nil && r.Body != nil && r.Body != http.NoBody {
 		buf, err := io.ReadAll(io.LimitReader(r.Body, int64(prov.Body.MaxRequestBytes)+1))
 		if err != nil {
 			panic(http.ErrAbortHandler)

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -22,10 +21,8 @@ import (
 	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
-	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
-	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/extauthz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
@@ -39,11 +36,6 @@ type Options struct {
 	ServerHeader string
 	// Upstream tunes the connection pools.
 	Upstream upstream.Options
-	// PathNormalization is the mesh's pathNormalization (BASE by default).
-	PathNormalization meshconfig.PathNormalization
-	// ExtAuthzProviders are the mesh's external authorizers by name, for
-	// CUSTOM policies.
-	ExtAuthzProviders map[string]*meshconfig.ExtAuthzProvider
 	// LocalPrincipal is the waypoint's own identity, given to authorizers.
 	LocalPrincipal string
 	// StreamIdleTimeout ends a request when nothing moved on it, in either
@@ -73,10 +65,6 @@ type Proxy struct {
 	// jwks caches the JSON Web Key Sets of RequestAuthentication rules
 	// across configurations.
 	jwks *authn.JWKSCache
-	// extauthz are the clients of the mesh's external authorizers by name;
-	// a provider that could not be set up maps to nil (its CUSTOM policies
-	// then deny, as Istio's do).
-	extauthz map[string]extauthz.Client
 	// tel is Options.Telemetry (nil: off).
 	tel *telemetry.Telemetry
 	// streamIdle and maxRetries are the options' bounds, defaulted.
@@ -102,50 +90,13 @@ func New(opts Options) *Proxy {
 		outlier:      upstream.NewOutlier(),
 		serverHeader: []string{opts.ServerHeader},
 		jwks:         authn.NewJWKSCache(nil, 0),
-		extauthz:     map[string]extauthz.Client{},
 		tel:          opts.Telemetry,
 		streamIdle:   cmp.Or(opts.StreamIdleTimeout, defaultStreamIdleTimeout),
 		maxRetries:   cmp.Or(opts.MaxRetries, defaultMaxRetries),
 		mirrors:      newMirrorSet(cmp.Or(opts.MaxMirrorsInFlight, 256)),
 	}
 	p.jwks.SetLogger(opts.Logger)
-	for name, prov := range opts.ExtAuthzProviders {
-		if prov.Invalid != "" {
-			p.log.Warn("external authorizer is invalid; its CUSTOM policies deny", "provider", name, "reason", prov.Invalid)
-			p.extauthz[name] = nil
-			continue
-		}
-		c, err := extauthz.New(prov, extauthz.Options{Resolve: p.resolve, LocalPrincipal: opts.LocalPrincipal})
-		if err != nil {
-			p.log.Warn("external authorizer cannot be used; its CUSTOM policies deny", "provider", name, "error", err.Error())
-			p.extauthz[name] = nil
-			continue
-		}
-		p.extauthz[name] = c
-	}
 	return p
-}
-
-// resolve finds where to dial a service hostname and port (an external
-// authorizer): an endpoint of a service this waypoint knows, else the
-// address itself.
-func (p *Proxy) resolve(host string, port uint16) (string, error) {
-	if c := p.config.Load(); c != nil {
-		hp := net.JoinHostPort(host, strconv.Itoa(int(port)))
-		if key, ok := c.ir.Lookups[hp]; ok {
-			if b := c.backends[key]; b != nil {
-				if ep, ok := b.Pick(); ok {
-					return ep, nil
-				}
-			}
-		}
-		if sp := c.byHost[hostPort{host, port}]; sp != nil && sp.defaultBackend != nil {
-			if ep, ok := sp.defaultBackend.Pick(); ok {
-				return ep, nil
-			}
-		}
-	}
-	return net.JoinHostPort(host, strconv.Itoa(int(port))), nil
 }
 
 // config is a compiled ir.Waypoint. Its maps are never written once it is
@@ -161,6 +112,8 @@ type config struct {
 	// compiled with warnings.
 	ports  []*servicePort
 	warned []int
+	// auth are the external authorizers' clients (set by Update).
+	auth *authorizers
 }
 
 type hostPort struct {
@@ -213,8 +166,10 @@ func (p *Proxy) Update(w *ir.Waypoint) error {
 	}
 	if prev != nil {
 		c.version = prev.version + 1
+		c.auth = p.authorizersFor(w, prev.auth)
 	} else {
 		c.version = 1
+		c.auth = p.authorizersFor(w, nil)
 	}
 	p.config.Store(c)
 	p.tel.SetConfigVersion(c.version)
@@ -569,10 +524,8 @@ func (p *Proxy) Close() {
 	p.mirrors.close()
 	p.pool.Close()
 	p.jwks.Close()
-	for _, c := range p.extauthz {
-		if c != nil {
-			_ = c.Close()
-		}
+	if c := p.config.Load(); c != nil && c.auth != nil {
+		closeClients(c.auth.clients)
 	}
 }
 

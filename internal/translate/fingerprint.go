@@ -236,6 +236,7 @@ func (f *fingerprinter) rule(r *ir.HTTPRouteRule) digest {
 			b = putInt(b, int64(c))
 		}
 		b = putInt(b, rt.BackoffMs)
+		b = putInt(b, rt.PerTryTimeoutMs)
 	}
 	b = putString(b, r.Unsupported)
 	return remember(f, f.rules, r, b)

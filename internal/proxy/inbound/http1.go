@@ -29,6 +29,7 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 	lr := &limitReader{r: pb, n: -1}
 	hr := bufio.NewReaderSize(lr, 4096)
 	watch := &connWatch{c: c, pb: pb}
+	defer watch.close()
 	info := InfoFromContext(ctx)
 	remote := info.Source.String()
 	served := 0
@@ -65,11 +66,13 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		}
 		_ = c.SetReadDeadline(time.Time{})
 		req.RemoteAddr = remote
-		reqCtx, cancel := context.WithCancel(ctx)
-		req = req.WithContext(reqCtx)
-		watch.reset(cancel)
+		// No context per request: the handler finds the connection's facts
+		// through the writer (Info), and learns of a client that left
+		// through OnClientGone, which spares a context and a copy of the
+		// request for every exchange.
 		w := &responseWriter{bw: bw, req: req, header: make(http.Header, 8), status: 0, cl: -1, draining: draining,
-			conn: c, hr: hr, watch: watch}
+			conn: c, hr: hr, watch: watch, info: info}
+		watch.reset(w)
 		// While the exchange waits on the upstream, a client that closes
 		// its connection ends the request's context, as net/http does, so
 		// the upstream exchange is cancelled at once. The watch reads the
@@ -77,12 +80,12 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		// is buffered.
 		if req.Body == http.NoBody {
 			if hr.Buffered() == 0 {
-				watch.start()
+				watch.arm()
 			}
 		} else {
 			body.onDone = func() {
 				if hr.Buffered() == 0 {
-					watch.start()
+					watch.arm()
 				}
 			}
 		}
@@ -96,7 +99,6 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		}
 		ok := serveOne(h, w, req, log)
 		gone := watch.stop()
-		cancel()
 		if !ok || w.hijacked || gone {
 			return
 		}
@@ -225,16 +227,23 @@ func (p *pushback) Read(b []byte) (int, error) {
 	return p.r.Read(b)
 }
 
+// watchDelay is how long a request may wait on its upstream before the
+// connection is watched for the client leaving. Most exchanges end
+// sooner, and then cost no read, goroutine or wake-up for the watch.
+const watchDelay = 200 * time.Millisecond
+
 // connWatch notices a client closing its connection while a request is
-// in flight: it reads from the connection (at most one byte, which it puts
-// back for the next request) and, on EOF or an error, cancels the
+// in flight: once the request body is over and the exchange has taken
+// watchDelay, it reads from the connection (at most one byte, which it
+// puts back for the next request) and, on EOF or an error, cancels the
 // request's context. One per connection, armed per request.
 type connWatch struct {
 	c  net.Conn
 	pb *pushback
 
 	mu      sync.Mutex
-	cancel  context.CancelFunc
+	timer   *time.Timer // fires start, reused across requests
+	w       *responseWriter
 	armed   bool // the request may still start the watch
 	started bool
 	done    chan struct{}
@@ -242,11 +251,28 @@ type connWatch struct {
 	b       [1]byte
 }
 
-// reset arms the watch for the next request.
-func (w *connWatch) reset(cancel context.CancelFunc) {
+// reset prepares the watch for the next request.
+func (w *connWatch) reset(rw *responseWriter) {
 	w.mu.Lock()
-	w.cancel, w.gone, w.armed, w.started = cancel, false, true, false
+	w.w, w.gone, w.armed, w.started = rw, false, false, false
 	w.mu.Unlock()
+}
+
+// arm starts the watch after watchDelay, unless the request ends first.
+// The caller has checked that nothing of the connection is buffered: from
+// here until stop, nobody else reads it.
+func (w *connWatch) arm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.armed || w.started {
+		return
+	}
+	w.armed = true
+	if w.timer == nil {
+		w.timer = time.AfterFunc(watchDelay, w.start)
+	} else {
+		w.timer.Reset(watchDelay)
+	}
 }
 
 // start begins watching, once per request, unless the request is over.
@@ -257,7 +283,7 @@ func (w *connWatch) start() {
 		return
 	}
 	w.started = true
-	done, cancel := make(chan struct{}), w.cancel
+	done, rw := make(chan struct{}), w.w
 	w.done = done
 	go func() {
 		defer close(done)
@@ -268,7 +294,7 @@ func (w *connWatch) start() {
 		var ne net.Error
 		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
 			w.gone = true
-			cancel()
+			rw.clientGone()
 		}
 	}()
 }
@@ -277,6 +303,9 @@ func (w *connWatch) start() {
 // connection ended.
 func (w *connWatch) stop() bool {
 	w.mu.Lock()
+	if w.armed && w.timer != nil {
+		w.timer.Stop() // a late fire finds armed false and does nothing
+	}
 	w.armed = false
 	started, done := w.started, w.done
 	w.started = false
@@ -287,6 +316,16 @@ func (w *connWatch) stop() bool {
 	_ = w.c.SetReadDeadline(time.Unix(1, 0)) // wakes the read
 	<-done
 	return w.gone
+}
+
+// close releases the watch's timer when the connection ends.
+func (w *connWatch) close() {
+	w.stop()
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.mu.Unlock()
 }
 
 // continueReader sends "100 Continue" before the first body read, unless
@@ -345,6 +384,37 @@ type responseWriter struct {
 	hr       *bufio.Reader
 	watch    *connWatch
 	hijacked bool
+
+	info   *ConnInfo
+	goneMu sync.Mutex
+	gone   bool
+	onGone func()
+}
+
+// Info returns the facts of the connection the request arrived on.
+func (w *responseWriter) Info() *ConnInfo { return w.info }
+
+// OnClientGone registers f to run (once, on another goroutine) if the
+// client closes its connection while the request is being served; at once
+// if it already has.
+func (w *responseWriter) OnClientGone(f func()) {
+	w.goneMu.Lock()
+	gone := w.gone
+	w.onGone = f
+	w.goneMu.Unlock()
+	if gone {
+		f()
+	}
+}
+
+func (w *responseWriter) clientGone() {
+	w.goneMu.Lock()
+	w.gone = true
+	f := w.onGone
+	w.goneMu.Unlock()
+	if f != nil {
+		f()
+	}
 }
 
 // SetReadDeadline bounds reads of the request body (for

@@ -56,6 +56,26 @@ type ConnInfo struct {
 
 type ctxKey struct{}
 
+// Info returns the ConnInfo of the connection a request arrived on: from
+// the HTTP/1 writer, or the HTTP/2 request's context.
+func Info(w http.ResponseWriter, r *http.Request) *ConnInfo {
+	if iw, ok := w.(interface{ Info() *ConnInfo }); ok {
+		return iw.Info()
+	}
+	return InfoFromContext(r.Context())
+}
+
+// OnClientGone registers f to run when the client of the request leaves:
+// the HTTP/1 connection closes (HTTP/2: the request's context ends, which
+// the handler sees itself). It reports whether the writer supports it.
+func OnClientGone(w http.ResponseWriter, f func()) bool {
+	if gw, ok := w.(interface{ OnClientGone(func()) }); ok {
+		gw.OnClientGone(f)
+		return true
+	}
+	return false
+}
+
 // InfoFromContext returns the ConnInfo of the connection a request arrived on.
 func InfoFromContext(ctx context.Context) *ConnInfo {
 	ci, _ := ctx.Value(ctxKey{}).(*ConnInfo)
@@ -76,6 +96,13 @@ type Handler interface {
 
 // Options are the listener's limits.
 type Options struct {
+	// AllowedSources are the peer address ranges that may open
+	// connections, that is speak PROXY protocol to the waypoint; a
+	// connection from any other peer is closed at accept, before a byte is
+	// read, and counted (RefusedSource). The peer is the socket's remote
+	// address, never the source the PROXY header claims. Empty: any peer
+	// (see docs/reliability.md for why that is the default).
+	AllowedSources []netip.Prefix
 	// HeaderTimeout bounds the wait for the PROXY header (default 5s).
 	HeaderTimeout time.Duration
 	// MaxConnections bounds the connections served at once (default
@@ -118,6 +145,7 @@ type HTTPOptions struct {
 type Stats struct {
 	Accepted           atomic.Uint64
 	Active             atomic.Int64
+	RefusedSource      atomic.Uint64 // peer outside AllowedSources
 	RefusedHeader      atomic.Uint64 // no or malformed PROXY v2 header
 	RefusedDestination atomic.Uint64 // (VIP, port) not served
 	RefusedOverLimit   atomic.Uint64 // MaxConnections reached
@@ -150,6 +178,43 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	o.AllowedSources = unmapPrefixes(o.AllowedSources)
+}
+
+// unmapPrefixes writes IPv4-mapped IPv6 ranges (::ffff:10.0.0.0/104) as
+// the IPv4 ranges they are, since peers are compared unmapped.
+func unmapPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out
+}
+
+// peerAllowed reports whether the connection's remote address is in one of
+// the allowed ranges (an empty list allows every peer).
+func peerAllowed(remote net.Addr, allowed []netip.Prefix) bool {
+	if len(allowed) == 0 {
+		return true
+	}
+	var ip netip.Addr
+	if a, ok := remote.(*net.TCPAddr); ok {
+		ip = a.AddrPort().Addr()
+	} else if ap, err := netip.ParseAddrPort(remote.String()); err == nil {
+		ip = ap.Addr()
+	}
+	// A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d; a
+	// link-local peer carries a zone. Prefixes match neither.
+	ip = ip.Unmap().WithZone("")
+	for _, p := range allowed {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Server accepts PROXY-protocol connections and serves them.
@@ -167,6 +232,7 @@ type Server struct {
 	wg        sync.WaitGroup
 	stats     Stats
 	limitLog  rateLimiter
+	sourceLog rateLimiter
 }
 
 // Stats returns the listener's counters.
@@ -226,6 +292,15 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		s.stats.Accepted.Add(1)
+		if !peerAllowed(c.RemoteAddr(), s.opts.AllowedSources) {
+			s.stats.RefusedSource.Add(1)
+			if s.sourceLog.allow() {
+				s.opts.Logger.Warn("connection from a peer outside the allowed PROXY protocol sources; closed",
+					"remote", c.RemoteAddr().String())
+			}
+			_ = c.Close()
+			continue
+		}
 		if s.stats.Active.Load() >= int64(s.opts.MaxConnections) {
 			s.stats.RefusedOverLimit.Add(1)
 			if s.limitLog.allow() {

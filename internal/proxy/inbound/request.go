@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
-		"strconv"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -283,7 +283,7 @@ type reqBody struct {
 	mu        sync.Mutex
 	r         *bufio.Reader
 	lim       parseLimits
-	onDone    func() // called once when the body has been read to its end
+	onDone    func()    // called once when the body has been read to its end
 	chunked   io.Reader // set for chunked bodies
 	remaining int64     // Content-Length bodies: bytes left
 	done      bool      // the body ended (EOF seen)

@@ -45,6 +45,7 @@ type h1Conn struct {
 	lr       *headLimit // under br: bounds the response head
 	br       *bufio.Reader
 	bw       *bufio.Writer
+	scratch  []byte // the response head's bytes, reused
 	addr     string
 	lastUsed time.Time
 }
@@ -167,7 +168,7 @@ func (c *H1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request) 
 		(req.ContentLength < 0 || req.ContentLength > inlineBodyLimit)
 	var bodyErr chan error
 	if !streamBody {
-		if err := req.Write(pc.bw); err != nil {
+		if err := writeRequest(pc.bw, req); err != nil {
 			return fail(err)
 		}
 		if err := pc.bw.Flush(); err != nil {
@@ -178,7 +179,7 @@ func (c *H1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request) 
 		// the response may start before the body is sent.
 		bodyErr = make(chan error, 1)
 		go func() {
-			err := req.Write(pc.bw)
+			err := writeRequest(pc.bw, req)
 			if err == nil {
 				err = pc.bw.Flush()
 			}
@@ -242,7 +243,7 @@ func (c *H1Client) readHead(pc *h1Conn, req *http.Request) (*http.Response, erro
 	pc.lr.n = int64(maxBytes + pc.br.Size() - pc.br.Buffered())
 	defer func() { pc.lr.n = -1 }()
 	for i := 0; ; i++ {
-		r, err := http.ReadResponse(pc.br, req)
+		r, err := readResponse(pc.br, req, &pc.scratch)
 		switch {
 		case pc.lr.exceeded:
 			return nil, &ProtocolError{errHeadTooLarge}

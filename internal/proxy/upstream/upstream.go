@@ -141,9 +141,9 @@ func NewPool(opts Options) *Pool {
 	var h2c http.Protocols
 	h2c.SetUnencryptedHTTP2(true)
 	p.H2C = &http.Transport{
-		Proxy:              nil,
-		DialContext:        p.dial,
-		Protocols:          &h2c,
+		Proxy:                  nil,
+		DialContext:            p.dial,
+		Protocols:              &h2c,
 		DisableCompression:     true,
 		IdleConnTimeout:        opts.IdleTimeout,
 		MaxResponseHeaderBytes: int64(opts.MaxResponseHeaderBytes),
