@@ -220,7 +220,7 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 		if x.clientLeft() {
 			panic(http.ErrAbortHandler) // the client went away: nobody to answer
 		}
-		if context.Cause(ctx) == errStreamIdle {
+		if errors.Is(context.Cause(ctx), errStreamIdle) {
 			x.w.Header()["Connection"] = []string{"close"}
 			p.localReply(x, http.StatusRequestTimeout, bodyStreamTimeout, telemetry.FlagStreamIdleTimeout, telemetry.DetailsStreamIdleTimeout)
 			return

@@ -30,6 +30,7 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 	hr := bufio.NewReaderSize(lr, 4096)
 	watch := &connWatch{c: c, pb: pb}
 	defer watch.close()
+	var scratch []byte // the request heads' bytes, reused
 	info := InfoFromContext(ctx)
 	remote := info.Source.String()
 	served := 0
@@ -55,8 +56,9 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		_ = c.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
 		lr.n = int64(o.MaxHeaderBytes) + 4096 // headers plus one buffer's read-ahead
 		req, body, err := readRequest(hr, parseLimits{
-			MaxHeaders: o.MaxHeaders, MaxTrailerBytes: o.MaxHeaderBytes, AllowCustomMethods: o.AllowCustomMethods,
-		})
+			MaxHeaders: o.MaxHeaders, MaxHeaderBytes: o.MaxHeaderBytes, MaxTrailerBytes: o.MaxHeaderBytes,
+			AllowCustomMethods: o.AllowCustomMethods,
+		}, &scratch)
 		lr.n = -1
 		if err != nil {
 			if replyError(bw, err, lr, log, remote) {
@@ -292,7 +294,7 @@ func (w *connWatch) start() {
 			w.pb.pending = append(w.pb.pending[:0], w.b[0])
 		}
 		var ne net.Error
-		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		if err != nil && (!errors.As(err, &ne) || !ne.Timeout()) {
 			w.gone = true
 			rw.clientGone()
 		}
