@@ -132,8 +132,8 @@ func standaloneVerdict(t *testing.T, manifest string) (translate.Verdict, []tran
 	if err := os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r, err := standalone.Start(standalone.Options{Paths: []string{dir}, InboundAddress: "127.0.0.1:0",
-		DataPlane: dataplane.Options{StatusAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0", AdminAddress: "127.0.0.1:0"}})
+	r, err := standalone.Start(standalone.Options{Paths: []string{dir},
+		DataPlane: dataplane.Options{InboundAddress: "127.0.0.1:0", StatusAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0", AdminAddress: "127.0.0.1:0"}})
 	if err != nil {
 		var na *translate.NotAcceptedError
 		if !errors.As(err, &na) {
