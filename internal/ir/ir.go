@@ -21,8 +21,15 @@ type Waypoint struct {
 	// TrustDomainAliases are trust domains treated as equal to TrustDomain
 	// when policies name principals.
 	TrustDomainAliases []string `json:"trustDomainAliases,omitempty"`
-	// InboundPort is the port of the PROXY-protocol listener (15088 by default).
+	// InboundPort is the port of the PROXY-protocol listener (15088 by
+	// default), or of the native HBONE listener (15008) when HBONE is set.
 	InboundPort uint16 `json:"inboundPort"`
+	// HBONE selects native mode: the waypoint terminates ztunnel's mTLS
+	// HBONE itself on InboundPort, with a certificate of its own, and
+	// reaches the endpoints its backends list in HBONE over HBONE (the
+	// Gateway's listener is {protocol: HBONE, port: 15008}). Otherwise
+	// the inbound is PROXY protocol from the pod's own ztunnel (sandwich).
+	HBONE bool `json:"hbone,omitempty"`
 	// Services are the services this waypoint serves, sorted by namespace/name.
 	Services []*Service `json:"services,omitempty"`
 	// Backends are the upstream destinations referenced by routes and by the
@@ -294,11 +301,27 @@ type Backend struct {
 	// Endpoints are the ready endpoints (pod IP:targetPort), sorted. The
 	// waypoint sends to endpoints, never to the VIP.
 	Endpoints []string `json:"endpoints,omitempty"`
+	// HBONE are the endpoints enrolled in the ambient mesh (their pod, or
+	// its namespace, has istio.io/dataplane-mode: ambient), with their
+	// pod's identity, sorted by endpoint. Set in native mode only
+	// (Waypoint.HBONE): the waypoint tunnels to them over HBONE, and sends
+	// plain TCP to the other endpoints.
+	HBONE []MeshEndpoint `json:"hbone,omitempty"`
 	// Fingerprint is a digest of every other field of this backend. Two
 	// backends with the same key and the same non-zero Fingerprint are
 	// identical, so the proxy can keep the one it already has. Zero means
 	// unknown: always build it again.
 	Fingerprint uint64 `json:"fingerprint,omitempty"`
+}
+
+// MeshEndpoint is an endpoint reached over HBONE.
+type MeshEndpoint struct {
+	// Endpoint is the pod's IP:targetPort (the CONNECT :authority); the
+	// tunnel goes to the pod's IP on port 15008.
+	Endpoint string `json:"endpoint"`
+	// Identity is the SPIFFE identity the pod's certificate must carry:
+	// spiffe://<trust domain>/ns/<namespace>/sa/<service account>.
+	Identity string `json:"identity"`
 }
 
 // BackendKey is the key of a backend in Waypoint.Backends.

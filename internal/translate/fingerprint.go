@@ -174,7 +174,16 @@ func putBackend(b []byte, be *ir.Backend) []byte {
 	b = putString(b, be.Service.Name)
 	b = putUint(b, uint64(be.Port))
 	b = putString(b, be.Protocol)
-	return putStrings(b, be.Endpoints)
+	b = putStrings(b, be.Endpoints)
+	if len(be.HBONE) == 0 {
+		return b // as before native mode: the fingerprints of sandwich backends stay
+	}
+	b = putUint(b, uint64(len(be.HBONE)))
+	for _, m := range be.HBONE {
+		b = putString(b, m.Endpoint)
+		b = putString(b, m.Identity)
+	}
+	return b
 }
 
 func (f *fingerprinter) rule(r *ir.HTTPRouteRule) digest {

@@ -19,8 +19,11 @@ import (
 // A waypoint listener is {protocol: istio.io/PROXY, port: 15088} (the
 // sandwich inbound ztunnel connects to, as the class's inbound binding
 // PROXY/15088 says) or Istio's own waypoint listener {protocol: HBONE, port:
-// 15008} (ztunnel still sends through the binding, so a Gateway written for
-// Istio's waypoint works as it is). A listener takes no hostname and no tls
+// 15008}, which selects native mode: the waypoint pod is not enrolled in
+// ambient and terminates ztunnel's mTLS HBONE itself (ztunnel always sends
+// HBONE to a waypoint's 15008; the binding only tells the waypoint pod's
+// own ztunnel what to do, and a native pod has none). A Gateway with both
+// stays in sandwich mode, on its PROXY listener. A listener takes no hostname and no tls
 // (ztunnel terminates mTLS; routes attach to Services, not hostnames);
 // allowedRoutes may name the namespaces (Same, All, Selector) and kinds
 // (HTTPRoute, GRPCRoute, TCPRoute) that may attach through the Gateway.
@@ -51,6 +54,9 @@ type Verdict struct {
 type GatewayVerdict struct {
 	Accepted  Verdict           `json:"accepted"`
 	Listeners []ListenerVerdict `json:"listeners,omitempty"`
+	// NativeHBONE: the accepted listeners select native mode (an HBONE
+	// listener and no istio.io/PROXY one).
+	NativeHBONE bool `json:"nativeHBONE,omitempty"`
 }
 
 // IsAccepted reports whether the Gateway runs as a waypoint.
@@ -212,6 +218,12 @@ func validateGateway(gw *gwv1.Gateway) (GatewayVerdict, []*listener) {
 	default:
 		v.Accepted = Verdict{Status: metav1.ConditionTrue, Reason: string(gwv1.GatewayReasonAccepted)}
 	}
+	proxy, hbone := false, false
+	for _, l := range accepted {
+		proxy = proxy || ls[l.index].Protocol == ProtocolPROXY
+		hbone = hbone || ls[l.index].Protocol == ProtocolHBONE
+	}
+	v.NativeHBONE = hbone && !proxy
 	return v, accepted
 }
 

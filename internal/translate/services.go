@@ -33,6 +33,7 @@ type translator struct {
 	namespaces map[string]*corev1.Namespace
 	services   map[ir.NamespacedName]*corev1.Service
 	slices     map[ir.NamespacedName][]*discoveryv1.EndpointSlice // by service
+	pods       map[ir.NamespacedName]*corev1.Pod                  // native mode only (indexPods)
 
 	out        *ir.Waypoint
 	served     map[ir.NamespacedName]*ir.Service   // Services of this waypoint
@@ -80,8 +81,8 @@ func newTranslator(snap *source.Snapshot, opts Options, gw *gwv1.Gateway) *trans
 		Gateway:            ir.NamespacedName{Namespace: gw.Namespace, Name: gw.Name},
 		TrustDomain:        opts.TrustDomain,
 		TrustDomainAliases: opts.TrustDomainAliases,
-		// An accepted PROXY listener is on DefaultInboundPort, and with
-		// only an HBONE listener ztunnel still sends to PROXY/15088.
+		// An accepted PROXY listener is on DefaultInboundPort (native
+		// mode moves it to HBONEPort: Translate).
 		InboundPort: DefaultInboundPort,
 		Backends:    make(map[string]*ir.Backend, 2*len(snap.Services)),
 	}
@@ -405,6 +406,9 @@ func (t *translator) newBackend(svc *corev1.Service, p *corev1.ServicePort) (str
 		Port:      uint16(p.Port),
 		Protocol:  proto,
 		Endpoints: t.endpoints(svc, p),
+	}
+	if t.pods != nil {
+		b.HBONE = t.meshEndpoints(svc, p)
 	}
 	b.Fingerprint = backendFingerprint(b)
 	return ir.BackendKey(svc.Namespace, svc.Name, uint16(p.Port)), b

@@ -157,6 +157,10 @@ func Translate(snap *source.Snapshot, opts Options) (*Result, error) {
 	}
 	t := newTranslator(snap, opts, gw)
 	t.verdict, t.listeners = verdict, listeners
+	if verdict.NativeHBONE {
+		t.out.HBONE, t.out.InboundPort = true, HBONEPort
+		t.indexPods()
+	}
 	return t.run(), nil
 }
 
