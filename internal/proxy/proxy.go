@@ -171,6 +171,7 @@ func (p *Proxy) Update(w *ir.Waypoint) error {
 		c.version = 1
 		c.auth = p.authorizersFor(w, nil)
 	}
+	p.pool.SetMesh(upstream.MeshOf(c.ir))
 	p.config.Store(c)
 	p.tel.SetConfigVersion(c.version)
 	return nil

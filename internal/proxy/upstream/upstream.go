@@ -12,7 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kgateway-dev/kgateway-waypoint/internal/identity"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/hbone"
 )
 
 // Backend is a compiled ir.Backend: its endpoints, their health and a
@@ -89,6 +91,12 @@ type Options struct {
 	// every upstream connection closing (for metrics).
 	OnDial  func(err error)
 	OnClose func()
+	// Identity, when set, is the waypoint's certificate for native HBONE:
+	// endpoints that SetMesh names are reached over HBONE with it.
+	Identity identity.Provider
+	// HBONEPort is the port tunnels go to on an endpoint's pod IP
+	// (default 15008; tests and the demo use free ports).
+	HBONEPort uint16
 }
 
 func (o *Options) defaults() {
@@ -107,6 +115,9 @@ func (o *Options) defaults() {
 	if o.MaxResponseHeaders == 0 {
 		o.MaxResponseHeaders = 100
 	}
+	if o.HBONEPort == 0 {
+		o.HBONEPort = hbone.Port
+	}
 }
 
 // Pool holds the keep-alive connection pools to endpoints: one for
@@ -117,6 +128,10 @@ type Pool struct {
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	H1     *H1Client
 	H2C    *http.Transport
+	// hbone tunnels to mesh endpoints (native mode; nil otherwise), mesh
+	// says which (hbone.go).
+	hbone *hbone.Pool
+	mesh  atomic.Pointer[Mesh]
 }
 
 // NewPool builds the pools.
@@ -124,9 +139,16 @@ func NewPool(opts Options) *Pool {
 	opts.defaults()
 	d := &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}
 	p := &Pool{opts: opts, dialer: d, dial: d.DialContext}
+	base := d.DialContext
+	if opts.Identity != nil {
+		p.hbone = hbone.NewPool(hbone.PoolOptions{Identity: opts.Identity, TrustDomains: p.trustDomains,
+			Dial: d.DialContext, ConnectTimeout: opts.ConnectTimeout, IdleTimeout: opts.IdleTimeout})
+		base = p.dialMesh
+		p.dial = base
+	}
 	if opts.OnDial != nil || opts.OnClose != nil {
 		p.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
+			c, err := base(ctx, network, addr)
 			if opts.OnDial != nil {
 				opts.OnDial(err)
 			}
@@ -172,6 +194,9 @@ func (p *Pool) Dial(ctx context.Context, addr string) (net.Conn, error) {
 func (p *Pool) Close() {
 	p.H1.CloseIdleConnections()
 	p.H2C.CloseIdleConnections()
+	if p.hbone != nil {
+		p.hbone.Close()
+	}
 }
 
 // Outlier is passive outlier detection, Envoy style: an endpoint with
