@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 )
 
@@ -113,7 +112,7 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 	for attempt := 0; ; attempt++ {
 		ep, ok := b.Pick()
 		if !ok {
-			p.localReply(x, http.StatusServiceUnavailable, bodyNoHealthy, telemetry.FlagNoHealthyUpstream, telemetry.DetailsNoHealthyUpstream)
+			p.localReply(x, replyNoHealthy)
 			return
 		}
 		x.upstreamHost = ep
@@ -152,11 +151,11 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 		if r.Context().Err() != nil {
 			panic(http.ErrAbortHandler) // the client went away: nobody to answer
 		}
-		p.log.Debug("upstream request failed", "service", x.sp.name, "error", err.Error())
+		p.log.Debug("upstream request failed", "service", x.sp.Name, "error", err.Error())
 		if isTimeout(err) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			p.localReply(x, http.StatusGatewayTimeout, bodyTimeout, telemetry.FlagUpstreamRequestTimeout, telemetry.DetailsUpstreamTimeout)
+			p.localReply(x, replyTimeout)
 		} else {
-			p.localReply(x, http.StatusServiceUnavailable, bodyConnectFailed, telemetry.FlagUpstreamConnectionFailure, telemetry.DetailsConnectionFailure)
+			p.localReply(x, replyConnectFailed)
 		}
 		return
 	}
@@ -260,7 +259,7 @@ func (p *Proxy) relay(x *exchange, resp *http.Response, start time.Time) {
 		if rerr != nil {
 			// The upstream broke mid-body: the only honest signal left is
 			// to abort the client's response too.
-			p.log.Debug("upstream response body failed", "service", x.sp.name, "error", rerr.Error())
+			p.log.Debug("upstream response body failed", "service", x.sp.Name, "error", rerr.Error())
 			panic(http.ErrAbortHandler)
 		}
 	}
@@ -274,12 +273,12 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 // mirror sends copies of the request to the rule's mirror backends, in the
 // background; their responses are discarded. A request body is mirrored
 // when it is small enough to hold (64 KiB); larger bodies are not mirrored.
-func (p *Proxy) mirror(c *config, x *exchange) {
+func (p *Proxy) mirror(x *exchange) {
 	r := x.r
 	var payload []byte
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		if r.ContentLength < 0 || r.ContentLength > 64<<10 {
-			p.log.Debug("request body too large to mirror", "service", x.sp.name)
+			p.log.Debug("request body too large to mirror", "service", x.sp.Name)
 			return
 		}
 		data, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
@@ -293,7 +292,7 @@ func (p *Proxy) mirror(c *config, x *exchange) {
 		if m.Backend == "" || (m.Percent < 100 && mrand.Float64()*100 >= m.Percent) {
 			continue
 		}
-		b := c.backends[m.Backend]
+		b := x.cfg.Backend(m.Backend)
 		if b == nil {
 			continue
 		}

@@ -25,6 +25,7 @@ import (
 	proxyproto "github.com/pires/go-proxyproto"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/config"
 )
 
 // TLV types ztunnel writes into the PROXY v2 header.
@@ -47,9 +48,9 @@ type ConnInfo struct {
 	Identity string
 	// Hostname is the service hostname from TLV 0xD1, "" when absent.
 	Hostname string
-	// Service is the handler's state for the destination, as returned by
-	// Handler.Classify; the handler may look it up again per request.
-	Service any
+	// Target is the service port the connection was classified to, with
+	// the configuration generation it belongs to (Handler.Classify).
+	Target config.Target
 }
 
 type ctxKey struct{}
@@ -62,10 +63,11 @@ func InfoFromContext(ctx context.Context) *ConnInfo {
 
 // Handler serves the connections the listener accepts.
 type Handler interface {
-	// Classify says how to serve a connection to info.Destination: HTTP or
-	// TCP, with the handler's state for it. ok=false refuses the connection
-	// (a destination this waypoint does not serve).
-	Classify(info *ConnInfo) (proto ir.Protocol, service any, ok bool)
+	// Classify finds the service port a connection is for, in the
+	// configuration in force; its protocol says whether to serve HTTP or
+	// TCP. ok=false refuses the connection (a destination this waypoint
+	// does not serve).
+	Classify(info *ConnInfo) (target config.Target, ok bool)
 	// ServeHTTP serves one request; InfoFromContext gives its connection.
 	http.Handler
 	// ServeTCP serves a TCP connection; r holds bytes already read from conn.
@@ -337,16 +339,16 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 		s.opts.Logger.Debug("refused connection", "remote", c.RemoteAddr().String(), "reason", err.Error())
 		return
 	}
-	proto, svc, ok := s.h.Classify(info)
+	target, ok := s.h.Classify(info)
 	if !ok {
 		s.stats.RefusedDestination.Add(1)
 		s.opts.Logger.Debug("refused connection to a destination this waypoint does not serve",
 			"destination", info.Destination.String(), "source", info.Source.String(), "identity", info.Identity)
 		return
 	}
-	info.Service = svc
+	info.Target = target
 	ctx := context.WithValue(context.Background(), ctxKey{}, info)
-	if proto == ir.ProtocolTCP {
+	if target.Protocol() == ir.ProtocolTCP {
 		s.connEvent("tcp", true)
 		defer s.connEvent("tcp", false)
 		s.h.ServeTCP(ctx, c, br, info)

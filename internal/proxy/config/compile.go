@@ -1,0 +1,374 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strconv"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
+)
+
+// Shared is the state that outlives configurations, which compiled
+// configurations point to: the proxy owns it and passes the same to every
+// Compile.
+type Shared struct {
+	// Outlier keeps the endpoints' health across configurations; nil gives
+	// the configuration one of its own.
+	Outlier *upstream.Outlier
+	// JWKS caches remote JSON Web Key Sets across configurations; nil uses
+	// authn's process-wide cache.
+	JWKS *authn.JWKSCache
+}
+
+// Compile builds the proxy's form of w. prev, the configuration in force
+// (nil for the first), lends what has not changed, compared by value with
+// the IR prev was compiled from:
+//
+//   - a backend with the same key and equal IR is the same
+//     *upstream.Backend (same endpoints, round-robin cursor and health
+//     state); a new or changed one is built and continues the round-robin
+//     cursor of the backend it replaces;
+//   - a service port keeps its compiled route table when its routes are
+//     equal, its authorization evaluator when its policies are, its
+//     authenticator when its JWT rules are (and the trust domains, which
+//     every evaluator depends on, are unchanged). When the services are laid out as before (same
+//     hostnames, names, VIPs and ports, in the same order: every update
+//     that changes only routes, policies or endpoints), a service none of
+//     whose ports changed keeps its compiled ports whole, and the lookup
+//     maps are shared with prev, or copied from it and patched where ports
+//     changed.
+//
+// The result is the same as compiling w from nothing, and prev is not
+// modified. On error there is no result and nothing changed.
+//
+// The IR of the result (Config.IR) is w with the services and backends
+// that were taken over replaced by prev's objects, which are equal to w's:
+// the compiled parts point to those, and keeping w's copies as well would
+// hold two IRs in memory after an update.
+func Compile(w *ir.Waypoint, prev *Config, sh Shared) (*Config, error) {
+	if err := check(w); err != nil {
+		return nil, err
+	}
+	if sh.Outlier == nil {
+		sh.Outlier = upstream.NewOutlier()
+	}
+	c := &Config{ir: w, version: 1} // during compilation, c.ir is w
+	if prev != nil {
+		c.version = prev.version + 1
+	}
+	irBackends := c.compileBackends(prev, sh.Outlier)
+	portsPrev := prev
+	if prev != nil && !sameForPorts(prev.ir, w) {
+		portsPrev = nil // every port compiles differently: none to reuse
+	}
+	patched, services, err := c.patchPorts(portsPrev, sh.JWKS)
+	if err != nil {
+		return nil, err
+	}
+	if !patched {
+		if err := c.compilePorts(portsPrev, sh.JWKS); err != nil {
+			return nil, err
+		}
+		services = w.Services
+	}
+	if prev != nil {
+		merged := *w
+		merged.Services, merged.Backends = services, irBackends
+		c.ir = &merged
+	}
+	return c, nil
+}
+
+// check refuses an IR the compiler cannot use: missing (null) entries,
+// which a hand-written or damaged configuration can hold.
+func check(w *ir.Waypoint) error {
+	if w == nil {
+		return errors.New("no configuration")
+	}
+	for i, s := range w.Services {
+		if s == nil {
+			return fmt.Errorf("service %d is empty", i)
+		}
+		for j, p := range s.Ports {
+			if p == nil {
+				return fmt.Errorf("service %s/%s: port %d is empty", s.Namespace, s.Name, j)
+			}
+			for k, r := range p.Routes {
+				if r == nil {
+					return fmt.Errorf("service %s/%s port %d: route entry %d is empty", s.Namespace, s.Name, p.Port, k)
+				}
+			}
+		}
+	}
+	for k, b := range w.Backends {
+		if b == nil {
+			return fmt.Errorf("backend %s is empty", k)
+		}
+	}
+	return nil
+}
+
+// sameForPorts reports whether the fields of the Waypoint that compiled
+// service ports depend on, beyond the ports' own IR, are equal. A field of
+// ir.Waypoint that changes how a port compiles must be compared here.
+func sameForPorts(a, b *ir.Waypoint) bool {
+	return a.TrustDomain == b.TrustDomain && slices.Equal(a.TrustDomainAliases, b.TrustDomainAliases)
+}
+
+// compileBackends fills c.backends, taking over prev's unchanged backends,
+// and sets c.backendsKept. It returns the IR of the backends: each key's
+// *ir.Backend is the one its *upstream.Backend was built from.
+func (c *Config) compileBackends(prev *Config, outlier *upstream.Outlier) map[string]*ir.Backend {
+	w := c.ir
+	var prevBackends map[string]*upstream.Backend
+	if prev != nil {
+		prevBackends = prev.backends
+	}
+	type built struct {
+		key     string
+		backend *upstream.Backend
+	}
+	var fresh []built
+	found := 0 // keys of w that prev has
+	for k, b := range w.Backends {
+		old := prevBackends[k]
+		if old != nil {
+			found++
+			if equalBackend(b, old.IR) {
+				continue
+			}
+		}
+		nb := upstream.NewBackend(k, b, outlier)
+		if old != nil {
+			// Keep the round-robin cursor, so that frequent updates do
+			// not send every first request to the first endpoint.
+			nb.InheritCursor(old)
+		}
+		fresh = append(fresh, built{k, nb})
+	}
+	removed := len(prevBackends) - found
+	irBackends := w.Backends
+	switch {
+	case prev == nil:
+		c.backends = make(map[string]*upstream.Backend, len(fresh))
+	case len(fresh) == 0 && removed == 0:
+		c.backends, c.backendsKept = prevBackends, true
+		return prev.ir.Backends
+	default:
+		c.backends = maps.Clone(prevBackends)
+		irBackends = maps.Clone(prev.ir.Backends)
+		if removed > 0 {
+			for k := range c.backends {
+				if _, ok := w.Backends[k]; !ok {
+					delete(c.backends, k)
+					delete(irBackends, k)
+				}
+			}
+		}
+	}
+	for _, f := range fresh {
+		c.backends[f.key] = f.backend
+		irBackends[f.key] = f.backend.IR
+	}
+	return irBackends
+}
+
+// patchPorts fills c's ports and lookup maps from prev when the services
+// are laid out as in prev (see Compile), compiling only the ports that
+// changed, and returns the IR of the services: prev's for those taken
+// over, w's for the others. It reports false, having done nothing, when
+// they are not laid out as in prev. c.backends must be filled.
+func (c *Config) patchPorts(prev *Config, jwks *authn.JWKSCache) (bool, []*ir.Service, error) {
+	w := c.ir
+	if prev == nil || len(prev.ir.Services) != len(w.Services) {
+		return false, nil, nil
+	}
+	// A port is taken over whole, with the *ir.Service it points to, only
+	// when no port of its service changed: then the old service is equal to
+	// the new one. Otherwise every port of the service gets a new
+	// ServicePort (keeping the compiled parts of its unchanged ports).
+	var changed []int     // indexes in ports
+	var changedSvcs []int // indexes in services
+	i := 0
+	for si, s := range w.Services {
+		o := prev.ir.Services[si]
+		if !sameService(s, o) {
+			return false, nil, nil
+		}
+		same := true
+		for pi, p := range s.Ports {
+			old := prev.ports[i+pi]
+			if (!c.backendsKept && c.backends[p.DefaultBackend] != old.DefaultBackend) || !equalPort(p, old.Port) {
+				same = false
+				break
+			}
+		}
+		if !same {
+			changedSvcs = append(changedSvcs, si)
+			for pi := range s.Ports {
+				changed = append(changed, i+pi)
+			}
+		}
+		i += len(s.Ports)
+	}
+	if len(changedSvcs) == 0 {
+		c.ports, c.byAddr, c.byHost, c.warned = prev.ports, prev.byAddr, prev.byHost, prev.warned
+		return true, prev.ir.Services, nil
+	}
+	// Compile the changed ports first: on error nothing was copied.
+	fresh := make([]*ServicePort, len(changed))
+	k, i := 0, 0
+	for _, s := range w.Services {
+		for _, p := range s.Ports {
+			if k < len(changed) && changed[k] == i {
+				sp, err := c.compilePort(s, p, prev.ports[i], jwks)
+				if err != nil {
+					return false, nil, err
+				}
+				fresh[k] = sp
+				k++
+			}
+			i++
+		}
+	}
+	c.ports = slices.Clone(prev.ports)
+	c.byAddr, c.byHost = maps.Clone(prev.byAddr), maps.Clone(prev.byHost)
+	for k, i := range changed {
+		old, sp := prev.ports[i], fresh[k]
+		c.ports[i] = sp
+		// Another port may have the same key and have won it (the last
+		// one of several does): replace only what old held.
+		hp := hostPort{sp.Service.Hostname, sp.Port.Port}
+		if c.byHost[hp] == old {
+			c.byHost[hp] = sp
+		}
+		for _, vip := range sp.Service.VIPs {
+			a, err := netip.ParseAddr(vip)
+			if err != nil {
+				return false, nil, fmt.Errorf("service %s/%s: bad VIP %q", sp.Service.Namespace, sp.Service.Name, vip)
+			}
+			ap := netip.AddrPortFrom(a.Unmap(), sp.Port.Port)
+			if c.byAddr[ap] == old {
+				c.byAddr[ap] = sp
+			}
+		}
+	}
+	// warned: prev's unchanged ones and the changed ones that warn, in order.
+	c.warned = nil
+	k = 0
+	for _, i := range prev.warned {
+		for k < len(changed) && changed[k] < i {
+			if hasWarnings(fresh[k]) {
+				c.warned = append(c.warned, changed[k])
+			}
+			k++
+		}
+		if k < len(changed) && changed[k] == i {
+			if hasWarnings(fresh[k]) {
+				c.warned = append(c.warned, i)
+			}
+			k++
+			continue
+		}
+		c.warned = append(c.warned, i)
+	}
+	for ; k < len(changed); k++ {
+		if hasWarnings(fresh[k]) {
+			c.warned = append(c.warned, changed[k])
+		}
+	}
+	services := slices.Clone(prev.ir.Services)
+	for _, si := range changedSvcs {
+		services[si] = w.Services[si]
+	}
+	return true, services, nil
+}
+
+// compilePorts fills c's ports and lookup maps from nothing, taking over
+// the compiled policies and routes of prev's ports that have the same
+// hostname and port and equal IR. c.backends must be filled.
+func (c *Config) compilePorts(prev *Config, jwks *authn.JWKSCache) error {
+	w := c.ir
+	n := 0
+	for _, s := range w.Services {
+		n += len(s.Ports)
+	}
+	c.ports = make([]*ServicePort, 0, n)
+	c.byAddr = make(map[netip.AddrPort]*ServicePort, n)
+	c.byHost = make(map[hostPort]*ServicePort, n)
+	for _, s := range w.Services {
+		for _, p := range s.Ports {
+			hp := hostPort{s.Hostname, p.Port}
+			var old *ServicePort
+			if prev != nil {
+				old = prev.byHost[hp]
+			}
+			sp, err := c.compilePort(s, p, old, jwks)
+			if err != nil {
+				return err
+			}
+			if hasWarnings(sp) {
+				c.warned = append(c.warned, len(c.ports))
+			}
+			c.ports = append(c.ports, sp)
+			for _, vip := range s.VIPs {
+				a, err := netip.ParseAddr(vip)
+				if err != nil {
+					return fmt.Errorf("service %s/%s: bad VIP %q", s.Namespace, s.Name, vip)
+				}
+				c.byAddr[netip.AddrPortFrom(a.Unmap(), p.Port)] = sp
+			}
+			c.byHost[hp] = sp
+		}
+	}
+	return nil
+}
+
+// compilePort builds the ServicePort of p, a port of s, taking over each
+// compiled part of old (which may be nil) whose IR is equal: the route
+// table when the routes are, the evaluator when the policies are, the
+// authenticator when the JWT rules are. c.backends must be filled.
+func (c *Config) compilePort(s *ir.Service, p *ir.ServicePort, old *ServicePort, jwks *authn.JWKSCache) (*ServicePort, error) {
+	sp := &ServicePort{
+		Service:        s,
+		Port:           p,
+		DefaultBackend: c.backends[p.DefaultBackend],
+		Name:           s.Hostname + ":" + strconv.Itoa(int(p.Port)),
+	}
+	var o *ir.ServicePort
+	if old != nil {
+		o = old.Port
+	}
+	if o != nil && equalPtrs(p.JWTRules, o.JWTRules, equalJWTRule) {
+		sp.Authn = old.Authn
+	} else {
+		sp.Authn = authn.Compile(p.JWTRules, authn.Options{JWKS: jwks})
+	}
+	if o != nil && equalPtrs(p.Policies, o.Policies, equalPolicy) {
+		sp.Authz = old.Authz
+	} else {
+		sp.Authz = authz.Compile(p.Policies, authz.Options{TrustDomain: c.ir.TrustDomain, TrustDomainAliases: c.ir.TrustDomainAliases})
+	}
+	switch {
+	case o != nil && equalPtrs(p.Routes, o.Routes, equalRule):
+		sp.Routes = old.Routes
+	case len(p.Routes) > 0:
+		t, err := route.Compile(p.Routes)
+		if err != nil {
+			return nil, fmt.Errorf("service %s/%s port %d: %w", s.Namespace, s.Name, p.Port, err)
+		}
+		sp.Routes = t
+	}
+	return sp, nil
+}
+
+func hasWarnings(sp *ServicePort) bool {
+	return len(sp.Authn.Warnings()) > 0 || len(sp.Authz.Warnings()) > 0
+}
