@@ -77,6 +77,7 @@ is unreachable, reconnects with backoff, and reports ready on
 	f.StringVar(&tokenFile, "token-file", deployer.TokenFile, "the projected ServiceAccount token presented to the controller")
 	f.StringVar(&o.NodeID, "node-id", os.Getenv("POD_NAME"), "name of this proxy in the controller's logs (default $POD_NAME, else the host name)")
 	f.StringVar(&o.InboundAddress, "inbound-address", "0.0.0.0:15088", "PROXY protocol listener")
+	f.Var(cidrList{&o.DataPlane.Inbound.AllowedSources}, "proxy-protocol-allowed-cidrs", proxyProtocolSourcesUsage)
 	f.StringVar(&o.DataPlane.StatusAddress, "status-address", "0.0.0.0:15021", "readiness listener (GET /healthz/ready)")
 	f.StringVar(&o.DataPlane.MetricsAddress, "metrics-address", "0.0.0.0:15020", "Prometheus listener (/stats/prometheus); off disables it")
 	f.StringVar(&o.DataPlane.ServerHeader, "server-header", "envoy", "value of the server response header")

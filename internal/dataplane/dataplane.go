@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
@@ -23,6 +24,13 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 )
+
+// StreamLimits bound each request's life in the proxy.
+type StreamLimits struct {
+	IdleTimeout time.Duration // Envoy's stream idle timeout (default 5m)
+	MaxRetries  int           // retries per request, whatever a route asks (default 10)
+	MaxMirrors  int           // mirrored requests in flight (default 256)
+}
 
 // Options configure the listeners, the telemetry and the proxy.
 type Options struct {
@@ -47,6 +55,9 @@ type Options struct {
 	TracingEndpoint string
 	TracingSampling float64
 	ServiceName     string
+	// MaxSeries bounds the label sets of each Istio metric family (0:
+	// telemetry.DefaultMaxSeries).
+	MaxSeries int
 	// ServerHeader is the "server" response header (default "envoy").
 	ServerHeader string
 	// PathNormalization and ExtAuthzProviders come from the mesh config.
@@ -55,6 +66,9 @@ type Options struct {
 	// Inbound are the listener's limits; Upstream tunes the pools.
 	Inbound  inbound.Options
 	Upstream upstream.Options
+	// Streams are the per-request bounds: the stream idle timeout, the
+	// retry cap and the mirrors in flight (see proxy.Options).
+	Streams StreamLimits
 	// DrainDelay is how long readiness reports 503 before the listener
 	// stops accepting (default 5s); DrainTimeout bounds the wait for
 	// in-flight requests and connections after that (default 30s).
@@ -80,10 +94,32 @@ type DataPlane struct {
 	servers              []*http.Server
 	inbound              *inbound.Server
 
-	mu     sync.Mutex
-	ready  bool
-	closed bool
-	errc   chan error
+	mu       sync.Mutex
+	ready    bool
+	closed   bool
+	errc     chan error
+	refusals sync.Once
+}
+
+// registerRefusals exposes the inbound listener's refusals as
+// kgateway_waypoint_downstream_connections_refused_total{reason}.
+func (d *DataPlane) registerRefusals(st *inbound.Stats) {
+	for _, r := range []struct {
+		reason string
+		n      *atomic.Uint64
+	}{
+		{"source", &st.RefusedSource},           // peer outside --proxy-protocol-allowed-cidrs
+		{"header", &st.RefusedHeader},           // no or malformed PROXY v2 header
+		{"destination", &st.RefusedDestination}, // (VIP, port) not served
+		{"limit", &st.RefusedOverLimit},         // --max-connections reached
+	} {
+		err := d.tel.RegisterCounterFunc("downstream_connections_refused_total",
+			"Connections the PROXY protocol listener closed without serving, by reason (source, header, destination, limit).",
+			map[string]string{"reason": r.reason}, func() float64 { return float64(r.n.Load()) })
+		if err != nil {
+			d.log.Warn("could not register a listener metric", "error", err.Error())
+		}
+	}
 }
 
 // Start builds the telemetry and the proxy and binds the status, metrics
@@ -117,6 +153,7 @@ func Start(o Options) (*DataPlane, error) {
 	d.Proxy = proxy.New(proxy.Options{
 		ServerHeader: o.ServerHeader, Logger: o.Logger, Upstream: up, Telemetry: d.tel,
 		PathNormalization: o.PathNormalization, ExtAuthzProviders: o.ExtAuthzProviders,
+		StreamIdleTimeout: o.Streams.IdleTimeout, MaxRetries: o.Streams.MaxRetries, MaxMirrorsInFlight: o.Streams.MaxMirrors,
 	})
 	reg := d.tel.Registry()
 	for _, l := range []struct {
@@ -174,6 +211,7 @@ func (d *DataPlane) Listen(addr string) error {
 	d.mu.Lock()
 	d.inLn, d.inbound = ln, srv
 	d.mu.Unlock()
+	d.refusals.Do(func() { d.registerRefusals(srv.Stats()) })
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, net.ErrClosed) {
 			d.errc <- fmt.Errorf("inbound listener: %w", err)
@@ -271,7 +309,7 @@ func (d *DataPlane) Close() {
 // newTelemetry builds metrics (always), the access log and tracing as the
 // options say; the func closes the access log file.
 func newTelemetry(o Options) (*telemetry.Telemetry, func(), error) {
-	to := telemetry.Options{Logger: o.Logger, AccessLogFormat: o.AccessLogFormat}
+	to := telemetry.Options{Logger: o.Logger, AccessLogFormat: o.AccessLogFormat, MaxSeries: o.MaxSeries}
 	closeLog := func() {}
 	switch o.AccessLog {
 	case "":

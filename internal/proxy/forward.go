@@ -14,8 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 )
 
@@ -35,6 +37,11 @@ func removeHopHeaders(h http.Header) {
 			}
 		}
 	}
+	removeFixedHopHeaders(h)
+}
+
+// removeFixedHopHeaders strips the hop-by-hop headers by name only.
+func removeFixedHopHeaders(h http.Header) {
 	te := h["Te"]
 	for _, k := range hopHeaders {
 		delete(h, k)
@@ -46,20 +53,47 @@ func removeHopHeaders(h http.Header) {
 	}
 }
 
+// arrive strips the request's hop-by-hop headers as it arrives, before any
+// route match, filter, policy or authorizer sees it: a client's
+// "Connection: x-route-set" must not remove the header a filter sets
+// later. It reports whether the request asks for a WebSocket upgrade, the
+// one upgrade Istio's waypoint allows; its Upgrade and Connection headers
+// are put back when the request is forwarded.
+func arrive(r *http.Request) (upgrade bool) {
+	h := r.Header
+	if len(h["Upgrade"]) > 0 && r.Method == http.MethodGet && r.ProtoMajor == 1 && r.ProtoMinor == 1 &&
+		inbound.HasToken(h["Connection"], "upgrade") && inbound.HasToken(h["Upgrade"], "websocket") {
+		upgrade = true
+	}
+	if len(h["Connection"]) > 0 || len(h["Upgrade"]) > 0 || len(h["Te"]) > 0 || len(h["Keep-Alive"]) > 0 ||
+		len(h["Proxy-Connection"]) > 0 || len(h["Proxy-Authenticate"]) > 0 || len(h["Proxy-Authorization"]) > 0 ||
+		len(h["Trailer"]) > 0 || len(h["Transfer-Encoding"]) > 0 {
+		removeHopHeaders(h)
+	}
+	return upgrade
+}
+
 // replayBody lets a request be sent again after a connection failure: it
-// passes reads through, records whether any happened, and ignores Close
-// (the transport closes request bodies even when it never read them).
+// passes reads through, records whether any happened and the first read
+// failure (a client body that broke: the client's fault, not the
+// upstream's), and ignores Close (the transport closes request bodies even
+// when it never read them).
 type replayBody struct {
 	mu   sync.Mutex
 	r    io.Reader
 	read bool
+	err  error
 }
 
 func (b *replayBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.read = true
-	return b.r.Read(p)
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
 }
 
 func (b *replayBody) Close() error { return nil }
@@ -70,17 +104,32 @@ func (b *replayBody) used() bool {
 	return b.read
 }
 
+// failure is the error reading the client's body hit, nil when none.
+func (b *replayBody) failure() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
 // defaultRetries is how often a connection failure is retried on another
 // endpoint when the route sets no retry policy (Istio's default policy
 // retries connect failures twice).
 const defaultRetries = 2
+
+// defaultMaxRetries caps the retries of one request whatever a route asks
+// (Options.MaxRetries): each retry holds the request's goroutine and
+// upstream capacity.
+const defaultMaxRetries = 10
 
 // forward sends the request to an endpoint of the backend and relays the
 // response, within the rule's timeouts, retrying as its policy (or Istio's
 // default for connection failures) says.
 func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 	r := x.r
-	ctx := r.Context()
+	ctx := x.ctx
 	var perTry time.Duration
 	retries := defaultRetries
 	var retryCodes []int
@@ -96,7 +145,14 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 			retries, retryCodes, backoff = rt.Attempts, rt.Codes, time.Duration(rt.BackoffMs)*time.Millisecond
 		}
 	}
-	removeHopHeaders(r.Header)
+	retries = min(retries, p.maxRetries)
+	// The client's hop-by-hop headers went at arrival; these are the ones
+	// a filter may have set since.
+	removeFixedHopHeaders(r.Header)
+	if x.upgrade {
+		r.Header["Connection"] = []string{"Upgrade"}
+		r.Header["Upgrade"] = []string{"websocket"}
+	}
 	// A client cannot vouch for its own certificate: drop a client-supplied
 	// x-forwarded-client-cert, as Envoy's default SANITIZE does.
 	delete(r.Header, "X-Forwarded-Client-Cert")
@@ -117,6 +173,9 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 		}
 		x.upstreamHost = ep
 		resp, err = p.roundTrip(ctx, perTry, r, body, b, ep)
+		if body.failure() != nil {
+			break // the client's body broke: not the endpoint's doing
+		}
 		b.Report(ep, !gatewayFailure(resp, err))
 		if attempt >= retries || ctx.Err() != nil {
 			break
@@ -151,16 +210,56 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 		if r.Context().Err() != nil {
 			panic(http.ErrAbortHandler) // the client went away: nobody to answer
 		}
+		if context.Cause(ctx) == errStreamIdle {
+			x.w.Header()["Connection"] = []string{"close"}
+			p.localReply(x, replyStreamTimeout)
+			return
+		}
+		if berr := body.failure(); berr != nil {
+			p.clientBodyFailed(x, berr)
+			return
+		}
 		p.log.Debug("upstream request failed", "service", x.sp.Name, "error", err.Error())
-		if isTimeout(err) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		var perr *upstream.ProtocolError
+		switch {
+		case errors.As(err, &perr):
+			p.localReply(x, replyProtocolError)
+		case isTimeout(err) || errors.Is(ctx.Err(), context.DeadlineExceeded):
 			p.localReply(x, replyTimeout)
-		} else {
+		default:
 			p.localReply(x, replyConnectFailed)
 		}
 		return
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if !x.upgrade {
+			// net/http's h2 transport never returns one; H1Client refuses
+			// an unsolicited 101 itself. Belt and braces.
+			p.localReply(x, replyProtocolError)
+			return
+		}
+		p.tunnel(x, resp, start)
+		return
+	}
 	p.relay(x, resp, start)
+}
+
+// clientBodyFailed answers a request whose body could not be read: the
+// client sent a malformed chunked body or trailers over their bound (400,
+// 431), or went away (nothing to answer). The connection closes after,
+// as Envoy resets it.
+func (p *Proxy) clientBodyFailed(x *exchange, err error) {
+	status, ok := inbound.RequestErrorStatus(err)
+	if !ok {
+		if isTimeout(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+			panic(http.ErrAbortHandler)
+		}
+		status = http.StatusBadRequest
+	}
+	p.log.Debug("client request body failed", "service", x.sp.Name, "error", err.Error())
+	x.w.Header()["Connection"] = []string{"close"}
+	p.localReply(x, replyClientBody(status))
 }
 
 // roundTrip sends one try to one endpoint.
@@ -184,7 +283,7 @@ func (p *Proxy) roundTrip(ctx context.Context, perTry time.Duration, r *http.Req
 func (p *Proxy) send(ctx context.Context, r *http.Request, body *replayBody, b *upstream.Backend, ep string) (*http.Response, error) {
 	out := &http.Request{
 		Method:        r.Method,
-		URL:           &url.URL{Scheme: "http", Host: ep, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
+		URL:           upstreamURL(r, ep),
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
@@ -203,6 +302,15 @@ func (p *Proxy) send(ctx context.Context, r *http.Request, body *replayBody, b *
 		return p.pool.H1.Do(ctx, out) // no request copy for the context
 	}
 	return p.pool.Transport(b).RoundTrip(out.WithContext(ctx))
+}
+
+// upstreamURL is the request's URL towards endpoint ep: its path and
+// query, or "*" for OPTIONS * (sent as is, not as a path "/%2A").
+func upstreamURL(r *http.Request, ep string) *url.URL {
+	if r.URL.Path == "*" && r.Method == http.MethodOptions {
+		return &url.URL{Scheme: "http", Host: ep, Opaque: "*"}
+	}
+	return &url.URL{Scheme: "http", Host: ep, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 }
 
 type cancelBody struct {
@@ -246,6 +354,7 @@ func (p *Proxy) relay(x *exchange, resp *http.Response, start time.Time) {
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
+			x.idle.touch()
 			if _, werr := x.w.Write(buf[:n]); werr != nil {
 				panic(http.ErrAbortHandler) // client gone: abort, do not pool
 			}
@@ -257,8 +366,8 @@ func (p *Proxy) relay(x *exchange, resp *http.Response, start time.Time) {
 			break
 		}
 		if rerr != nil {
-			// The upstream broke mid-body: the only honest signal left is
-			// to abort the client's response too.
+			// The upstream broke mid-body (or the stream went idle): the
+			// only honest signal left is to abort the client's response too.
 			p.log.Debug("upstream response body failed", "service", x.sp.Name, "error", rerr.Error())
 			panic(http.ErrAbortHandler)
 		}
@@ -301,7 +410,7 @@ func (p *Proxy) mirror(x *exchange) {
 			continue
 		}
 		hdr := r.Header.Clone()
-		removeHopHeaders(hdr)
+		removeFixedHopHeaders(hdr)
 		host, port := splitHostPort(r.Host)
 		shadow := host + "-shadow" // Envoy marks mirrored requests this way
 		if port != 0 {
@@ -317,8 +426,13 @@ func (p *Proxy) mirror(x *exchange) {
 			out.Body = io.NopCloser(bytes.NewReader(payload))
 		}
 		tr := p.pool.Transport(b)
+		if !p.mirrors.start() {
+			p.log.Debug("mirror dropped: too many mirrored requests in flight", "service", x.sp.Name)
+			continue
+		}
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer p.mirrors.done()
+			ctx, cancel := context.WithTimeout(p.mirrors.ctx, 30*time.Second)
 			defer cancel()
 			resp, err := tr.RoundTrip(out.WithContext(ctx))
 			if err != nil {
@@ -329,6 +443,54 @@ func (p *Proxy) mirror(x *exchange) {
 			_ = resp.Body.Close()
 		}()
 	}
+}
+
+// mirrorSet bounds and tracks the mirrored requests in flight: at most
+// max at once (more are dropped and counted), all of them ended and
+// waited for by Close.
+type mirrorSet struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	slots   chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	closed  bool
+	dropped atomic.Uint64
+}
+
+func newMirrorSet(maxInFlight int) *mirrorSet {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &mirrorSet{ctx: ctx, cancel: cancel, slots: make(chan struct{}, maxInFlight)}
+}
+
+func (m *mirrorSet) start() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	select {
+	case m.slots <- struct{}{}:
+		m.wg.Add(1)
+		return true
+	default:
+		m.dropped.Add(1)
+		return false
+	}
+}
+
+func (m *mirrorSet) done() {
+	<-m.slots
+	m.wg.Done()
+}
+
+// close ends the mirrors in flight and waits for them.
+func (m *mirrorSet) close() {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
 }
 
 // gatewayFailure is what outlier detection counts: a connection failure
@@ -365,3 +527,7 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// MirrorsDropped is the number of mirrored requests dropped because the
+// bound of mirrors in flight was reached.
+func (p *Proxy) MirrorsDropped() uint64 { return p.mirrors.dropped.Load() }

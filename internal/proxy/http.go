@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -27,6 +28,9 @@ import (
 type exchange struct {
 	w       http.ResponseWriter
 	r       *http.Request
+	ctx     context.Context // the request's, ended by the stream idle timeout too
+	idle    *idleTimer
+	upgrade bool // a WebSocket upgrade request
 	info    *inbound.ConnInfo
 	cfg     *config.Config // the generation serving the exchange
 	sp      *config.ServicePort
@@ -97,6 +101,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sp := x.sp
+	x.upgrade = arrive(r)
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	x.ctx, x.idle = ctx, newIdleTimer(p.streamIdle, cancel, w)
+	defer x.idle.stop()
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &activeBody{ReadCloser: r.Body, idle: x.idle}
+	}
 	if r.Header.Get("X-Request-Id") == "" {
 		r.Header["X-Request-Id"] = []string{newRequestID()}
 	}
@@ -210,6 +222,9 @@ func (p *Proxy) logShadow(sp *config.ServicePort, info *inbound.ConnInfo, method
 // false for a path that cannot be normalized (400, as Envoy).
 func (p *Proxy) normalize(r *http.Request) (string, bool) {
 	raw := rawPath(r)
+	if raw == "*" && r.Method == http.MethodOptions {
+		return raw, true // asterisk-form: no path to normalize
+	}
 	np, err := p.opts.PathNormalization.Normalize(raw)
 	if err != nil {
 		return "", false
@@ -229,21 +244,14 @@ func (p *Proxy) normalize(r *http.Request) (string, bool) {
 }
 
 // rawPath is the request's path exactly as the client sent it: the path
-// part of the request target (net/url's decoded form loses escapes).
+// part of the request target, which the inbound listener always gives in
+// origin-form (net/url's decoded form loses escapes).
 func rawPath(r *http.Request) string {
 	target := r.RequestURI
-	if target == "" || target == "*" {
+	if target == "" {
 		return r.URL.EscapedPath()
 	}
-	if i := strings.Index(target, "://"); i >= 0 { // absolute-form
-		rest := target[i+3:]
-		j := strings.IndexByte(rest, '/')
-		if j < 0 {
-			return "/"
-		}
-		target = rest[j:]
-	}
-	if i := strings.IndexAny(target, "?#"); i >= 0 {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
 		target = target[:i]
 	}
 	return target
@@ -286,7 +294,7 @@ func (p *Proxy) checkExternal(x *exchange, provider, policy string) bool {
 		req.Body = buf
 		r.Body = readCloser{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
 	}
-	d := client.Check(r.Context(), req)
+	d := client.Check(x.ctx, req)
 	if !d.Allowed {
 		if d.Err != nil {
 			p.log.Debug("external authorization failed", "provider", provider, "error", d.Err.Error())

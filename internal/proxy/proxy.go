@@ -11,11 +11,13 @@
 package proxy
 
 import (
+	"cmp"
 	"log/slog"
 	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
@@ -41,6 +43,16 @@ type Options struct {
 	ExtAuthzProviders map[string]*meshconfig.ExtAuthzProvider
 	// LocalPrincipal is the waypoint's own identity, given to authorizers.
 	LocalPrincipal string
+	// StreamIdleTimeout ends a request when nothing moved on it, in either
+	// direction, for that long (default 5m, Envoy's stream_idle_timeout):
+	// 408 before the response started, else the stream is reset.
+	StreamIdleTimeout time.Duration
+	// MaxRetries caps the retries of one request whatever its route asks
+	// (default 10).
+	MaxRetries int
+	// MaxMirrorsInFlight bounds the mirrored requests in flight (default
+	// 256); past it, mirrors are dropped and counted.
+	MaxMirrorsInFlight int
 	// Telemetry records metrics, access logs and traces; nil is off.
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger
@@ -64,6 +76,11 @@ type Proxy struct {
 	extauthz map[string]extauthz.Client
 	// tel is Options.Telemetry (nil: off).
 	tel *telemetry.Telemetry
+	// streamIdle and maxRetries are the options' bounds, defaulted.
+	streamIdle time.Duration
+	maxRetries int
+	// mirrors are the mirrored requests in flight.
+	mirrors *mirrorSet
 }
 
 // New builds a proxy with no configuration: it refuses every connection
@@ -83,6 +100,9 @@ func New(opts Options) *Proxy {
 		serverHeader: []string{opts.ServerHeader},
 		extauthz:     map[string]extauthz.Client{},
 		tel:          opts.Telemetry,
+		streamIdle:   cmp.Or(opts.StreamIdleTimeout, defaultStreamIdleTimeout),
+		maxRetries:   cmp.Or(opts.MaxRetries, defaultMaxRetries),
+		mirrors:      newMirrorSet(cmp.Or(opts.MaxMirrorsInFlight, 256)),
 	}
 	p.shared.JWKS.SetLogger(opts.Logger)
 	for name, prov := range opts.ExtAuthzProviders {
@@ -174,6 +194,7 @@ func (p *Proxy) Classify(info *inbound.ConnInfo) (config.Target, bool) {
 // Close releases pooled upstream connections, the key cache and the
 // authorizer clients.
 func (p *Proxy) Close() {
+	p.mirrors.close()
 	p.pool.Close()
 	p.shared.JWKS.Close()
 	for _, c := range p.extauthz {

@@ -13,6 +13,8 @@ const (
 	bodyNoHealthy     = "no healthy upstream"
 	bodyConnectFailed = "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
 	bodyTimeout       = "upstream request timeout"
+	bodyProtocolError = "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
+	bodyStreamTimeout = "stream timeout"
 )
 
 // reply is one of the waypoint's own answers (a local reply, in Envoy's
@@ -39,6 +41,10 @@ var (
 	replyNoCluster     = reply{http.StatusInternalServerError, "", telemetry.FlagNoClusterFound, telemetry.DetailsClusterNotFound}
 	replyConnectFailed = reply{http.StatusServiceUnavailable, bodyConnectFailed, telemetry.FlagUpstreamConnectionFailure, telemetry.DetailsConnectionFailure}
 	replyTimeout       = reply{http.StatusGatewayTimeout, bodyTimeout, telemetry.FlagUpstreamRequestTimeout, telemetry.DetailsUpstreamTimeout}
+	replyProtocolError = reply{http.StatusBadGateway, bodyProtocolError, telemetry.FlagUpstreamProtocolError, telemetry.DetailsProtocolError}
+	// replyStreamTimeout: nothing moved on the request for the stream
+	// idle timeout.
+	replyStreamTimeout = reply{http.StatusRequestTimeout, bodyStreamTimeout, telemetry.FlagStreamIdleTimeout, telemetry.DetailsStreamIdleTimeout}
 	// replyNoProvider: a CUSTOM policy whose external authorizer is
 	// unknown or unusable denies.
 	replyNoProvider = reply{http.StatusForbidden, bodyDenied, telemetry.FlagUnauthorizedExternalService, telemetry.DetailsExtAuthzDenied}
@@ -61,6 +67,12 @@ func replyExtAuthz(status int, body string) reply {
 		status = http.StatusForbidden
 	}
 	return reply{status, body, telemetry.FlagUnauthorizedExternalService, telemetry.DetailsExtAuthzDenied}
+}
+
+// replyClientBody answers a request whose body the client could not
+// deliver (status 400, or 413 when it was too large).
+func replyClientBody(status int) reply {
+	return reply{status, http.StatusText(status), telemetry.FlagDownstreamProtocolError, telemetry.DetailsDownstreamProtocolError}
 }
 
 // replyRedirect is a RequestRedirect's answer (the Location header is set

@@ -18,7 +18,7 @@ type recorder struct {
 }
 
 func (w *recorder) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
@@ -32,6 +32,9 @@ func (w *recorder) Write(p []byte) (int, error) {
 	w.bytes += int64(n)
 	return n, err
 }
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Flush keeps streaming working through the recorder.
 func (w *recorder) Flush() {

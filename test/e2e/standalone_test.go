@@ -353,6 +353,7 @@ func TestStandaloneBadInvocations(t *testing.T) {
 		{"missing path", []string{"standalone", "-f", filepath.Join(dir, "nope")}, "no such file"},
 		{"gateway not in files", []string{"standalone", "-f", good, "--gateway", "httpbin/other"}, "gateway httpbin/other not found"},
 		{"malformed --gateway", []string{"standalone", "-f", good, "--gateway", "justaname"}, "want NAMESPACE/NAME"},
+		{"malformed --proxy-protocol-allowed-cidrs", []string{"standalone", "-f", good, "--proxy-protocol-allowed-cidrs", "10.0.0.0/33"}, `"10.0.0.0/33" is neither an address range`},
 		{"invalid object", []string{"standalone", "-f", bad}, "Service default/x"},
 		{"unknown flag", []string{"standalone", "--bogus"}, "unknown flag"},
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -52,7 +53,7 @@ func FuzzReadRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := bufio.NewReader(bytes.NewReader(data))
-		req, body, err := readRequest(br, 100)
+		req, body, err := readRequest(br, parseLimits{MaxHeaders: 100, MaxTrailerBytes: 60 << 10})
 		if err != nil {
 			return
 		}
@@ -64,5 +65,115 @@ func FuzzReadRequest(f *testing.F) {
 		}
 		_, _ = io.Copy(io.Discard, req.Body)
 		body.finish(1 << 20)
+	})
+}
+
+// FuzzParseTarget checks the request-target forms of RFC 9112 3.2: an
+// accepted target yields an origin-form RequestURI; a target starting with
+// "/" is always origin-form, kept byte for byte, its path what comes before
+// the first "?" whatever the query holds; nothing with a fragment, a
+// control character or another scheme is accepted.
+func FuzzParseTarget(f *testing.F) {
+	for _, s := range []string{"/", "/a?b=http://c/d", "http://h:8/p?q", "https://h", "*", "h:80", "//x", "/a%2Fb", "/%zz", "ftp://x/", "/a#b"} {
+		f.Add("GET", s)
+	}
+	f.Add("OPTIONS", "*")
+	f.Fuzz(func(t *testing.T, method, target string) {
+		if target == "" {
+			return
+		}
+		u, origin, form, err := parseTarget(method, target)
+		if err != nil {
+			return
+		}
+		if strings.ContainsAny(target, "# \x00\r\n\x7f") {
+			t.Fatalf("accepted %q", target)
+		}
+		switch form {
+		case asteriskForm:
+			if method != "OPTIONS" || origin != "*" {
+				t.Fatalf("asterisk-form %q for %s", origin, method)
+			}
+			return
+		case originForm:
+			if target[0] != '/' || origin != target {
+				t.Fatalf("origin-form %q from %q", origin, target)
+			}
+		case absoluteForm:
+			if target[0] == '/' {
+				t.Fatalf("%q taken as absolute-form", target)
+			}
+			if !strings.HasPrefix(strings.ToLower(target), "http://") && !strings.HasPrefix(strings.ToLower(target), "https://") {
+				t.Fatalf("absolute-form with scheme %q", target)
+			}
+			if origin == "" || origin[0] != '/' || !strings.HasSuffix(target, strings.TrimPrefix(origin, "/")) {
+				t.Fatalf("origin %q from %q", origin, target)
+			}
+		default:
+			t.Fatalf("form %d accepted", form)
+		}
+		path, query, _ := strings.Cut(origin, "?")
+		if u.RawQuery != query || u.EscapedPath() == "" {
+			t.Fatalf("%q: query %q path %q", target, u.RawQuery, u.EscapedPath())
+		}
+		if dec, err := url.PathUnescape(path); err != nil || dec != u.Path {
+			t.Fatalf("%q: path %q, want %q", target, u.Path, dec)
+		}
+	})
+}
+
+// FuzzMethodAndAuthority checks that only registered methods (exact case)
+// and well-formed authorities pass, and that what passes has no byte a
+// backend could split on.
+func FuzzMethodAndAuthority(f *testing.F) {
+	for _, s := range []string{"GET", "delete", "M-SEARCH", "G T"} {
+		f.Add(s, "svc:80")
+	}
+	f.Add("GET", "[::1]:8080")
+	f.Add("GET", "a b")
+	f.Add("GET", "u@h")
+	f.Fuzz(func(t *testing.T, method, host string) {
+		if MethodAllowed(method, false) {
+			if _, ok := registeredMethods[method]; !ok || strings.ToUpper(method) != method {
+				t.Fatalf("method %q allowed", method)
+			}
+		}
+		if MethodAllowed(method, true) && !validToken(method) {
+			t.Fatalf("custom method %q is not a token", method)
+		}
+		if validAuthority(host) && strings.ContainsAny(host, " \t\r\n\x00/?#@\\\"<>") {
+			t.Fatalf("authority %q accepted", host)
+		}
+	})
+}
+
+// FuzzChunkedTrailers reads chunked bodies with arbitrary trailers: the
+// reader never buffers a trailer section over its bound, and a body it
+// accepts ends cleanly.
+func FuzzChunkedTrailers(f *testing.F) {
+	f.Add("3\r\nabc\r\n0\r\n", "x: 1\r\n")
+	f.Add("0\r\n", strings.Repeat("x: 1\r\n", 200))
+	f.Add("0\r\n", "x: "+strings.Repeat("a", 5000)+"\r\n")
+	f.Add("1\r\na\r\n0\r\n", " folded\r\n")
+	f.Fuzz(func(t *testing.T, chunks, trailers string) {
+		raw := "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + trailers + "\r\n"
+		br := bufio.NewReaderSize(bytes.NewReader([]byte(raw)), 4096)
+		lim := parseLimits{MaxHeaders: 10, MaxTrailerBytes: 1024}
+		req, body, err := readRequest(br, lim)
+		if err != nil {
+			t.Fatalf("the head is fixed and valid: %v", err)
+		}
+		_, err = io.Copy(io.Discard, req.Body)
+		if err == nil {
+			if len(trailers) > lim.MaxTrailerBytes+2 && strings.HasSuffix(chunks, "0\r\n") && !strings.Contains(chunks[:len(chunks)-3], "0\r\n") {
+				// The whole trailer section was accepted: it must fit.
+				if strings.Count(trailers, "\n") > lim.MaxHeaders+1 {
+					t.Fatalf("accepted %d trailer lines", strings.Count(trailers, "\n"))
+				}
+			}
+			if !body.finish(0) {
+				t.Fatal("a body read to EOF is not finished")
+			}
+		}
 	})
 }

@@ -25,8 +25,11 @@ import (
 func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, o *HTTPOptions, log *slog.Logger,
 	st *connState, draining func() bool, stats *Stats) {
 	bw := bufio.NewWriterSize(c, 4096)
-	lr := &limitReader{r: br, n: -1}
+	pb := &pushback{r: br}
+	lr := &limitReader{r: pb, n: -1}
 	hr := bufio.NewReaderSize(lr, 4096)
+	watch := &connWatch{c: c, pb: pb}
+	defer watch.close()
 	info := InfoFromContext(ctx)
 	remote := info.Source.String()
 	served := 0
@@ -51,7 +54,9 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		}
 		_ = c.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
 		lr.n = int64(o.MaxHeaderBytes) + 4096 // headers plus one buffer's read-ahead
-		req, body, err := readRequest(hr, o.MaxHeaders)
+		req, body, err := readRequest(hr, parseLimits{
+			MaxHeaders: o.MaxHeaders, MaxTrailerBytes: o.MaxHeaderBytes, AllowCustomMethods: o.AllowCustomMethods,
+		})
 		lr.n = -1
 		if err != nil {
 			if replyError(bw, err, lr, log, remote) {
@@ -61,8 +66,27 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		}
 		_ = c.SetReadDeadline(time.Time{})
 		req.RemoteAddr = remote
-		req = req.WithContext(ctx)
-		w := &responseWriter{bw: bw, req: req, header: make(http.Header, 8), status: 0, cl: -1, draining: draining}
+		reqCtx, cancel := context.WithCancel(ctx)
+		req = req.WithContext(reqCtx)
+		watch.reset(cancel)
+		w := &responseWriter{bw: bw, req: req, header: make(http.Header, 8), status: 0, cl: -1, draining: draining,
+			conn: c, hr: hr, watch: watch}
+		// While the exchange waits on the upstream, a client that closes
+		// its connection ends the request's context, as net/http does, so
+		// the upstream exchange is cancelled at once. The watch reads the
+		// connection only once the request body is over and nothing more
+		// is buffered.
+		if req.Body == http.NoBody {
+			if hr.Buffered() == 0 {
+				watch.arm()
+			}
+		} else {
+			body.onDone = func() {
+				if hr.Buffered() == 0 {
+					watch.arm()
+				}
+			}
+		}
 		if o.MaxRequestsPerConnection > 0 && served+1 >= o.MaxRequestsPerConnection {
 			w.closeAfter = true // the last request this connection may carry
 		}
@@ -71,7 +95,10 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 			cont = &continueReader{r: req.Body, w: w}
 			req.Body = cont
 		}
-		if !serveOne(h, w, req, log) {
+		ok := serveOne(h, w, req, log)
+		gone := watch.stop()
+		cancel()
+		if !ok || w.hijacked || gone {
 			return
 		}
 		if !w.finish() || w.closeAfter {
@@ -86,6 +113,9 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		// parses (but never an unbounded body for nothing), then close the
 		// body: an upstream writer that still holds it can no longer read
 		// from the connection once the next request is being parsed.
+		// The drain is bounded in time as in bytes: a client that stalls
+		// mid-body (or a reader still blocked on it) ends with the close.
+		_ = c.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
 		if !body.finish(256 << 10) {
 			return
 		}
@@ -180,6 +210,123 @@ func (l *limitReader) Read(p []byte) (int, error) {
 
 var errHeaderTooLarge = errors.New("request header too large")
 
+// pushback is the connection as the request reader reads it, with the
+// byte a connWatch read in the meantime put back in front.
+type pushback struct {
+	r       io.Reader
+	pending []byte
+}
+
+func (p *pushback) Read(b []byte) (int, error) {
+	if len(p.pending) > 0 {
+		n := copy(b, p.pending)
+		p.pending = p.pending[n:]
+		return n, nil
+	}
+	return p.r.Read(b)
+}
+
+// watchDelay is how long a request may wait on its upstream before the
+// connection is watched for the client leaving. Most exchanges end
+// sooner, and then cost no read, goroutine or wake-up for the watch.
+const watchDelay = 200 * time.Millisecond
+
+// connWatch notices a client closing its connection while a request is
+// in flight: once the request body is over and the exchange has taken
+// watchDelay, it reads from the connection (at most one byte, which it
+// puts back for the next request) and, on EOF or an error, cancels the
+// request's context. One per connection, armed per request.
+type connWatch struct {
+	c  net.Conn
+	pb *pushback
+
+	mu      sync.Mutex
+	timer   *time.Timer // fires start, reused across requests
+	cancel  context.CancelFunc
+	armed   bool // the request may still start the watch
+	started bool
+	done    chan struct{}
+	gone    bool // the connection ended (written before done closes)
+	b       [1]byte
+}
+
+// reset prepares the watch for the next request.
+func (w *connWatch) reset(cancel context.CancelFunc) {
+	w.mu.Lock()
+	w.cancel, w.gone, w.armed, w.started = cancel, false, false, false
+	w.mu.Unlock()
+}
+
+// arm starts the watch after watchDelay, unless the request ends first.
+// The caller has checked that nothing of the connection is buffered: from
+// here until stop, nobody else reads it.
+func (w *connWatch) arm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.armed || w.started {
+		return
+	}
+	w.armed = true
+	if w.timer == nil {
+		w.timer = time.AfterFunc(watchDelay, w.start)
+	} else {
+		w.timer.Reset(watchDelay)
+	}
+}
+
+// start begins watching, once per request, unless the request is over.
+func (w *connWatch) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.armed || w.started {
+		return
+	}
+	w.started = true
+	done, cancel := make(chan struct{}), w.cancel
+	w.done = done
+	go func() {
+		defer close(done)
+		n, err := w.pb.r.Read(w.b[:])
+		if n > 0 {
+			w.pb.pending = append(w.pb.pending[:0], w.b[0])
+		}
+		var ne net.Error
+		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+			w.gone = true
+			cancel()
+		}
+	}()
+}
+
+// stop ends the watch for this request and reports whether the
+// connection ended.
+func (w *connWatch) stop() bool {
+	w.mu.Lock()
+	if w.armed && w.timer != nil {
+		w.timer.Stop() // a late fire finds armed false and does nothing
+	}
+	w.armed = false
+	started, done := w.started, w.done
+	w.started = false
+	w.mu.Unlock()
+	if !started {
+		return false
+	}
+	_ = w.c.SetReadDeadline(time.Unix(1, 0)) // wakes the read
+	<-done
+	return w.gone
+}
+
+// close releases the watch's timer when the connection ends.
+func (w *connWatch) close() {
+	w.stop()
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.mu.Unlock()
+}
+
 // continueReader sends "100 Continue" before the first body read, unless
 // the final response has begun. It runs on whatever goroutine reads the
 // body (the upstream transport's), so it shares the response's lock.
@@ -229,6 +376,38 @@ type responseWriter struct {
 	closeAfter  bool
 	failed      bool
 	draining    func() bool // the server is shutting down: end with connection: close
+
+	// For Hijack (a WebSocket tunnel): the connection and what the
+	// request reader has buffered of it.
+	conn     net.Conn
+	hr       *bufio.Reader
+	watch    *connWatch
+	hijacked bool
+}
+
+// SetReadDeadline bounds reads of the request body (for
+// http.ResponseController): the stream idle timeout wakes a body read
+// stuck on a client that stopped sending.
+func (w *responseWriter) SetReadDeadline(t time.Time) error { return w.conn.SetReadDeadline(t) }
+
+// Hijack hands the connection to the handler (http.Hijacker), after the
+// response head written so far: the WebSocket tunnel. The handler owns
+// the connection until it returns; the server then closes it.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.hijacked {
+		return nil, nil, http.ErrHijacked
+	}
+	if w.watch != nil {
+		w.watch.stop()
+	}
+	_ = w.conn.SetReadDeadline(time.Time{})
+	if err := w.bw.Flush(); err != nil {
+		return nil, nil, err
+	}
+	w.hijacked = true
+	return w.conn, bufio.NewReadWriter(w.hr, w.bw), nil
 }
 
 func (w *responseWriter) Header() http.Header { return w.header }
@@ -260,7 +439,7 @@ func (w *responseWriter) writeHeaderLocked(code int) {
 	w.wroteHeader = true
 	w.status = code
 	h := w.header
-	if w.req.Close || (w.req.ProtoMinor == 0 && !strings.EqualFold(w.req.Header.Get("Connection"), "keep-alive")) {
+	if w.req.Close { // readRequest read Connection (close; keep-alive for 1.0)
 		w.closeAfter = true
 	}
 	if strings.EqualFold(h.Get("Connection"), "close") || (w.draining != nil && w.draining()) {
@@ -269,7 +448,10 @@ func (w *responseWriter) writeHeaderLocked(code int) {
 	h.Del("Connection")
 	h.Del("Transfer-Encoding")
 	h.Del("Keep-Alive")
-	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	if code != http.StatusSwitchingProtocols {
+		h.Del("Upgrade")
+	}
+	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code < 200
 	if v := h.Get("Content-Length"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
@@ -295,9 +477,13 @@ func (w *responseWriter) writeHeaderLocked(code int) {
 	if _, ok := h["Date"]; !ok {
 		h["Date"] = []string{httpDate()}
 	}
-	if w.closeAfter {
+	switch {
+	case code == http.StatusSwitchingProtocols:
+		extra = append(extra, "connection: upgrade")
+		w.closeAfter = true // the connection is the tunnel's from here
+	case w.closeAfter:
 		extra = append(extra, "connection: close")
-	} else if w.req.ProtoMinor == 0 {
+	case w.req.ProtoMinor == 0:
 		extra = append(extra, "connection: keep-alive")
 	}
 	w.writeStatusLine(code)

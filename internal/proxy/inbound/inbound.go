@@ -17,6 +17,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +78,13 @@ type Handler interface {
 
 // Options are the listener's limits.
 type Options struct {
+	// AllowedSources are the peer address ranges that may open
+	// connections, that is speak PROXY protocol to the waypoint; a
+	// connection from any other peer is closed at accept, before a byte is
+	// read, and counted (RefusedSource). The peer is the socket's remote
+	// address, never the source the PROXY header claims. Empty: any peer
+	// (see docs/reliability.md for why that is the default).
+	AllowedSources []netip.Prefix
 	// HeaderTimeout bounds the wait for the PROXY header (default 5s).
 	HeaderTimeout time.Duration
 	// MaxConnections bounds the connections served at once (default
@@ -109,12 +118,16 @@ type HTTPOptions struct {
 	// MaxConcurrentStreams bounds the streams of one HTTP/2 connection
 	// (default 100).
 	MaxConcurrentStreams int
+	// AllowCustomMethods serves methods outside the registered set (any
+	// token); by default they get 400, as Envoy answers.
+	AllowCustomMethods bool
 }
 
 // Stats count what the listener refused and why; read them with Load.
 type Stats struct {
 	Accepted           atomic.Uint64
 	Active             atomic.Int64
+	RefusedSource      atomic.Uint64 // peer outside AllowedSources
 	RefusedHeader      atomic.Uint64 // no or malformed PROXY v2 header
 	RefusedDestination atomic.Uint64 // (VIP, port) not served
 	RefusedOverLimit   atomic.Uint64 // MaxConnections reached
@@ -147,6 +160,43 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	o.AllowedSources = unmapPrefixes(o.AllowedSources)
+}
+
+// unmapPrefixes writes IPv4-mapped IPv6 ranges (::ffff:10.0.0.0/104) as
+// the IPv4 ranges they are, since peers are compared unmapped.
+func unmapPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out
+}
+
+// peerAllowed reports whether the connection's remote address is in one of
+// the allowed ranges (an empty list allows every peer).
+func peerAllowed(remote net.Addr, allowed []netip.Prefix) bool {
+	if len(allowed) == 0 {
+		return true
+	}
+	var ip netip.Addr
+	if a, ok := remote.(*net.TCPAddr); ok {
+		ip = a.AddrPort().Addr()
+	} else if ap, err := netip.ParseAddrPort(remote.String()); err == nil {
+		ip = ap.Addr()
+	}
+	// A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d; a
+	// link-local peer carries a zone. Prefixes match neither.
+	ip = ip.Unmap().WithZone("")
+	for _, p := range allowed {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Server accepts PROXY-protocol connections and serves them.
@@ -164,6 +214,7 @@ type Server struct {
 	wg        sync.WaitGroup
 	stats     Stats
 	limitLog  rateLimiter
+	sourceLog rateLimiter
 }
 
 // Stats returns the listener's counters.
@@ -181,7 +232,7 @@ func NewServer(h Handler, opts Options) *Server {
 	protos.SetUnencryptedHTTP2(true)
 	s.h2ln = newChanListener()
 	s.h2 = &http.Server{
-		Handler:           h,
+		Handler:           &h2Guard{h: h, allowCustom: opts.HTTP.AllowCustomMethods, stats: &s.stats, log: opts.Logger},
 		Protocols:         &protos,
 		ReadHeaderTimeout: opts.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       opts.HTTP.IdleTimeout,
@@ -223,6 +274,15 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		s.stats.Accepted.Add(1)
+		if !peerAllowed(c.RemoteAddr(), s.opts.AllowedSources) {
+			s.stats.RefusedSource.Add(1)
+			if s.sourceLog.allow() {
+				s.opts.Logger.Warn("connection from a peer outside the allowed PROXY protocol sources; closed",
+					"remote", c.RemoteAddr().String())
+			}
+			_ = c.Close()
+			continue
+		}
 		if s.stats.Active.Load() >= int64(s.opts.MaxConnections) {
 			s.stats.RefusedOverLimit.Add(1)
 			if s.limitLog.allow() {
@@ -375,6 +435,48 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 	s.connEvent("http1", true)
 	defer s.connEvent("http1", false)
 	serveHTTP1(ctx, c, br, s.h, &s.opts.HTTP, s.opts.Logger, st, s.draining.Load, &s.stats)
+}
+
+// h2Guard refuses HTTP/2 requests the waypoint does not serve, before the
+// handler sees them, exactly as the HTTP/1 reader refuses them: CONNECT
+// (405), methods outside the registered set, an invalid :authority, and a
+// :path that is neither origin-form nor "*" for OPTIONS (400). x/net/http2
+// has already refused control characters in header values and malformed
+// pseudo-headers (a stream error).
+type h2Guard struct {
+	h           http.Handler
+	allowCustom bool
+	stats       *Stats
+	log         *slog.Logger
+}
+
+func (g *h2Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	status, msg := 0, ""
+	switch {
+	case r.Method == http.MethodConnect:
+		status, msg = http.StatusMethodNotAllowed, "CONNECT is not supported on this listener"
+	case !MethodAllowed(r.Method, g.allowCustom):
+		status, msg = http.StatusBadRequest, "unknown HTTP method"
+	case !validAuthority(r.Host):
+		status, msg = http.StatusBadRequest, "invalid :authority"
+	case r.RequestURI == "*":
+		if r.Method != http.MethodOptions {
+			status, msg = http.StatusBadRequest, "asterisk-form is only valid for OPTIONS"
+		}
+	case r.RequestURI == "" || r.RequestURI[0] != '/' || strings.IndexByte(r.RequestURI, '#') >= 0:
+		status, msg = http.StatusBadRequest, "malformed :path"
+	}
+	if status == 0 {
+		g.h.ServeHTTP(w, r)
+		return
+	}
+	g.stats.BadRequests.Add(1)
+	g.log.Debug("refused HTTP/2 request", "reason", msg)
+	h := w.Header()
+	h["Content-Type"] = []string{"text/plain"}
+	h["Content-Length"] = []string{strconv.Itoa(len(msg))}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, msg)
 }
 
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

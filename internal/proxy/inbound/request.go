@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,15 +22,41 @@ type requestError struct {
 
 func (e *requestError) Error() string { return e.msg }
 
+// RequestErrorStatus reports the status the waypoint answers for a
+// request it refuses while reading it (a malformed chunked body: 400;
+// trailers over their bound: 431); ok is false for other errors.
+func RequestErrorStatus(err error) (status int, ok bool) {
+	var re *requestError
+	if errors.As(err, &re) {
+		return re.status, true
+	}
+	return 0, false
+}
+
 func badRequest(msg string) error { return &requestError{status: http.StatusBadRequest, msg: msg} }
+
+// parseLimits bound and shape what readRequest accepts.
+type parseLimits struct {
+	// MaxHeaders bounds the header fields of the head, and again of the
+	// trailer section.
+	MaxHeaders int
+	// MaxTrailerBytes bounds the trailer section of a chunked body.
+	MaxTrailerBytes int
+	// AllowCustomMethods accepts any method token, not only the
+	// registered methods.
+	AllowCustomMethods bool
+}
 
 // readRequest parses one HTTP/1.x request head from br, strictly, and sets
 // up its body. Unlike net/http it refuses what Envoy refuses, because a
 // proxy that forwards an ambiguous request is how requests are smuggled:
 // both Content-Length and Transfer-Encoding, differing Content-Lengths, a
 // transfer coding other than chunked, obs-fold continuation lines, bare CR,
-// invalid header names, and more than maxHeaders header fields.
-func readRequest(br *bufio.Reader, maxHeaders int) (*http.Request, *reqBody, error) {
+// control characters in values, invalid header names or Host, methods
+// outside the registered set, targets of the wrong form, and more than
+// MaxHeaders header fields. The request's RequestURI is the target in
+// origin-form ("/path?query", or "*"), whatever form the client sent.
+func readRequest(br *bufio.Reader, lim parseLimits) (*http.Request, *reqBody, error) {
 	line, err := readLine(br)
 	if err != nil {
 		return nil, nil, err
@@ -48,77 +73,60 @@ func readRequest(br *bufio.Reader, maxHeaders int) (*http.Request, *reqBody, err
 	if major != 1 {
 		return nil, nil, &requestError{status: http.StatusHTTPVersionNotSupported, msg: "HTTP version not supported"}
 	}
-	req := &http.Request{
-		Method: method, RequestURI: target, Proto: proto, ProtoMajor: major, ProtoMinor: minor,
-		Header: make(http.Header, 16),
-	}
 	if method == http.MethodConnect {
 		return nil, nil, &requestError{status: http.StatusMethodNotAllowed, msg: "CONNECT is not supported on this listener"}
 	}
-	if target == "*" {
-		if method != http.MethodOptions {
-			return nil, nil, badRequest("asterisk-form is only valid for OPTIONS")
-		}
-		req.URL = &url.URL{Path: "*"}
-	} else if req.URL, err = url.ParseRequestURI(target); err != nil {
-		return nil, nil, badRequest("malformed request target")
+	if !MethodAllowed(method, lim.AllowCustomMethods) {
+		return nil, nil, badRequest("unknown HTTP method")
+	}
+	u, origin, form, err := parseTarget(method, target)
+	if err != nil {
+		return nil, nil, err
+	}
+	req := &http.Request{
+		Method: method, URL: u, RequestURI: origin, Proto: proto, ProtoMajor: major, ProtoMinor: minor,
+		Header: make(http.Header, 16),
+	}
+	if err := readFields(br, req.Header, lim.MaxHeaders, nil); err != nil {
+		return nil, nil, err
 	}
 
-	count := 0
-	for {
-		line, err := readLine(br)
-		if err != nil {
-			return nil, nil, err
-		}
-		if line == "" {
-			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return nil, nil, badRequest("obsolete line folding in headers")
-		}
-		count++
-		if count > maxHeaders {
-			return nil, nil, &requestError{status: http.StatusRequestHeaderFieldsTooLarge, msg: "too many request headers"}
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || !validToken(name) {
-			return nil, nil, badRequest("malformed header field")
-		}
-		value = strings.Trim(value, " \t")
-		if strings.ContainsAny(value, "\r\x00") {
-			return nil, nil, badRequest("invalid character in header value")
-		}
-		key := textproto.CanonicalMIMEHeaderKey(name)
-		req.Header[key] = append(req.Header[key], value)
-	}
-
-	// Host: exactly one; the absolute-form target's host wins (RFC 9112 3.2.2).
+	// Host: exactly one, valid; the absolute-form target's host wins
+	// (RFC 9112 3.2.2).
 	hosts := req.Header["Host"]
 	if len(hosts) > 1 {
 		return nil, nil, badRequest("more than one Host header")
 	}
 	switch {
-	case req.URL.Host != "":
-		req.Host = req.URL.Host
+	case form == absoluteForm:
+		req.Host = u.Host
 	case len(hosts) == 1:
 		req.Host = hosts[0]
 	case minor >= 1:
 		return nil, nil, badRequest("missing Host header")
 	}
+	if req.Host != "" && !validAuthority(req.Host) {
+		return nil, nil, badRequest("invalid Host header")
+	}
+	if len(hosts) == 1 && hosts[0] == "" && minor >= 1 {
+		return nil, nil, badRequest("empty Host header")
+	}
 	delete(req.Header, "Host")
+	req.URL.Scheme, req.URL.Host = "", ""
 
-	// Connection management.
-	conn := strings.ToLower(strings.Join(req.Header["Connection"], ","))
+	// Connection management: HTTP/1.0 keeps the connection only when asked
+	// to ("keep-alive"), HTTP/1.1 unless asked not to ("close").
+	conn := req.Header["Connection"]
 	if minor == 0 {
-		req.Close = !strings.Contains(conn, "keep-alive")
+		req.Close = !hasToken(conn, "keep-alive")
 	} else {
-		req.Close = strings.Contains(conn, "close")
+		req.Close = hasToken(conn, "close")
 	}
 
 	// Framing.
 	te := req.Header["Transfer-Encoding"]
 	cls := req.Header["Content-Length"]
-	body := &reqBody{r: br}
+	body := &reqBody{r: br, lim: lim}
 	switch {
 	case len(te) > 0 && len(cls) > 0:
 		return nil, nil, badRequest("both Content-Length and Transfer-Encoding")
@@ -126,7 +134,9 @@ func readRequest(br *bufio.Reader, maxHeaders int) (*http.Request, *reqBody, err
 		if minor == 0 {
 			return nil, nil, badRequest("Transfer-Encoding in an HTTP/1.0 request")
 		}
-		if len(te) != 1 || !strings.EqualFold(strings.TrimSpace(te[0]), "chunked") {
+		// Exactly "chunked": values are already trimmed of spaces and tabs,
+		// and any other byte (a vertical tab, a list) is not chunked.
+		if len(te) != 1 || !strings.EqualFold(te[0], "chunked") {
 			return nil, nil, &requestError{status: http.StatusNotImplemented, msg: "unsupported transfer encoding"}
 		}
 		req.TransferEncoding = []string{"chunked"}
@@ -155,6 +165,48 @@ func readRequest(br *bufio.Reader, maxHeaders int) (*http.Request, *reqBody, err
 	return req, body, nil
 }
 
+// readFields reads header (or trailer) fields up to the empty line into h,
+// refusing obs-fold, malformed names, control characters in values, and
+// more than maxFields fields. budget, when set, bounds the bytes read
+// (the caller bounds the head with a limitReader instead).
+func readFields(br *bufio.Reader, h http.Header, maxFields int, budget *int) error {
+	count := 0
+	for {
+		var line string
+		var err error
+		if budget != nil {
+			line, err = readLineLimited(br, budget)
+		} else {
+			line, err = readLine(br)
+		}
+		if err != nil {
+			return err
+		}
+		if line == "" {
+			return nil
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return badRequest("obsolete line folding in headers")
+		}
+		count++
+		if count > maxFields {
+			return &requestError{status: http.StatusRequestHeaderFieldsTooLarge, msg: "too many request headers"}
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || !validToken(name) {
+			return badRequest("malformed header field")
+		}
+		value = strings.Trim(value, " \t")
+		if !ValidHeaderValue(value) {
+			return badRequest("invalid character in header value")
+		}
+		if h != nil {
+			key := textproto.CanonicalMIMEHeaderKey(name)
+			h[key] = append(h[key], value)
+		}
+	}
+}
+
 // readLine reads one CRLF- (or LF-) terminated line without the ending.
 // The caller bounds the total size (limitReader under the bufio.Reader).
 func readLine(br *bufio.Reader) (string, error) {
@@ -175,6 +227,38 @@ func readLine(br *bufio.Reader) (string, error) {
 		return "", badRequest("bare CR in request head")
 	}
 	return string(b), nil
+}
+
+// errTrailerTooLarge is a chunked body whose trailer section is over its
+// bound: 431, as for a request head over its bound.
+var errTrailerTooLarge = &requestError{status: http.StatusRequestHeaderFieldsTooLarge, msg: "request trailers too large"}
+
+// readLineLimited is readLine with a byte budget shared by the lines of a
+// section: past it, errTrailerTooLarge, having buffered at most one
+// bufio.Reader's worth of the line.
+func readLineLimited(br *bufio.Reader, budget *int) (string, error) {
+	var long []byte
+	for {
+		b, err := br.ReadSlice('\n')
+		if *budget -= len(b); *budget < 0 {
+			return "", errTrailerTooLarge
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long, b...)
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if long != nil {
+			b = append(long, b...)
+		}
+		b = bytes.TrimSuffix(b[:len(b)-1], []byte{'\r'})
+		if bytes.IndexByte(b, '\r') >= 0 {
+			return "", badRequest("bare CR in request trailers")
+		}
+		return string(b), nil
+	}
 }
 
 // validToken reports an RFC 9110 token (method and header names).
@@ -198,6 +282,8 @@ func validToken(s string) bool {
 type reqBody struct {
 	mu        sync.Mutex
 	r         *bufio.Reader
+	lim       parseLimits
+	onDone    func()    // called once when the body has been read to its end
 	chunked   io.Reader // set for chunked bodies
 	remaining int64     // Content-Length bodies: bytes left
 	done      bool      // the body ended (EOF seen)
@@ -225,18 +311,18 @@ func (b *reqBody) readLocked(p []byte) (int, error) {
 	if b.chunked != nil {
 		n, err := b.chunked.Read(p)
 		if errors.Is(err, io.EOF) {
-			// The last chunk: consume the trailer section up to its empty line.
-			for {
-				line, lerr := readLine(b.r)
-				if lerr != nil {
-					b.err = lerr
-					return n, lerr
+			// The last chunk: consume the trailer section up to its empty
+			// line, within the same bounds as a request head (the trailers
+			// are checked, and not forwarded).
+			budget := b.lim.MaxTrailerBytes
+			if lerr := readFields(b.r, nil, b.lim.MaxHeaders, &budget); lerr != nil {
+				if errors.Is(lerr, io.EOF) {
+					lerr = io.ErrUnexpectedEOF // the connection ended inside the trailers
 				}
-				if line == "" {
-					break
-				}
+				b.err = lerr
+				return n, lerr
 			}
-			b.done = true
+			b.setDone()
 			return n, io.EOF
 		}
 		if err != nil {
@@ -245,7 +331,7 @@ func (b *reqBody) readLocked(p []byte) (int, error) {
 		return n, err
 	}
 	if b.remaining <= 0 {
-		b.done = true
+		b.setDone()
 		return 0, io.EOF
 	}
 	if int64(len(p)) > b.remaining {
@@ -254,7 +340,7 @@ func (b *reqBody) readLocked(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.remaining -= int64(n)
 	if b.remaining == 0 {
-		b.done = true
+		b.setDone()
 		if err == nil {
 			err = io.EOF
 		}
@@ -264,6 +350,16 @@ func (b *reqBody) readLocked(p []byte) (int, error) {
 		b.err = err
 	}
 	return n, err
+}
+
+func (b *reqBody) setDone() {
+	if b.done {
+		return
+	}
+	b.done = true
+	if b.onDone != nil && !b.closed {
+		b.onDone()
+	}
 }
 
 // Close ends the body for its readers (the transport closes request

@@ -16,9 +16,11 @@
 // Every method is safe on a nil *Telemetry (it does nothing), so the data path
 // can call it unconditionally when telemetry is off.
 //
-// Label values are bounded: no path, no IP address, no request id is ever a
-// label. Peer fields that come from a client-controlled header (baggage) are
-// capped by Options.MaxSeries.
+// Label values are bounded: no path, method, host, IP address or request id
+// is ever a label; the source comes from the client's SPIFFE identity, and
+// what its baggage says only as far as the identity backs it (labels.go
+// lists where every label comes from); codes and flags are folded to their
+// fixed sets; and Options.MaxSeries is a hard cap on each family.
 //
 // Wiring, per HTTP request: after x-request-id is set, StartSpan(ctx,
 // r.Header, "<service host>:<port>/*") and send the request upstream with the

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,11 +75,42 @@ func (k *seriesKey) values(http bool) []string {
 	return v
 }
 
-// foldSource drops the source fields that a client can choose (baggage),
-// keeping the principal and namespace, which come from its certificate.
+// foldSource drops every source label: what a full family still lets in.
 func (k *seriesKey) foldSource() {
 	k.srcWorkload, k.srcCanonicalService, k.srcCanonicalRevision = unknown, unknown, latest
+	k.srcNamespace, k.srcPrincipal = unknown, unknown
 	k.srcApp, k.srcVersion, k.srcCluster = unknown, unknown, unknown
+}
+
+// overflow makes k the one label set of a full family's overflow series:
+// every label "unknown" but the reporter (and an empty gRPC status).
+func (k *seriesKey) overflow(http bool) {
+	*k = seriesKey{}
+	k.foldSource()
+	k.dstWorkload, k.dstNamespace, k.dstPrincipal, k.dstApp, k.dstVersion = unknown, unknown, unknown, unknown, unknown
+	k.dstService, k.dstCanonicalService, k.dstCanonicalRevision = unknown, unknown, unknown
+	k.dstServiceName, k.dstServiceNamespace, k.dstCluster = unknown, unknown, unknown
+	k.protocol, k.flags, k.security = unknown, unknown, unknown
+	if http {
+		k.code = unknown
+	}
+}
+
+// clone copies the strings of k, which may be substrings of a request's
+// headers, so that a kept label set does not keep the request alive.
+func (k *seriesKey) clone() seriesKey {
+	c := *k
+	for _, f := range []*string{
+		&c.srcWorkload, &c.srcCanonicalService, &c.srcCanonicalRevision, &c.srcNamespace,
+		&c.srcPrincipal, &c.srcApp, &c.srcVersion, &c.srcCluster,
+		&c.dstWorkload, &c.dstNamespace, &c.dstPrincipal, &c.dstApp, &c.dstVersion,
+		&c.dstService, &c.dstCanonicalService, &c.dstCanonicalRevision,
+		&c.dstServiceName, &c.dstServiceNamespace, &c.dstCluster,
+		&c.protocol, &c.flags, &c.security, &c.code, &c.grpcStatus,
+	} {
+		*f = strings.Clone(*f)
+	}
+	return c
 }
 
 func or(s, def string) string {
@@ -89,20 +121,18 @@ func or(s, def string) string {
 }
 
 // setPeers fills the workload labels the way Istio's stats filter does for
-// reporter "waypoint" (Reporter::ServerGateway in istio_stats.cc).
-func (t *Telemetry) setPeers(k *seriesKey, src, dst *Peer, svc, svcName, svcNamespace, flags, security string) {
-	k.srcWorkload = or(src.Workload, unknown)
-	k.srcCanonicalService = or(src.CanonicalService, unknown)
-	k.srcCanonicalRevision = or(src.CanonicalRevision, latest)
-	ns := NamespaceFromPrincipal(src.Principal)
-	if ns == "" {
-		ns = src.Namespace
+// reporter "waypoint" (Reporter::ServerGateway in istio_stats.cc), with the
+// source bounded by the trust rule of labels.go. It returns why source
+// values were folded ("" when none were).
+func (t *Telemetry) setPeers(k *seriesKey, src, dst *Peer, svc, svcName, svcNamespace, flags, security string) (folded string) {
+	l, vouched, folded := deriveSource(src)
+	if vouched && !t.claims.admit(l.principal, &l.claims) {
+		l.foldClaims()
+		folded = foldBudget
 	}
-	k.srcNamespace = or(ns, unknown)
-	k.srcPrincipal = or(src.Principal, unknown)
-	k.srcApp = or(src.App, unknown)
-	k.srcVersion = or(src.Version, unknown)
-	k.srcCluster = or(src.Cluster, unknown)
+	k.srcWorkload, k.srcCanonicalService, k.srcCanonicalRevision = l.workload, l.canonicalService, l.canonicalRevision
+	k.srcNamespace, k.srcPrincipal = l.namespace, l.principal
+	k.srcApp, k.srcVersion, k.srcCluster = l.app, l.version, l.cluster
 
 	k.dstWorkload = or(dst.Workload, unknown)
 	k.dstNamespace = or(dst.Namespace, or(NamespaceFromPrincipal(dst.Principal), unknown))
@@ -116,8 +146,9 @@ func (t *Telemetry) setPeers(k *seriesKey, src, dst *Peer, svc, svcName, svcName
 	k.dstServiceNamespace = or(svcNamespace, unknown)
 	k.dstCluster = or(dst.Cluster, t.clusterID)
 
-	k.flags = or(flags, FlagNone)
-	k.security = or(security, SecurityUnknown)
+	k.flags = flagsLabel(flags)
+	k.security = oneOf(or(security, SecurityUnknown), SecurityMutualTLS, SecurityNone, SecurityUnknown)
+	return folded
 }
 
 type httpSeries struct {
@@ -175,63 +206,77 @@ func newIstioMetrics(reg prometheus.Registerer, version string) (*istioMetrics, 
 	return m, nil
 }
 
-// httpSeriesFor returns the children for k, creating them once. Past
-// maxSeries label sets, the source's client-chosen fields are folded.
+// httpSeriesFor returns the children for k, creating them once. A family
+// holds at most maxSeries label sets: past it, a new label set has its
+// source folded and joins an existing series if there is one, else the
+// family's single overflow series (every label "unknown"). Both count in
+// kgateway_waypoint_telemetry_series_overflow_total.
 func (t *Telemetry) httpSeriesFor(k *seriesKey) *httpSeries {
 	m := t.std
 	m.mu.RLock()
 	s := m.http[*k]
-	n := len(m.http)
 	m.mu.RUnlock()
 	if s != nil {
 		return s
-	}
-	if n >= t.maxSeries {
-		t.health.overflow.Inc()
-		k.foldSource()
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s = m.http[*k]; s != nil {
 		return s
 	}
-	v := k.values(true)
+	if len(m.http) >= t.maxSeries {
+		t.health.overflow.Inc()
+		if k.foldSource(); m.http[*k] != nil {
+			return m.http[*k]
+		}
+		if k.overflow(true); m.http[*k] != nil {
+			return m.http[*k]
+		}
+	}
+	c := k.clone()
+	v := c.values(true)
 	s = &httpSeries{
 		requests:  m.requests.WithLabelValues(v...),
 		duration:  m.duration.WithLabelValues(v...),
 		reqBytes:  m.reqBytes.WithLabelValues(v...),
 		respBytes: m.respBytes.WithLabelValues(v...),
 	}
-	m.http[*k] = s
+	m.http[c] = s
 	return s
 }
 
+// tcpSeriesFor is httpSeriesFor for the TCP families.
 func (t *Telemetry) tcpSeriesFor(k *seriesKey) *tcpSeries {
 	m := t.std
 	m.mu.RLock()
 	s := m.tcp[*k]
-	n := len(m.tcp)
 	m.mu.RUnlock()
 	if s != nil {
 		return s
-	}
-	if n >= t.maxSeries {
-		t.health.overflow.Inc()
-		k.foldSource()
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s = m.tcp[*k]; s != nil {
 		return s
 	}
-	v := k.values(false)
+	if len(m.tcp) >= t.maxSeries {
+		t.health.overflow.Inc()
+		if k.foldSource(); m.tcp[*k] != nil {
+			return m.tcp[*k]
+		}
+		if k.overflow(false); m.tcp[*k] != nil {
+			return m.tcp[*k]
+		}
+	}
+	c := k.clone()
+	v := c.values(false)
 	s = &tcpSeries{
 		opened:   m.opened.WithLabelValues(v...),
 		closed:   m.closed.WithLabelValues(v...),
 		sent:     m.sent.WithLabelValues(v...),
 		received: m.received.WithLabelValues(v...),
 	}
-	m.tcp[*k] = s
+	m.tcp[c] = s
 	return s
 }
 
@@ -244,13 +289,6 @@ var statusCodes = func() (s [600]string) {
 	return s
 }()
 
-func codeString(c int) string {
-	if c >= 0 && c < len(statusCodes) {
-		return statusCodes[c]
-	}
-	return itoa(c)
-}
-
 // RecordRequest counts a finished request in istio_requests_total,
 // istio_request_duration_milliseconds, istio_request_bytes and
 // istio_response_bytes (reporter="waypoint"), and writes its access log line.
@@ -259,12 +297,17 @@ func (t *Telemetry) RecordRequest(r *RequestRecord) {
 		return
 	}
 	var k seriesKey
-	t.setPeers(&k, &r.Source, &r.Destination, r.DestinationService, r.DestinationServiceName,
-		r.DestinationServiceNamespace, r.ResponseFlags, r.ConnectionSecurityPolicy)
-	k.protocol = or(r.Protocol, ProtocolHTTP)
-	k.code = codeString(r.ResponseCode)
+	t.health.folded(t.setPeers(&k, &r.Source, &r.Destination, r.DestinationService, r.DestinationServiceName,
+		r.DestinationServiceNamespace, r.ResponseFlags, r.ConnectionSecurityPolicy))
+	k.protocol = oneOf(or(r.Protocol, ProtocolHTTP), ProtocolHTTP, ProtocolGRPC)
+	var ok bool
+	if k.code, ok = codeLabel(r.ResponseCode); !ok {
+		t.health.folded(foldInvalid)
+	}
 	if k.protocol == ProtocolGRPC {
-		k.grpcStatus = r.GRPCStatus
+		if k.grpcStatus = grpcStatusLabel(r.GRPCStatus); k.grpcStatus == "-1" {
+			t.health.folded(foldInvalid)
+		}
 	}
 	s := t.httpSeriesFor(&k)
 	s.requests.Inc()
@@ -283,10 +326,15 @@ func (t *Telemetry) RecordRequest(r *RequestRecord) {
 	}
 }
 
-func (t *Telemetry) tcpKey(r *TCPRecord) seriesKey {
+// tcpKey is the label set of a connection; folds are counted once, when
+// it opens.
+func (t *Telemetry) tcpKey(r *TCPRecord, opened bool) seriesKey {
 	var k seriesKey
-	t.setPeers(&k, &r.Source, &r.Destination, r.DestinationService, r.DestinationServiceName,
+	folded := t.setPeers(&k, &r.Source, &r.Destination, r.DestinationService, r.DestinationServiceName,
 		r.DestinationServiceNamespace, r.ResponseFlags, r.ConnectionSecurityPolicy)
+	if opened {
+		t.health.folded(folded)
+	}
 	k.protocol = ProtocolTCP
 	return k
 }
@@ -296,7 +344,7 @@ func (t *Telemetry) TCPOpened(r *TCPRecord) {
 	if t == nil || r == nil {
 		return
 	}
-	k := t.tcpKey(r)
+	k := t.tcpKey(r, true)
 	t.tcpSeriesFor(&k).opened.Inc()
 }
 
@@ -308,7 +356,7 @@ func (t *Telemetry) TCPReport(r *TCPRecord) {
 	if t == nil || r == nil {
 		return
 	}
-	k := t.tcpKey(r)
+	k := t.tcpKey(r, false)
 	t.tcpBytes(t.tcpSeriesFor(&k), r)
 }
 
@@ -329,7 +377,7 @@ func (t *Telemetry) TCPClosed(r *TCPRecord) {
 	if t == nil || r == nil {
 		return
 	}
-	k := t.tcpKey(r)
+	k := t.tcpKey(r, false)
 	s := t.tcpSeriesFor(&k)
 	t.tcpBytes(s, r)
 	s.closed.Inc()

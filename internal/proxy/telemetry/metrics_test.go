@@ -364,27 +364,36 @@ func TestIstioDefaults(t *testing.T) {
 	}
 }
 
-func TestMaxSeriesFoldsClientChosenLabels(t *testing.T) {
+func TestMaxSeriesIsAHardCap(t *testing.T) {
 	tel, err := New(Options{MaxSeries: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"a", "b", "c", "d"} {
-		r := RequestRecord{ResponseCode: 200, Source: Peer{Principal: "spiffe://cluster.local/ns/x/sa/y", Workload: w}}
+	rec := func(principal, svc string) {
+		r := RequestRecord{ResponseCode: 200, DestinationService: svc, Source: PeerFromPrincipal(principal)}
 		tel.RecordRequest(&r)
 	}
+	rec("", "a.ns.svc.cluster.local")                                 // series 1: source unknown
+	rec("spiffe://cluster.local/ns/x/sa/y", "a.ns.svc.cluster.local") // series 2: the family is full
+	rec("spiffe://cluster.local/ns/x/sa/z", "a.ns.svc.cluster.local") // folded: joins series 1
+	rec("spiffe://cluster.local/ns/w/sa/z", "b.ns.svc.cluster.local") // folded, still new: the overflow series
+	rec("spiffe://cluster.local/ns/v/sa/z", "c.ns.svc.cluster.local") // the overflow series again
 	srv := httptest.NewServer(admin.MetricsHandler(tel.Registry()))
 	defer srv.Close()
 	mfs := scrape(t, srv.URL+"/metrics")
 	if n := len(mfs["istio_requests_total"].GetMetric()); n != 3 {
-		t.Errorf("%d series, want 2 plus the folded one", n)
+		t.Errorf("%d series, want the cap (2) plus the overflow series", n)
 	}
-	m := series(t, mfs, "istio_requests_total", map[string]string{"source_workload": "unknown"})
-	if v := m.GetCounter().GetValue(); v != 2 || labelMap(m)["source_workload_namespace"] != "x" {
-		t.Errorf("folded series %v = %v", labelMap(m), v)
+	m := series(t, mfs, "istio_requests_total", map[string]string{"destination_service": "a.ns.svc.cluster.local", "source_principal": "unknown"})
+	if v := m.GetCounter().GetValue(); v != 2 || labelMap(m)["source_workload_namespace"] != "unknown" {
+		t.Errorf("folded series %v = %v, want 2 with the namespace folded too", labelMap(m), v)
 	}
-	if v := series(t, mfs, "kgateway_waypoint_telemetry_series_overflow_total", nil).GetCounter().GetValue(); v != 2 {
-		t.Errorf("overflow = %v, want 2", v)
+	m = series(t, mfs, "istio_requests_total", map[string]string{"destination_service": "unknown"})
+	if l := labelMap(m); m.GetCounter().GetValue() != 2 || l["response_code"] != "unknown" || l["reporter"] != "waypoint" {
+		t.Errorf("overflow series %v = %v, want 2", l, m.GetCounter().GetValue())
+	}
+	if v := series(t, mfs, "kgateway_waypoint_telemetry_series_overflow_total", nil).GetCounter().GetValue(); v != 3 {
+		t.Errorf("overflow = %v, want 3", v)
 	}
 }
 
@@ -418,6 +427,7 @@ func TestPeerParsing(t *testing.T) {
 		Principal: "spiffe://cluster.local/ns/bookinfo/sa/productpage", Namespace: "bookinfo",
 		Workload: "productpage-v1", App: "productpage", Version: "v1",
 		CanonicalService: "productpage", CanonicalRevision: "v1", Cluster: "c1",
+		contradicted: true, // k8s.namespace.name=other is not the identity's namespace
 	}
 	if p != want {
 		t.Fatalf("peer\n got %+v\nwant %+v", p, want)

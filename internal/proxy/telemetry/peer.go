@@ -22,6 +22,10 @@ type Peer struct {
 	CanonicalService, CanonicalRevision string
 	// Cluster is the Istio cluster ID the workload runs in.
 	Cluster string
+
+	// contradicted is set by ParseBaggage when the baggage names another
+	// namespace than the one already known (the identity's).
+	contradicted bool
 }
 
 // PeerFromPrincipal returns a Peer with the principal and the namespace it
@@ -53,9 +57,9 @@ func NamespaceFromPrincipal(principal string) string {
 // k8s.cronjob.name (k8s.instance.name and unknown keys are ignored). Values
 // are substrings of the header: no allocation.
 //
-// The header comes from the client, so its values are only as trustworthy as
-// the client: prefer Pod-derived fields, and rely on Options.MaxSeries to
-// bound what a misbehaving client can add to the metrics.
+// The header comes from the client, so its values are claims: the metrics
+// use them only as far as the client's identity backs them (see labels.go;
+// a baggage namespace that contradicts the identity's discards them all).
 func ParseBaggage(baggage string, p *Peer) {
 	for baggage != "" {
 		var member string
@@ -97,6 +101,8 @@ func ParseBaggage(baggage string, p *Peer) {
 		}
 		if *field == "" {
 			*field = val
+		} else if field == &p.Namespace && *field != val {
+			p.contradicted = true
 		}
 	}
 }

@@ -43,6 +43,14 @@ const (
 	DetailsRBACDeniedNoMatch     = "rbac_access_denied_matched_policy[none]"
 	DetailsExtAuthzDenied        = "ext_authz_denied"
 	DetailsDownstreamRemoteReset = "downstream_remote_disconnect"
+	// DetailsStreamIdleTimeout: nothing moved on the stream for the stream
+	// idle timeout (408 before a response, else a reset).
+	DetailsStreamIdleTimeout = "stream_idle_timeout"
+	// DetailsProtocolError: the upstream's response could not be relayed.
+	DetailsProtocolError = "upstream_reset_before_response_started{protocol_error}"
+	// DetailsDownstreamProtocolError: the client's request body was
+	// malformed or over its bounds.
+	DetailsDownstreamProtocolError = "http1.codec_error"
 )
 
 // RBACDeniedDetails is Envoy's details for a request a policy denied:

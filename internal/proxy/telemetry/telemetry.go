@@ -49,8 +49,9 @@ type Options struct {
 	// Istio's stats filter publishes. Empty: "unknown".
 	Version string
 	// MaxSeries bounds the label sets kept per metric family (HTTP and TCP
-	// apart). Past it, new label sets have their source workload, app,
-	// version and canonical fields folded to "unknown" and
+	// apart), a hard cap: past it, a record with a new label set has its
+	// source labels folded to "unknown" and joins an existing series, or
+	// else the family's one overflow series (every label "unknown");
 	// kgateway_waypoint_telemetry_series_overflow_total counts them.
 	// 0: DefaultMaxSeries.
 	MaxSeries int
@@ -66,6 +67,7 @@ type Telemetry struct {
 
 	std    *istioMetrics
 	health *healthMetrics
+	claims *claimsBudget
 
 	accessLog io.Writer
 	logMu     sync.Mutex
@@ -96,6 +98,7 @@ func New(opts Options) (*Telemetry, error) {
 	if t.maxSeries <= 0 {
 		t.maxSeries = DefaultMaxSeries
 	}
+	t.claims = newClaimsBudget(t.maxSeries)
 	switch opts.AccessLogFormat {
 	case "", FormatText:
 	case FormatJSON:
@@ -153,7 +156,23 @@ type healthMetrics struct {
 	dialFailed     prometheus.Counter
 	accessLogErrs  prometheus.Counter
 	overflow       prometheus.Counter
+	foldUnvouched  prometheus.Counter
+	foldInvalid    prometheus.Counter
+	foldBudget     prometheus.Counter
 	reg            prometheus.Registerer
+}
+
+// folded counts a record whose client- or backend-supplied label values
+// were folded, by reason.
+func (h *healthMetrics) folded(reason string) {
+	switch reason {
+	case foldUnvouched:
+		h.foldUnvouched.Inc()
+	case foldInvalid:
+		h.foldInvalid.Inc()
+	case foldBudget:
+		h.foldBudget.Inc()
+	}
 }
 
 // connProtocols are the protocol label values of the connection metrics;
@@ -187,9 +206,16 @@ func newHealthMetrics(reg *prometheus.Registry) (*healthMetrics, error) {
 		}),
 		overflow: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "telemetry_series_overflow_total",
-			Help: "Records whose source workload fields were folded to unknown because a metric family reached MaxSeries.",
+			Help: "Records that found their metric family full (MaxSeries label sets): counted with their source folded to unknown, or in the family's overflow series.",
 		}),
 	}
+	folded := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "telemetry_labels_folded_total",
+		Help: "Records with label values folded to unknown, by reason: unvouched (baggage the client's identity does not back), invalid (not a valid label value, code or identity), budget (the identity's distinct workload claims used up).",
+	}, []string{"reason"})
+	h.foldUnvouched = folded.WithLabelValues(foldUnvouched)
+	h.foldInvalid = folded.WithLabelValues(foldInvalid)
+	h.foldBudget = folded.WithLabelValues(foldBudget)
 	dials := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "upstream_dials_total", Help: "Connection attempts to endpoints, by result (success, error).",
 	}, []string{"result"})
@@ -197,7 +223,7 @@ func newHealthMetrics(reg *prometheus.Registry) (*healthMetrics, error) {
 	h.configOK, h.configFailed = h.configUpdates.WithLabelValues("success"), h.configUpdates.WithLabelValues("error")
 	for _, c := range []prometheus.Collector{
 		h.configVersion, h.configUpdates, h.downActive, h.downTotal, h.requestsActive,
-		h.upActive, dials, h.accessLogErrs, h.overflow,
+		h.upActive, dials, h.accessLogErrs, h.overflow, folded,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -305,3 +331,16 @@ func (t *Telemetry) RegisterGaugeFunc(name, help string, f func() float64) error
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// RegisterCounterFunc exposes kgateway_waypoint_<name>{labels} as a
+// counter read from f at each scrape (counts kept elsewhere, such as the
+// listener's). Calls may share a name with different label values.
+func (t *Telemetry) RegisterCounterFunc(name, help string, labels map[string]string, f func() float64) error {
+	if t == nil {
+		return nil
+	}
+	if name == "" || f == nil {
+		return errors.New("RegisterCounterFunc: name and func are required")
+	}
+	return t.health.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, f))
+}

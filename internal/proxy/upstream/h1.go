@@ -24,6 +24,12 @@ type H1Client struct {
 	maxIdle     int
 	idleTimeout time.Duration
 
+	// MaxHeaderBytes bounds a response head (status line and headers,
+	// informational heads before it included); MaxHeaders its header
+	// fields. Past either: a ProtocolError. Zero: 60 KiB and 100.
+	MaxHeaderBytes int
+	MaxHeaders     int
+
 	mu   sync.Mutex
 	idle map[string][]*h1Conn
 }
@@ -36,8 +42,10 @@ func NewH1Client(dial func(ctx context.Context, network, addr string) (net.Conn,
 
 type h1Conn struct {
 	c        net.Conn
+	lr       *headLimit // under br: bounds the response head
 	br       *bufio.Reader
 	bw       *bufio.Writer
+	scratch  []byte // the response head's bytes, reused
 	addr     string
 	lastUsed time.Time
 }
@@ -103,7 +111,8 @@ func (c *H1Client) get(ctx context.Context, addr string) (*h1Conn, bool, error) 
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{c: conn, br: bufio.NewReaderSize(conn, 4096), bw: bufio.NewWriterSize(conn, 4096), addr: addr}, false, nil
+	lr := &headLimit{r: conn, n: -1}
+	return &h1Conn{c: conn, lr: lr, br: bufio.NewReaderSize(lr, 4096), bw: bufio.NewWriterSize(conn, 4096), addr: addr}, false, nil
 }
 
 // put returns a connection to the pool (or closes it when the pool is full).
@@ -184,26 +193,134 @@ func (c *H1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request) 
 		}()
 	}
 
-	var resp *http.Response
-	for {
-		if _, err := pc.br.Peek(1); err != nil {
-			if errors.Is(err, io.EOF) || isReset(err) {
-				err = errStale
-			}
-			return fail(err)
-		}
-		r, err := http.ReadResponse(pc.br, req)
-		if err != nil {
-			return fail(err)
-		}
-		if r.StatusCode >= 100 && r.StatusCode < 200 && r.StatusCode != http.StatusSwitchingProtocols {
-			continue // informational: the final answer follows
-		}
-		resp = r
-		break
+	resp, err := c.readHead(pc, req)
+	if err != nil {
+		return fail(err)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The upstream took the upgrade the request asked for: the
+		// connection is now the tunnel's, never pooled again.
+		stop()
+		_ = pc.c.SetDeadline(time.Time{})
+		resp.Body = &upgradedConn{br: pc.br, c: pc.c}
+		return resp, nil
 	}
 	resp.Body = &h1Body{ReadCloser: resp.Body, c: c, pc: pc, resp: resp, req: req, stop: stop, bodyErr: bodyErr}
 	return resp, nil
+}
+
+// ProtocolError is an upstream response the waypoint cannot relay: a
+// malformed or oversized head, an unsolicited 101, conflicting framing.
+// The proxy answers 502 with Envoy's UPE flag.
+type ProtocolError struct{ Err error }
+
+func (e *ProtocolError) Error() string { return "upstream protocol error: " + e.Err.Error() }
+func (e *ProtocolError) Unwrap() error { return e.Err }
+
+// maxInformational bounds the 1xx heads read before the final one.
+const maxInformational = 8
+
+var errHeadTooLarge = errors.New("response head too large")
+
+// readHead reads the final response head, skipping informational ones,
+// within the head limits.
+func (c *H1Client) readHead(pc *h1Conn, req *http.Request) (*http.Response, error) {
+	maxBytes, maxFields := c.MaxHeaderBytes, c.MaxHeaders
+	if maxBytes <= 0 {
+		maxBytes = 60 << 10
+	}
+	if maxFields <= 0 {
+		maxFields = 100
+	}
+	if _, err := pc.br.Peek(1); err != nil {
+		if errors.Is(err, io.EOF) || isReset(err) {
+			err = errStale
+		}
+		return nil, err
+	}
+	// What is already buffered counts against the limit too; one buffer's
+	// read-ahead past the head (the body's first bytes) is allowed.
+	pc.lr.n = int64(maxBytes + pc.br.Size() - pc.br.Buffered())
+	defer func() { pc.lr.n = -1 }()
+	for i := 0; ; i++ {
+		r, err := readResponse(pc.br, req, &pc.scratch)
+		switch {
+		case pc.lr.exceeded:
+			return nil, &ProtocolError{errHeadTooLarge}
+		case err != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isNetError(err)):
+			return nil, err
+		case err != nil:
+			return nil, &ProtocolError{err}
+		}
+		if r.StatusCode < 100 || r.StatusCode > 599 || r.ProtoMajor != 1 {
+			return nil, &ProtocolError{errors.New("malformed status line")}
+		}
+		fields := 0
+		for _, vv := range r.Header {
+			fields += len(vv)
+		}
+		if fields > maxFields {
+			return nil, &ProtocolError{errors.New("too many response headers")}
+		}
+		if r.StatusCode == http.StatusSwitchingProtocols && len(req.Header["Upgrade"]) == 0 {
+			return nil, &ProtocolError{errors.New("101 Switching Protocols to a request that asked for no upgrade")}
+		}
+		if r.StatusCode >= 100 && r.StatusCode < 200 && r.StatusCode != http.StatusSwitchingProtocols {
+			if i+1 >= maxInformational {
+				return nil, &ProtocolError{errors.New("too many informational responses")}
+			}
+			continue // informational: the final answer follows
+		}
+		return r, nil
+	}
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+// headLimit fails reads past n bytes (n < 0: unlimited): it bounds the
+// response head under the connection's bufio.Reader.
+type headLimit struct {
+	r        io.Reader
+	n        int64
+	exceeded bool
+}
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return l.r.Read(p)
+	}
+	if l.n <= 0 {
+		l.exceeded = true
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+// upgradedConn is the body of a 101 response: the upstream connection
+// itself, read through what is already buffered.
+type upgradedConn struct {
+	br *bufio.Reader
+	c  net.Conn
+}
+
+func (u *upgradedConn) Read(p []byte) (int, error)  { return u.br.Read(p) }
+func (u *upgradedConn) Write(p []byte) (int, error) { return u.c.Write(p) }
+func (u *upgradedConn) Close() error                { return u.c.Close() }
+
+// CloseWrite half-closes the tunnel towards the upstream.
+func (u *upgradedConn) CloseWrite() error {
+	if cw, ok := u.c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return u.c.Close()
 }
 
 // isReset reports a connection the upstream reset or closed, not a

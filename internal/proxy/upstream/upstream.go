@@ -78,6 +78,13 @@ type Options struct {
 	MaxIdlePerEndpoint int
 	// IdleTimeout closes upstream connections idle that long (default 90s).
 	IdleTimeout time.Duration
+	// MaxResponseHeaderBytes bounds an upstream response head, status line
+	// and headers (default 60 KiB, Envoy's max_response_headers_kb); past
+	// it the exchange fails with a ProtocolError (502 UPE).
+	MaxResponseHeaderBytes int
+	// MaxResponseHeaders bounds its header fields (default 100, Envoy's
+	// max_headers_count).
+	MaxResponseHeaders int
 	// OnDial, when set, is told of every dial's outcome, and OnClose of
 	// every upstream connection closing (for metrics).
 	OnDial  func(err error)
@@ -93,6 +100,12 @@ func (o *Options) defaults() {
 	}
 	if o.IdleTimeout == 0 {
 		o.IdleTimeout = 90 * time.Second
+	}
+	if o.MaxResponseHeaderBytes == 0 {
+		o.MaxResponseHeaderBytes = 60 << 10
+	}
+	if o.MaxResponseHeaders == 0 {
+		o.MaxResponseHeaders = 100
 	}
 }
 
@@ -124,14 +137,16 @@ func NewPool(opts Options) *Pool {
 		}
 	}
 	p.H1 = NewH1Client(p.dial, opts.MaxIdlePerEndpoint, opts.IdleTimeout)
+	p.H1.MaxHeaderBytes, p.H1.MaxHeaders = opts.MaxResponseHeaderBytes, opts.MaxResponseHeaders
 	var h2c http.Protocols
 	h2c.SetUnencryptedHTTP2(true)
 	p.H2C = &http.Transport{
-		Proxy:              nil,
-		DialContext:        p.dial,
-		Protocols:          &h2c,
-		DisableCompression: true,
-		IdleConnTimeout:    opts.IdleTimeout,
+		Proxy:                  nil,
+		DialContext:            p.dial,
+		Protocols:              &h2c,
+		DisableCompression:     true,
+		IdleConnTimeout:        opts.IdleTimeout,
+		MaxResponseHeaderBytes: int64(opts.MaxResponseHeaderBytes),
 		HTTP2: &http.HTTP2Config{
 			SendPingTimeout: 30 * time.Second,
 			PingTimeout:     10 * time.Second,

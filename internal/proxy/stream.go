@@ -1,0 +1,79 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// errStreamIdle is the cause of a request context ended by the stream
+// idle timeout.
+var errStreamIdle = errors.New("stream idle timeout")
+
+// defaultStreamIdleTimeout is Envoy's stream_idle_timeout default.
+const defaultStreamIdleTimeout = 5 * time.Minute
+
+// idleTimer ends a request's context when nothing moved, in either
+// direction, for the timeout (Envoy's stream idle timeout). Activity is a
+// timestamp store; the timer re-arms itself for the time that is left, so
+// a busy stream costs no timer resets.
+type idleTimer struct {
+	timeout time.Duration
+	last    atomic.Int64 // nanotime of the last activity
+	cancel  context.CancelCauseFunc
+	t       *time.Timer
+	// w is the client's response writer: when the timer fires, a read of
+	// the request body stuck on a silent client is woken through it.
+	w http.ResponseWriter
+}
+
+var clockStart = time.Now()
+
+func nanotime() int64 { return int64(time.Since(clockStart)) }
+
+func newIdleTimer(timeout time.Duration, cancel context.CancelCauseFunc, w http.ResponseWriter) *idleTimer {
+	it := &idleTimer{timeout: timeout, cancel: cancel, w: w}
+	it.last.Store(nanotime())
+	it.t = time.AfterFunc(timeout, it.fire)
+	return it
+}
+
+func (it *idleTimer) fire() {
+	quiet := time.Duration(nanotime() - it.last.Load())
+	if quiet >= it.timeout {
+		it.cancel(errStreamIdle)
+		_ = http.NewResponseController(it.w).SetReadDeadline(time.Unix(1, 0))
+		return
+	}
+	it.t.Reset(it.timeout - quiet)
+}
+
+// touch records activity.
+func (it *idleTimer) touch() {
+	if it != nil {
+		it.last.Store(nanotime())
+	}
+}
+
+func (it *idleTimer) stop() {
+	if it != nil {
+		it.t.Stop()
+	}
+}
+
+// activeBody marks the stream active on every read of the request body.
+type activeBody struct {
+	io.ReadCloser
+	idle *idleTimer
+}
+
+func (b *activeBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.idle.touch()
+	}
+	return n, err
+}
