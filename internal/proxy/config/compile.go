@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
@@ -131,22 +133,43 @@ func (c *Config) compileBackends(prev *Config, outlier *upstream.Outlier) map[st
 	if prev != nil {
 		prevBackends = prev.backends
 	}
+	// Compare with prev's backends on every CPU for large configurations:
+	// reading both IRs is most of the cost of an update that changes
+	// little. Each range records the indexes of its new or changed keys.
+	keys := make([]string, 0, len(w.Backends))
+	for k := range w.Backends {
+		keys = append(keys, k)
+	}
+	var (
+		mu      sync.Mutex
+		changed []int // indexes in keys
+		found   int   // keys of w that prev has
+	)
+	parallel(len(keys), func(lo, hi int) {
+		var ch []int
+		n := 0
+		for i, k := range keys[lo:hi] {
+			if old := prevBackends[k]; old != nil {
+				n++
+				if equalBackend(w.Backends[k], old.IR) {
+					continue
+				}
+			}
+			ch = append(ch, lo+i)
+		}
+		mu.Lock()
+		changed, found = append(changed, ch...), found+n
+		mu.Unlock()
+	})
 	type built struct {
 		key     string
 		backend *upstream.Backend
 	}
-	var fresh []built
-	found := 0 // keys of w that prev has
-	for k, b := range w.Backends {
-		old := prevBackends[k]
-		if old != nil {
-			found++
-			if equalBackend(b, old.IR) {
-				continue
-			}
-		}
-		nb := upstream.NewBackend(k, b, outlier)
-		if old != nil {
+	fresh := make([]built, 0, len(changed))
+	for _, i := range changed {
+		k := keys[i]
+		nb := upstream.NewBackend(k, w.Backends[k], outlier)
+		if old := prevBackends[k]; old != nil {
 			// Keep the round-robin cursor, so that frequent updates do
 			// not send every first request to the first endpoint.
 			nb.InheritCursor(old)
@@ -194,29 +217,54 @@ func (c *Config) patchPorts(prev *Config, jwks *authn.JWKSCache) (bool, []*ir.Se
 	// when no port of its service changed: then the old service is equal to
 	// the new one. Otherwise every port of the service gets a new
 	// ServicePort (keeping the compiled parts of its unchanged ports).
-	var changed []int     // indexes in ports
-	var changedSvcs []int // indexes in services
-	i := 0
+	// Where each service's ports start in prev.ports (the same in c.ports
+	// when the layout is the same).
+	first := make([]int, len(w.Services)+1)
 	for si, s := range w.Services {
-		o := prev.ir.Services[si]
-		if !sameService(s, o) {
-			return false, nil, nil
-		}
-		same := true
-		for pi, p := range s.Ports {
-			old := prev.ports[i+pi]
-			if (!c.backendsKept && c.backends[p.DefaultBackend] != old.DefaultBackend) || !equalPort(p, old.Port) {
-				same = false
-				break
+		first[si+1] = first[si] + len(s.Ports)
+	}
+	if first[len(w.Services)] != len(prev.ports) {
+		return false, nil, nil
+	}
+	// Compare on every CPU for large configurations; each range records
+	// its changed services, and whether all its services are laid out as
+	// before.
+	var (
+		mu          sync.Mutex
+		changedSvcs []int // indexes in services
+		moved       bool
+	)
+	parallel(len(w.Services), func(lo, hi int) {
+		var ch []int
+		for si := lo; si < hi; si++ {
+			s := w.Services[si]
+			if !sameService(s, prev.ir.Services[si]) {
+				mu.Lock()
+				moved = true
+				mu.Unlock()
+				return
+			}
+			for pi, p := range s.Ports {
+				old := prev.ports[first[si]+pi]
+				if (!c.backendsKept && c.backends[p.DefaultBackend] != old.DefaultBackend) || !equalPort(p, old.Port) {
+					ch = append(ch, si)
+					break
+				}
 			}
 		}
-		if !same {
-			changedSvcs = append(changedSvcs, si)
-			for pi := range s.Ports {
-				changed = append(changed, i+pi)
-			}
+		mu.Lock()
+		changedSvcs = append(changedSvcs, ch...)
+		mu.Unlock()
+	})
+	if moved {
+		return false, nil, nil
+	}
+	slices.Sort(changedSvcs)
+	var changed []int // indexes in ports
+	for _, si := range changedSvcs {
+		for i := first[si]; i < first[si+1]; i++ {
+			changed = append(changed, i)
 		}
-		i += len(s.Ports)
 	}
 	if len(changedSvcs) == 0 {
 		c.ports, c.byAddr, c.byHost, c.warned = prev.ports, prev.byAddr, prev.byHost, prev.warned
@@ -367,6 +415,29 @@ func (c *Config) compilePort(s *ir.Service, p *ir.ServicePort, old *ServicePort,
 		sp.Routes = t
 	}
 	return sp, nil
+}
+
+// parallelMin is the number of items (backends, services) from which
+// parallel spreads the work over the CPUs; below it, one goroutine does it
+// all. A variable so that tests can run small configurations both ways.
+var parallelMin = 2048
+
+// parallel calls fn on consecutive ranges [lo, hi) covering [0, n): on the
+// calling goroutine when n is small, else on up to GOMAXPROCS goroutines
+// (at most 8) at once, returning when all are done.
+func parallel(n int, fn func(lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	if n < parallelMin || workers < 2 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (n + workers - 1) / workers
+	for lo := chunk; lo < n; lo += chunk {
+		wg.Go(func() { fn(lo, min(lo+chunk, n)) })
+	}
+	fn(0, min(chunk, n))
+	wg.Wait()
 }
 
 func hasWarnings(sp *ServicePort) bool {

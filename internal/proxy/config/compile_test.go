@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -66,8 +67,20 @@ func viaJSON(t *testing.T, w *ir.Waypoint) *ir.Waypoint {
 // configuration from nothing gives, whatever changed: a route, endpoints,
 // a policy, services added or removed, a VIP, the trust domain, or
 // nothing; and an IR decoded from JSON (as xDS delivers it) is recognised
-// as unchanged all the same.
+// as unchanged all the same. Both with the comparisons on one goroutine and
+// spread over several (as for large configurations).
 func TestCompileReusesOnlyWhatIsUnchanged(t *testing.T) {
+	for _, min := range []int{parallelMin, 1} {
+		t.Run(fmt.Sprintf("parallelMin=%d", min), func(t *testing.T) {
+			// Several workers even on one CPU.
+			defer func(m, p int) { parallelMin = m; runtime.GOMAXPROCS(p) }(parallelMin, runtime.GOMAXPROCS(4))
+			parallelMin = min
+			testCompileReuses(t)
+		})
+	}
+}
+
+func testCompileReuses(t *testing.T) {
 	base, err := files.LoadBytes("mesh.yaml", append(meshgen.Generate(60), warnPolicy...))
 	if err != nil {
 		t.Fatal(err)
