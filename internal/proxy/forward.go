@@ -207,7 +207,7 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 		}
 	}
 	if err != nil {
-		if r.Context().Err() != nil {
+		if x.clientLeft() {
 			panic(http.ErrAbortHandler) // the client went away: nobody to answer
 		}
 		if context.Cause(ctx) == errStreamIdle {

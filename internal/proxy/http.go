@@ -70,7 +70,7 @@ func (p *Proxy) responseHeaders(x *exchange, h http.Header) {
 
 // ServeHTTP handles one request: route, authorize, forward.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	info := inbound.InfoFromContext(r.Context())
+	info := inbound.Info(w, r)
 	x := &exchange{w: w, r: r, info: info}
 	if p.tel != nil {
 		x.start, x.origPath, x.host = time.Now(), r.RequestURI, r.Host
@@ -104,6 +104,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.upgrade = arrive(r)
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
+	inbound.OnClientGone(w, func() { cancel(errClientLeft) })
 	x.ctx, x.idle = ctx, newIdleTimer(p.streamIdle, cancel, w)
 	defer x.idle.stop()
 	if r.Body != nil && r.Body != http.NoBody {

@@ -13,6 +13,17 @@ import (
 // idle timeout.
 var errStreamIdle = errors.New("stream idle timeout")
 
+// errClientLeft is the cause of a request context ended because the
+// client closed its connection.
+var errClientLeft = errors.New("client closed the connection")
+
+// clientLeft reports whether the request's client has gone (HTTP/1: its
+// connection closed; HTTP/2: the stream was reset or the connection
+// closed).
+func (x *exchange) clientLeft() bool {
+	return context.Cause(x.ctx) == errClientLeft || x.r.Context().Err() != nil
+}
+
 // defaultStreamIdleTimeout is Envoy's stream_idle_timeout default.
 const defaultStreamIdleTimeout = 5 * time.Minute
 

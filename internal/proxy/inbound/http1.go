@@ -66,11 +66,13 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		}
 		_ = c.SetReadDeadline(time.Time{})
 		req.RemoteAddr = remote
-		reqCtx, cancel := context.WithCancel(ctx)
-		req = req.WithContext(reqCtx)
-		watch.reset(cancel)
+		// No context per request: the handler finds the connection's facts
+		// through the writer (Info), and learns of a client that left
+		// through OnClientGone, which spares a context and a copy of the
+		// request for every exchange.
 		w := &responseWriter{bw: bw, req: req, header: make(http.Header, 8), status: 0, cl: -1, draining: draining,
-			conn: c, hr: hr, watch: watch}
+			conn: c, hr: hr, watch: watch, info: info}
+		watch.reset(w)
 		// While the exchange waits on the upstream, a client that closes
 		// its connection ends the request's context, as net/http does, so
 		// the upstream exchange is cancelled at once. The watch reads the
@@ -97,7 +99,6 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		}
 		ok := serveOne(h, w, req, log)
 		gone := watch.stop()
-		cancel()
 		if !ok || w.hijacked || gone {
 			return
 		}
@@ -242,7 +243,7 @@ type connWatch struct {
 
 	mu      sync.Mutex
 	timer   *time.Timer // fires start, reused across requests
-	cancel  context.CancelFunc
+	w       *responseWriter
 	armed   bool // the request may still start the watch
 	started bool
 	done    chan struct{}
@@ -251,9 +252,9 @@ type connWatch struct {
 }
 
 // reset prepares the watch for the next request.
-func (w *connWatch) reset(cancel context.CancelFunc) {
+func (w *connWatch) reset(rw *responseWriter) {
 	w.mu.Lock()
-	w.cancel, w.gone, w.armed, w.started = cancel, false, false, false
+	w.w, w.gone, w.armed, w.started = rw, false, false, false
 	w.mu.Unlock()
 }
 
@@ -282,7 +283,7 @@ func (w *connWatch) start() {
 		return
 	}
 	w.started = true
-	done, cancel := make(chan struct{}), w.cancel
+	done, rw := make(chan struct{}), w.w
 	w.done = done
 	go func() {
 		defer close(done)
@@ -293,7 +294,7 @@ func (w *connWatch) start() {
 		var ne net.Error
 		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
 			w.gone = true
-			cancel()
+			rw.clientGone()
 		}
 	}()
 }
@@ -383,6 +384,37 @@ type responseWriter struct {
 	hr       *bufio.Reader
 	watch    *connWatch
 	hijacked bool
+
+	info   *ConnInfo
+	goneMu sync.Mutex
+	gone   bool
+	onGone func()
+}
+
+// Info returns the facts of the connection the request arrived on.
+func (w *responseWriter) Info() *ConnInfo { return w.info }
+
+// OnClientGone registers f to run (once, on another goroutine) if the
+// client closes its connection while the request is being served; at once
+// if it already has.
+func (w *responseWriter) OnClientGone(f func()) {
+	w.goneMu.Lock()
+	gone := w.gone
+	w.onGone = f
+	w.goneMu.Unlock()
+	if gone {
+		f()
+	}
+}
+
+func (w *responseWriter) clientGone() {
+	w.goneMu.Lock()
+	w.gone = true
+	f := w.onGone
+	w.goneMu.Unlock()
+	if f != nil {
+		f()
+	}
 }
 
 // SetReadDeadline bounds reads of the request body (for

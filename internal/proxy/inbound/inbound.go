@@ -57,6 +57,26 @@ type ConnInfo struct {
 
 type ctxKey struct{}
 
+// Info returns the ConnInfo of the connection a request arrived on: from
+// the HTTP/1 writer, or the HTTP/2 request's context.
+func Info(w http.ResponseWriter, r *http.Request) *ConnInfo {
+	if iw, ok := w.(interface{ Info() *ConnInfo }); ok {
+		return iw.Info()
+	}
+	return InfoFromContext(r.Context())
+}
+
+// OnClientGone registers f to run when the client of the request leaves:
+// the HTTP/1 connection closes (HTTP/2: the request's context ends, which
+// the handler sees itself). It reports whether the writer supports it.
+func OnClientGone(w http.ResponseWriter, f func()) bool {
+	if gw, ok := w.(interface{ OnClientGone(func()) }); ok {
+		gw.OnClientGone(f)
+		return true
+	}
+	return false
+}
+
 // InfoFromContext returns the ConnInfo of the connection a request arrived on.
 func InfoFromContext(ctx context.Context) *ConnInfo {
 	ci, _ := ctx.Value(ctxKey{}).(*ConnInfo)

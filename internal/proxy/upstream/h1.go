@@ -168,7 +168,7 @@ func (c *H1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request) 
 		(req.ContentLength < 0 || req.ContentLength > inlineBodyLimit)
 	var bodyErr chan error
 	if !streamBody {
-		if err := req.Write(pc.bw); err != nil {
+		if err := writeRequest(pc.bw, req); err != nil {
 			return fail(err)
 		}
 		if err := pc.bw.Flush(); err != nil {
@@ -179,7 +179,7 @@ func (c *H1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request) 
 		// the response may start before the body is sent.
 		bodyErr = make(chan error, 1)
 		go func() {
-			err := req.Write(pc.bw)
+			err := writeRequest(pc.bw, req)
 			if err == nil {
 				err = pc.bw.Flush()
 			}
