@@ -11,12 +11,11 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kgateway-dev/kgateway-waypoint/internal/dataplane"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/demo"
-	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/standalone"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 )
@@ -81,15 +80,14 @@ func newVersion() *cobra.Command {
 
 func newStandalone(g *globalFlags) *cobra.Command {
 	var o standalone.Options
-	var meshConfig string
 	c := &cobra.Command{
 		Use:   "standalone -f PATH [-f PATH ...]",
 		Short: "Run a waypoint from manifest files (no cluster), watching them for changes",
 		Long: `Run the waypoint control plane and proxy in one process, fed from Kubernetes
 manifests (Namespace, Service, EndpointSlice, GatewayClass, Gateway, HTTPRoute,
-AuthorizationPolicy, ...) in YAML files or directories. Changes to the files
-take effect within a second; a file that fails to load is reported and the last
-good configuration stays in force.`,
+AuthorizationPolicy, ...) in YAML files or directories, and Istio's mesh config
+(--mesh-config). Changes to the files take effect within a second; a file that
+fails to load is reported and the last good configuration stays in force.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger(os.Stderr)
@@ -101,11 +99,6 @@ good configuration stays in force.`,
 			}
 			o.Logger = log
 			o.DataPlane.LogLevel = &g.level
-			if meshConfig != "" {
-				if err := applyMeshConfig(cmd, meshConfig, &o); err != nil {
-					return err
-				}
-			}
 			r, err := standalone.Start(o)
 			if err != nil {
 				return err
@@ -136,38 +129,12 @@ good configuration stays in force.`,
 	f := c.Flags()
 	f.StringArrayVarP(&o.Paths, "file", "f", nil, "manifest file or directory (repeatable; directories are read recursively)")
 	f.StringVar(&o.Gateway, "gateway", "", "the waypoint Gateway as NAMESPACE/NAME (default: the only Gateway of the class)")
-	f.StringVar(&o.InboundAddress, "inbound-address", "", "PROXY protocol listener (default 0.0.0.0:<the Gateway's istio.io/PROXY listener port, 15088>)")
-	f.StringVar(&o.DataPlane.StatusAddress, "status-address", "0.0.0.0:15021", "readiness listener (GET /healthz/ready)")
-	f.StringVar(&o.DataPlane.ServerHeader, "server-header", "envoy", "value of the server response header")
-	f.DurationVar(&o.DataPlane.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM: how long readiness fails before the listener stops accepting")
-	f.DurationVar(&o.DataPlane.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM: how long in-flight requests and connections may take to finish")
-	f.IntVar(&o.DataPlane.Inbound.MaxConnections, "max-connections", 50000, "connections served at once; more are closed at accept")
-	f.Var(cidrList{&o.DataPlane.Inbound.AllowedSources}, "proxy-protocol-allowed-cidrs", proxyProtocolSourcesUsage)
-	f.DurationVar(&o.DataPlane.Inbound.HeaderTimeout, "proxy-header-timeout", 5*time.Second, "time allowed for the PROXY protocol header")
-	f.IntVar(&o.DataPlane.Inbound.HTTP.MaxHeaderBytes, "max-header-bytes", 60<<10, "request line and headers size limit (431 past it)")
-	f.IntVar(&o.DataPlane.Inbound.HTTP.MaxHeaders, "max-headers", 100, "request header count limit (431 past it)")
-	f.DurationVar(&o.DataPlane.Inbound.HTTP.ReadHeaderTimeout, "header-timeout", 10*time.Second, "time allowed to send a request's headers (408 past it)")
-	f.DurationVar(&o.DataPlane.Inbound.HTTP.IdleTimeout, "idle-timeout", time.Hour, "close client connections idle that long")
-	f.IntVar(&o.DataPlane.Inbound.HTTP.MaxRequestsPerConnection, "max-requests-per-connection", 0, "close an HTTP/1 connection after that many requests (0: no limit)")
-	f.IntVar(&o.DataPlane.Inbound.HTTP.MaxConcurrentStreams, "max-concurrent-streams", 100, "HTTP/2 streams per connection")
-	f.DurationVar(&o.DataPlane.Upstream.ConnectTimeout, "connect-timeout", 10*time.Second, "upstream connect timeout")
-	f.BoolVar(&o.DataPlane.Inbound.HTTP.AllowCustomMethods, "allow-custom-methods", false, "serve request methods outside the registered set (default: 400, as Envoy)")
-	f.DurationVar(&o.DataPlane.Streams.IdleTimeout, "stream-idle-timeout", 5*time.Minute, "end a request when nothing moved on it for that long (408 before the response)")
-	f.IntVar(&o.DataPlane.Streams.MaxRetries, "max-retries", 10, "retries of one request at most, whatever its route asks")
-	f.IntVar(&o.DataPlane.Streams.MaxMirrors, "max-mirrors-in-flight", 256, "mirrored requests in flight at most; more are dropped")
-	f.IntVar(&o.DataPlane.Upstream.MaxResponseHeaderBytes, "max-response-header-bytes", 60<<10, "upstream response head size limit (502 past it)")
+	f.StringVar(&o.MeshConfig, "mesh-config", "", "Istio MeshConfig YAML (pathNormalization, extensionProviders, defaultHttpRetryPolicy, rootNamespace, trustDomain, trustDomainAliases), watched like the manifests; the flags below win when given")
 	f.StringVar(&o.Translate.GatewayClass, "gateway-class", translate.DefaultGatewayClass, "GatewayClass of our waypoints")
-	f.StringVar(&o.Translate.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of the mesh")
-	f.StringArrayVar(&o.Translate.TrustDomainAliases, "trust-domain-alias", nil, "a trust domain policies treat as equal to --trust-domain (repeatable)")
-	f.StringVar(&o.DataPlane.MetricsAddress, "metrics-address", "0.0.0.0:15020", "Prometheus metrics listener (/stats/prometheus, /metrics); \"off\" to disable")
-	f.StringVar(&o.DataPlane.AdminAddress, "admin-address", "127.0.0.1:15000", "admin listener (/config_dump, /stats, /logging, /debug/pprof/, /healthz); loopback only unless --admin-allow-remote; \"off\" to disable")
-	f.BoolVar(&o.DataPlane.AllowRemoteAdmin, "admin-allow-remote", false, "allow a non-loopback --admin-address")
-	f.StringVar(&o.DataPlane.AccessLog, "access-log", "", "access log destination: empty (off), - or /dev/stdout, or a file path")
-	f.StringVar(&o.DataPlane.AccessLogFormat, "access-log-format", "text", "access log format: text (Istio's default) or json")
-	f.StringVar(&o.DataPlane.TracingEndpoint, "tracing-endpoint", "", "OTLP collector for traces (grpc://host:4317 or http://host:4318); empty: no tracing")
-	f.Float64Var(&o.DataPlane.TracingSampling, "tracing-sampling", 0.01, "ratio (0 to 1) of new traces sampled")
-	f.StringVar(&meshConfig, "mesh-config", "", "Istio MeshConfig YAML (pathNormalization, extensionProviders, rootNamespace, trustDomain, trustDomainAliases); flags given explicitly win")
-	f.StringVar(&o.Translate.RootNamespace, "root-namespace", "istio-system", "Istio root namespace (policies there may target the GatewayClass)")
+	f.StringVar(&o.Translate.TrustDomain, "trust-domain", "", "SPIFFE trust domain of the mesh (default: the mesh config's trustDomain, cluster.local)")
+	f.StringArrayVar(&o.Translate.TrustDomainAliases, "trust-domain-alias", nil, "a trust domain policies treat as equal to --trust-domain (repeatable; default: the mesh config's trustDomainAliases)")
+	f.StringVar(&o.Translate.RootNamespace, "root-namespace", "", "Istio root namespace: policies there may target the GatewayClass (default: the mesh config's rootNamespace, istio-system)")
+	dataplane.BindFlags(f, &o.DataPlane)
 	return c
 }
 
@@ -192,25 +159,4 @@ func newDemo(g *globalFlags) *cobra.Command {
 	}
 	c.Flags().BoolVar(&keep, "keep", false, "keep the waypoint running after the walkthrough")
 	return c
-}
-
-// applyMeshConfig takes settings from an Istio MeshConfig file; a flag the
-// user set explicitly wins over the file.
-func applyMeshConfig(cmd *cobra.Command, path string, o *standalone.Options) error {
-	mc, err := meshconfig.Load(path)
-	if err != nil {
-		return err
-	}
-	o.DataPlane.PathNormalization = mc.PathNormalization
-	if !cmd.Flags().Changed("trust-domain") {
-		o.Translate.TrustDomain = mc.TrustDomain
-	}
-	if !cmd.Flags().Changed("trust-domain-alias") {
-		o.Translate.TrustDomainAliases = mc.TrustDomainAliases
-	}
-	if !cmd.Flags().Changed("root-namespace") {
-		o.Translate.RootNamespace = mc.RootNamespace
-	}
-	o.DataPlane.ExtAuthzProviders = mc.ExtAuthzProviders
-	return nil
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/status"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/xds"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/xds/tokenreview"
 )
 
 // Defaults.
@@ -50,8 +51,14 @@ const (
 type Options struct {
 	GatewayClass   string
 	ControllerName string
-	// Translate carries the trust domain, cluster domain and root namespace.
+	// Translate carries the trust domain, cluster domain and root namespace
+	// (those left empty come from the mesh config).
 	Translate translate.Options
+	// IstioNamespace and Revision locate istiod's mesh ConfigMap:
+	// <IstioNamespace>/istio, or istio-<Revision> (followed live; absent:
+	// Istio's default mesh config). IstioNamespace "" follows none.
+	IstioNamespace string
+	Revision       string
 	// XDSAddress is where the xDS server listens (":15010").
 	XDSAddress string
 	// Deployer is what the proxies are deployed with (image, the xDS
@@ -128,19 +135,23 @@ func New(cfg *rest.Config, o Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	c := &Controller{opts: o, log: o.Logger, mgr: mgr, trigger: make(chan struct{}, 1)}
-	c.source = srckube.New(mgr.GetCache(), srckube.Options{OnChange: c.poke, Logger: o.Logger})
+	srcOpts := srckube.Options{OnChange: c.poke, Logger: o.Logger}
+	if o.IstioNamespace != "" {
+		srcOpts.Mesh = &srckube.MeshConfigMap{Client: cs, Namespace: o.IstioNamespace, Name: srckube.MeshConfigMapName(o.Revision)}
+	}
+	c.source = srckube.New(mgr.GetCache(), srcOpts)
 	c.dep = deployer.New(mgr, deployer.Options{GatewayClass: o.GatewayClass, Config: o.Deployer,
 		Notify: func(types.NamespacedName) { c.poke() }, Logger: o.Logger})
 	if err := c.dep.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
 	c.xds = xds.NewServer(xds.ServerOptions{Logger: o.Logger,
-		Auth: &xds.TokenReviewAuthenticator{Client: cs.AuthenticationV1(), Audience: o.Deployer.TokenAudience}})
+		Auth: &tokenreview.Authenticator{Client: cs.AuthenticationV1(), Audience: o.Deployer.TokenAudience}})
 	c.status = &status.Writer{Client: mgr.GetClient(), ControllerName: gwv1.GatewayController(o.ControllerName),
 		GatewayClass: o.GatewayClass, ClusterDomain: o.Translate.ClusterDomain}
 	c.xdsLn, err = net.Listen("tcp", o.XDSAddress)

@@ -39,14 +39,21 @@ func testLogger() *slog.Logger {
 }
 
 func startController(t *testing.T, pre ...client.Object) (*kubetest.Env, *controller.Controller) {
+	return startControllerWith(t, controller.Options{}, pre...)
+}
+
+// startControllerWith starts a controller with o (its addresses, logger
+// and deployer settings filled in for the test).
+func startControllerWith(t *testing.T, o controller.Options, pre ...client.Object) (*kubetest.Env, *controller.Controller) {
 	env := kubetest.Start(t, kubetest.All)
 	for _, o := range pre {
 		if err := env.Client.Create(context.Background(), o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c, err := controller.New(env.Config, controller.Options{XDSAddress: "127.0.0.1:0", Logger: testLogger(),
-		Deployer: deployer.Config{Image: "kgateway-waypoint:test", XDSAddress: "xds.example:15010"}})
+	o.XDSAddress, o.Logger = "127.0.0.1:0", testLogger()
+	o.Deployer = deployer.Config{Image: "kgateway-waypoint:test", XDSAddress: "xds.example:15010"}
+	c, err := controller.New(env.Config, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,10 @@
 // Package dataplane is the waypoint process around the proxy: its
 // listeners (the PROXY-protocol inbound, status, Prometheus, admin), its
-// telemetry and its lifecycle (readiness, drain). Both ways of running a
-// waypoint use it: `standalone` feeds the proxy from files, `proxy` from
-// the controller over xDS.
+// telemetry, its lifecycle (readiness, drain) and the Runner that puts the
+// configurations of a Feed in force. Both ways of running a waypoint use
+// it: `standalone` feeds it from files through the translator, `proxy` from
+// the controller over xDS. Nothing here (nor in the proxy) knows about
+// Kubernetes or Istio's APIs: configuration arrives as ir.Waypoint.
 package dataplane
 
 import (
@@ -17,7 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/admin"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
@@ -34,6 +35,11 @@ type StreamLimits struct {
 
 // Options configure the listeners, the telemetry and the proxy.
 type Options struct {
+	// InboundAddress is the PROXY-protocol listener the Runner binds once
+	// the first configuration is in force; empty: 0.0.0.0 on the
+	// configuration's InboundPort (the Gateway's istio.io/PROXY listener,
+	// 15088 by default), following it when it changes.
+	InboundAddress string
 	// StatusAddress serves /healthz/ready and /debug/status (default
 	// 0.0.0.0:15021).
 	StatusAddress string
@@ -60,9 +66,6 @@ type Options struct {
 	MaxSeries int
 	// ServerHeader is the "server" response header (default "envoy").
 	ServerHeader string
-	// PathNormalization and ExtAuthzProviders come from the mesh config.
-	PathNormalization meshconfig.PathNormalization
-	ExtAuthzProviders map[string]*meshconfig.ExtAuthzProvider
 	// Inbound are the listener's limits; Upstream tunes the pools.
 	Inbound  inbound.Options
 	Upstream upstream.Options
@@ -93,6 +96,9 @@ type DataPlane struct {
 	stLn, mLn, aLn, inLn net.Listener
 	servers              []*http.Server
 	inbound              *inbound.Server
+	// retired are inbound servers a move replaced (their connections may
+	// still be open until they drain).
+	retired []*inbound.Server
 
 	mu       sync.Mutex
 	ready    bool
@@ -152,7 +158,6 @@ func Start(o Options) (*DataPlane, error) {
 	up.OnDial, up.OnClose = d.tel.UpstreamDialed, d.tel.UpstreamConnClosed
 	d.Proxy = proxy.New(proxy.Options{
 		ServerHeader: o.ServerHeader, Logger: o.Logger, Upstream: up, Telemetry: d.tel,
-		PathNormalization: o.PathNormalization, ExtAuthzProviders: o.ExtAuthzProviders,
 		StreamIdleTimeout: o.Streams.IdleTimeout, MaxRetries: o.Streams.MaxRetries, MaxMirrorsInFlight: o.Streams.MaxMirrors,
 	})
 	reg := d.tel.Registry()
@@ -192,12 +197,19 @@ func (d *DataPlane) serve(what, addr string, ln *net.Listener, h http.Handler) e
 	return nil
 }
 
-// Listen binds the PROXY-protocol inbound and serves it.
+// Listen binds the PROXY-protocol inbound and serves it (see Serve).
 func (d *DataPlane) Listen(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("inbound address: %w", err)
 	}
+	return d.Serve(ln)
+}
+
+// Serve serves the PROXY-protocol inbound on ln. Called again (the inbound
+// port of the configuration changed), it moves: the old listener stops
+// accepting and its connections get DrainTimeout to finish.
+func (d *DataPlane) Serve(ln net.Listener) error {
 	in := d.opts.Inbound
 	in.Logger = d.log
 	in.OnConn = func(protocol string, opened bool) {
@@ -209,14 +221,34 @@ func (d *DataPlane) Listen(addr string) error {
 	}
 	srv := inbound.NewServer(d.Proxy, in)
 	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		_ = ln.Close()
+		return errors.New("inbound address: the data plane is closed")
+	}
+	oldLn, old := d.inLn, d.inbound
 	d.inLn, d.inbound = ln, srv
+	if old != nil {
+		d.retired = append(d.retired, old)
+	}
 	d.mu.Unlock()
 	d.refusals.Do(func() { d.registerRefusals(srv.Stats()) })
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, net.ErrClosed) {
-			d.errc <- fmt.Errorf("inbound listener: %w", err)
+			select {
+			case d.errc <- fmt.Errorf("inbound listener: %w", err):
+			default:
+			}
 		}
 	}()
+	if old != nil {
+		_ = oldLn.Close()
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), d.drainTimeout())
+			defer cancel()
+			_ = old.Shutdown(ctx)
+		}()
+	}
 	return nil
 }
 
@@ -240,7 +272,11 @@ func (d *DataPlane) Errors() <-chan error { return d.errc }
 
 // InboundAddr, StatusAddr, MetricsAddr and AdminAddr are the bound
 // addresses (nil when not bound).
-func (d *DataPlane) InboundAddr() net.Addr { return addrOf(d.inLn) }
+func (d *DataPlane) InboundAddr() net.Addr {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return addrOf(d.inLn)
+}
 func (d *DataPlane) StatusAddr() net.Addr  { return addrOf(d.stLn) }
 func (d *DataPlane) MetricsAddr() net.Addr { return addrOf(d.mLn) }
 func (d *DataPlane) AdminAddr() net.Addr   { return addrOf(d.aLn) }
@@ -258,26 +294,33 @@ func addrOf(l net.Listener) net.Addr {
 // It reports whether everything finished in time.
 func (d *DataPlane) Drain() bool {
 	d.SetReady(false)
-	delay, timeout := d.opts.DrainDelay, d.opts.DrainTimeout
+	delay, timeout := d.opts.DrainDelay, d.drainTimeout()
 	if delay == 0 {
 		delay = 5 * time.Second
-	}
-	if timeout == 0 {
-		timeout = 30 * time.Second
 	}
 	d.log.Info("draining", "delay", delay.String(), "timeout", timeout.String())
 	time.Sleep(delay)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var err error
-	if d.inbound != nil {
-		if err = d.inbound.Shutdown(ctx); err != nil {
+	d.mu.Lock()
+	in := d.inbound
+	d.mu.Unlock()
+	if in != nil {
+		if err = in.Shutdown(ctx); err != nil {
 			d.log.Warn("drain timeout: closed the connections still open", "error", err.Error())
 		}
 	}
 	_ = d.tel.Shutdown(ctx)
 	d.Close()
 	return err == nil
+}
+
+func (d *DataPlane) drainTimeout() time.Duration {
+	if d.opts.DrainTimeout == 0 {
+		return 30 * time.Second
+	}
+	return d.opts.DrainTimeout
 }
 
 // Close stops everything at once. It may be called more than once.
@@ -288,13 +331,16 @@ func (d *DataPlane) Close() {
 		return
 	}
 	d.closed, d.ready = true, false
-	servers, in, inLn := d.servers, d.inbound, d.inLn
+	servers, in, inLn, retired := d.servers, d.inbound, d.inLn, d.retired
 	d.mu.Unlock()
 	if inLn != nil {
 		_ = inLn.Close()
 	}
 	if in != nil {
 		_ = in.Close()
+	}
+	for _, r := range retired {
+		_ = r.Close()
 	}
 	for _, s := range servers {
 		_ = s.Close()

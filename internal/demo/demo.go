@@ -170,10 +170,9 @@ func (d *demo) setup() error {
 		return err
 	}
 	d.runner, err = standalone.Start(standalone.Options{
-		Paths:          []string{d.dir},
-		InboundAddress: inbound,
-		DataPlane:      dataplane.Options{StatusAddress: status, MetricsAddress: "off", AdminAddress: "off"},
-		Logger:         d.log,
+		Paths:     []string{d.dir},
+		DataPlane: dataplane.Options{InboundAddress: inbound, StatusAddress: status, MetricsAddress: "off", AdminAddress: "off"},
+		Logger:    d.log,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the waypoint: %w", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -222,7 +223,8 @@ func TestDeployer(t *testing.T) {
 		newNS(t, c, "params")
 		key := types.NamespacedName{Namespace: "params", Name: "wp"}
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "wp-params", Namespace: "params"},
-			Data: map[string]string{"replicas": "3", "resources": "requests: {cpu: 250m, memory: 300Mi}\n"}}
+			Data: map[string]string{"replicas": "3", "resources": "requests: {cpu: 250m, memory: 300Mi}\n",
+				"limits": "max-connections: 7\nheader-timeout: 3s\n"}}
 		must(t, c.Create(ctx, cm))
 		gw := &gwv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "wp", Namespace: "params"},
 			Spec: gwv1.GatewaySpec{GatewayClassName: class,
@@ -241,6 +243,9 @@ func TestDeployer(t *testing.T) {
 			}
 			return nil
 		})
+		if args := dep.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--max-connections=7") || !slices.Contains(args, "--header-timeout=3s") {
+			t.Errorf("the limits parameter is not in the proxy's args: %q", args)
+		}
 
 		// An autoscaler and a disruption budget.
 		cm.Data = map[string]string{

@@ -168,6 +168,7 @@ func Desired(gw *gwv1.Gateway, p *Parameters, cfg Config) *Objects {
 		"--metrics-address", "0.0.0.0:" + strconv.Itoa(PortMetrics),
 	}
 	args = append(args, cfg.ExtraArgs...)
+	args = append(args, p.Limits...)
 	pullPolicy := cfg.ImagePullPolicy
 	if pullPolicy == "" {
 		pullPolicy = corev1.PullIfNotPresent

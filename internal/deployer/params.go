@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/dataplane"
 )
 
 // Parameters are the deployment settings a ConfigMap referenced by the
@@ -31,13 +33,21 @@ import (
 //	  maxReplicas: 10
 //	podDisruptionBudget: |           # a PodDisruptionBudgetSpec (policy/v1)
 //	  minAvailable: 1                # without selector: the waypoint's pods
+//	limits: |                        # the proxy's limit flags, by name
+//	  max-connections: 20000
+//	  connect-timeout: 5s
 //
-// With an autoscaler, replicas is left to it.
+// With an autoscaler, replicas is left to it. The limits are the proxy's
+// flags that dataplane.LimitFlags lists (checked here as the proxy parses
+// them); they come after the controller's --proxy-arg arguments, so a
+// Gateway's parameters win over the chart's proxy.limits.
 type Parameters struct {
 	Replicas  *int32
 	Resources *corev1.ResourceRequirements
 	HPA       *autoscalingv2.HorizontalPodAutoscalerSpec
 	PDB       *policyv1.PodDisruptionBudgetSpec
+	// Limits are the limit flags as arguments ("--max-connections=20000").
+	Limits []string
 }
 
 // ConfigMap data keys.
@@ -46,6 +56,7 @@ const (
 	KeyResources = "resources"
 	KeyHPA       = "horizontalPodAutoscaler"
 	KeyPDB       = "podDisruptionBudget"
+	KeyLimits    = "limits"
 )
 
 // ParametersError is a problem with the parameters: the Gateway is not
@@ -143,8 +154,10 @@ func ParseParameters(data map[string]string) (*Parameters, error) {
 			if err == nil && (p.PDB.MinAvailable == nil) == (p.PDB.MaxUnavailable == nil) {
 				err = fmt.Errorf("set exactly one of minAvailable and maxUnavailable")
 			}
+		case KeyLimits:
+			p.Limits, err = parseLimits(v)
 		default:
-			err = fmt.Errorf("unknown key (known: %s, %s, %s, %s)", KeyReplicas, KeyResources, KeyHPA, KeyPDB)
+			err = fmt.Errorf("unknown key (known: %s, %s, %s, %s, %s)", KeyReplicas, KeyResources, KeyHPA, KeyPDB, KeyLimits)
 		}
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", k, err))
@@ -154,4 +167,25 @@ func ParseParameters(data map[string]string) (*Parameters, error) {
 		return nil, paramsErr("invalid parameters: %s", strings.Join(problems, "; "))
 	}
 	return p, nil
+}
+
+// parseLimits reads the limits key: a YAML mapping of limit flag names
+// (without "--") to values.
+func parseLimits(v string) ([]string, error) {
+	var raw map[string]any
+	if err := yaml.UnmarshalStrict([]byte(v), &raw); err != nil {
+		return nil, fmt.Errorf("want a mapping of flag names to values: %w", err)
+	}
+	limits := make(map[string]string, len(raw))
+	for name, val := range raw {
+		switch x := val.(type) {
+		case string:
+			limits[name] = x
+		case float64:
+			limits[name] = strconv.FormatFloat(x, 'f', -1, 64)
+		default:
+			return nil, fmt.Errorf("%s: want a number or a duration, found %v", name, val)
+		}
+	}
+	return dataplane.LimitArgs(limits)
 }

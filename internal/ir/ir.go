@@ -28,9 +28,19 @@ type Waypoint struct {
 	// Backends are the upstream destinations referenced by routes and by the
 	// services' default routes, keyed by BackendKey.
 	Backends map[string]*Backend `json:"backends,omitempty"`
-	// Lookups map "hostname:port" of services the waypoint itself calls
-	// (external authorizers) to a key into Backends.
-	Lookups map[string]string `json:"lookups,omitempty"`
+
+	// PathNormalization, ExtAuthzProviders and DefaultRetry come from the
+	// mesh config (see mesh.go).
+	//
+	// PathNormalization is how request paths are normalized ("": BASE).
+	PathNormalization PathNormalization `json:"pathNormalization,omitempty"`
+	// ExtAuthzProviders are the mesh's external authorizers by name, for
+	// CUSTOM policies; a name not here denies what its policies select.
+	ExtAuthzProviders map[string]*ExtAuthzProvider `json:"extAuthzProviders,omitempty"`
+	// DefaultRetry is the mesh's defaultHttpRetryPolicy, for HTTP requests
+	// whose route sets no retry policy; nil is the proxy's built-in default
+	// (connection failures retried twice on other endpoints).
+	DefaultRetry *Retry `json:"defaultRetry,omitempty"`
 }
 
 // NamespacedName names a namespaced Kubernetes object.
@@ -195,6 +205,9 @@ type Retry struct {
 	Codes []int `json:"codes,omitempty"`
 	// BackoffMs is the wait before each retry.
 	BackoffMs int64 `json:"backoffMs,omitempty"`
+	// PerTryTimeoutMs bounds each try when the rule sets no backend request
+	// timeout (the mesh's defaultHttpRetryPolicy.perTryTimeout); 0: none.
+	PerTryTimeoutMs int64 `json:"perTryTimeoutMs,omitempty"`
 }
 
 // HTTPMatch is one Gateway API HTTPRouteMatch. A zero HTTPMatch matches every

@@ -1,8 +1,11 @@
 // Package meshconfig reads Istio's MeshConfig, the document under the "mesh"
 // key of the istio ConfigMap (what istiod reads with --meshConfig), and
 // exposes the parts the waypoint uses: path normalization, the external
-// authorization providers named by CUSTOM AuthorizationPolicies, the root
-// namespace and the trust domain with its aliases.
+// authorization providers named by CUSTOM AuthorizationPolicies, the default
+// HTTP retry policy, the root namespace and the trust domain with its
+// aliases. It is the sources' parser (standalone's --mesh-config file, the
+// cluster's ConfigMap): the translator copies what the data plane needs into
+// the ir, and the proxy never imports this package.
 //
 // The document is decoded strictly into istio.io/api mesh/v1alpha1.MeshConfig
 // (YAML to JSON, then protojson): a field MeshConfig does not have is an error
@@ -19,10 +22,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,7 +35,10 @@ import (
 	envoytype "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
 
 // Defaults istiod applies to a mesh config that leaves these fields empty
@@ -50,102 +58,22 @@ type Config struct {
 	// Mesh is the decoded document, for fields not lifted out below.
 	Mesh *meshv1alpha1.MeshConfig
 	// PathNormalization is pathNormalization.normalization (DEFAULT is BASE).
-	PathNormalization PathNormalization
+	PathNormalization ir.PathNormalization
 	// ExtAuthzProviders holds the extensionProviders of kind envoyExtAuthzHttp
 	// and envoyExtAuthzGrpc by name. Other kinds (tracing, logging, ...) are
 	// accepted and left out: a CUSTOM policy naming one, or a name not here,
 	// must deny what it selects (istiod: "available providers are ...").
-	ExtAuthzProviders map[string]*ExtAuthzProvider
+	// Their Backend is left for the translator to resolve.
+	ExtAuthzProviders map[string]*ir.ExtAuthzProvider
+	// DefaultRetry is defaultHttpRetryPolicy as istiod applies it to routes
+	// without a retry policy (nil when the mesh config has none).
+	DefaultRetry *ir.Retry
 	// RootNamespace is rootNamespace, "istio-system" when empty.
 	RootNamespace string
 	// TrustDomain is trustDomain, "cluster.local" when empty.
 	TrustDomain string
 	// TrustDomainAliases is trustDomainAliases.
 	TrustDomainAliases []string
-}
-
-// ProviderKind tells the two external authorization protocols apart.
-type ProviderKind int
-
-// The provider kinds.
-const (
-	ExtAuthzHTTP ProviderKind = iota + 1 // envoyExtAuthzHttp: Envoy's HTTP check
-	ExtAuthzGRPC                         // envoyExtAuthzGrpc: envoy.service.auth.v3.Authorization
-)
-
-func (k ProviderKind) String() string {
-	switch k {
-	case ExtAuthzHTTP:
-		return "envoyExtAuthzHttp"
-	case ExtAuthzGRPC:
-		return "envoyExtAuthzGrpc"
-	}
-	return "ProviderKind(?)"
-}
-
-// ExtAuthzProvider is one envoyExtAuthzHttp or envoyExtAuthzGrpc provider with
-// istiod's defaults applied. Fields marked HTTP are zero for gRPC providers.
-type ExtAuthzProvider struct {
-	Name string
-	Kind ProviderKind
-	// Service is the service as written, "[<namespace>/]<hostname>";
-	// Namespace and Host are its parts (Namespace "" when not given).
-	Service   string
-	Namespace string
-	Host      string
-	Port      uint16
-	// Timeout bounds one check (timeout, default 600s as istiod). When it
-	// passes the check has failed: FailOpen decides.
-	Timeout time.Duration
-	// FailOpen allows the request when the authorizer cannot be reached, times
-	// out, or (HTTP) answers 5xx; otherwise such a request gets StatusOnError.
-	FailOpen bool
-	// StatusOnError is the status sent to the client when a check fails and
-	// FailOpen is false (statusOnError, default 403).
-	StatusOnError int
-	// ClearRouteCache is clearRouteCache: the route is chosen again when the
-	// authorizer changed request headers.
-	ClearRouteCache bool
-	// Body is includeRequestBodyInCheck; nil when the body is not sent.
-	Body *RequestBody
-
-	// PathPrefix (HTTP) is prepended to the path of the check request.
-	PathPrefix string
-	// IncludeRequestHeadersInCheck (HTTP) selects the client request headers
-	// sent to the authorizer besides Host, Method, Path, Content-Length and
-	// Authorization; when empty the deprecated includeHeadersInCheck is used
-	// (istiod's fallback). Patterns: "abc" exact, "abc*" prefix, "*abc"
-	// suffix, ignoring case.
-	IncludeRequestHeadersInCheck []string
-	// IncludeAdditionalHeadersInCheck (HTTP) are fixed headers added to the
-	// check request, replacing client headers of the same name.
-	IncludeAdditionalHeadersInCheck map[string]string
-	// HeadersToUpstreamOnAllow (HTTP) selects authorizer response headers set
-	// on the upstream request when the check allows (200).
-	HeadersToUpstreamOnAllow []string
-	// HeadersToDownstreamOnDeny (HTTP) selects authorizer response headers
-	// sent to the client on deny; empty means all of them except Host.
-	HeadersToDownstreamOnDeny []string
-	// HeadersToDownstreamOnAllow (HTTP) selects authorizer response headers
-	// added to the client's response when the check allows.
-	HeadersToDownstreamOnAllow []string
-
-	// Invalid is why istiod's ext_authz builder would refuse this provider
-	// ("" when usable). CUSTOM policies naming it must deny what they select.
-	Invalid string
-}
-
-// RequestBody is includeRequestBodyInCheck.
-type RequestBody struct {
-	// MaxRequestBytes is how much of the body is buffered and sent. A longer
-	// body gets 413 without a check unless AllowPartialMessage (this takes
-	// precedence over FailOpen).
-	MaxRequestBytes uint32
-	// AllowPartialMessage sends the first MaxRequestBytes of a longer body,
-	// with x-envoy-auth-partial-body: true.
-	AllowPartialMessage bool
-	// PackAsBytes (gRPC) sends the body in raw_body instead of body.
-	PackAsBytes bool
 }
 
 // Load reads and validates the MeshConfig YAML document at path.
@@ -204,7 +132,8 @@ func fromMesh(mc *meshv1alpha1.MeshConfig) (*Config, error) {
 		RootNamespace:      mc.GetRootNamespace(),
 		TrustDomain:        mc.GetTrustDomain(),
 		TrustDomainAliases: mc.GetTrustDomainAliases(),
-		ExtAuthzProviders:  map[string]*ExtAuthzProvider{},
+		ExtAuthzProviders:  map[string]*ir.ExtAuthzProvider{},
+		DefaultRetry:       defaultRetry(mc.GetDefaultHttpRetryPolicy()),
 	}
 	if c.RootNamespace == "" {
 		c.RootNamespace = DefaultRootNamespace
@@ -214,13 +143,13 @@ func fromMesh(mc *meshv1alpha1.MeshConfig) (*Config, error) {
 	}
 	switch t := mc.GetPathNormalization().GetNormalization(); t {
 	case meshv1alpha1.MeshConfig_ProxyPathNormalization_DEFAULT, meshv1alpha1.MeshConfig_ProxyPathNormalization_BASE:
-		c.PathNormalization = NormalizeBase
+		c.PathNormalization = ir.NormalizeBase
 	case meshv1alpha1.MeshConfig_ProxyPathNormalization_NONE:
-		c.PathNormalization = NormalizeNone
+		c.PathNormalization = ir.NormalizeNone
 	case meshv1alpha1.MeshConfig_ProxyPathNormalization_MERGE_SLASHES:
-		c.PathNormalization = NormalizeMergeSlashes
+		c.PathNormalization = ir.NormalizeMergeSlashes
 	case meshv1alpha1.MeshConfig_ProxyPathNormalization_DECODE_AND_MERGE_SLASHES:
-		c.PathNormalization = NormalizeDecodeAndMergeSlashes
+		c.PathNormalization = ir.NormalizeDecodeAndMergeSlashes
 	default:
 		return nil, fmt.Errorf("pathNormalization.normalization: unknown value %d", t)
 	}
@@ -237,7 +166,7 @@ func fromMesh(mc *meshv1alpha1.MeshConfig) (*Config, error) {
 			errs = append(errs, fmt.Errorf("%s: name must be unique", where))
 		}
 		seen[name] = true
-		var p *ExtAuthzProvider
+		var p *ir.ExtAuthzProvider
 		var err error
 		switch {
 		case ep.GetEnvoyExtAuthzHttp() != nil:
@@ -276,9 +205,9 @@ type commonFields struct {
 	port            uint32
 }
 
-func fromHTTP(h *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationHttpProvider) (*ExtAuthzProvider, error) {
-	p := &ExtAuthzProvider{
-		Kind:                            ExtAuthzHTTP,
+func fromHTTP(h *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationHttpProvider) (*ir.ExtAuthzProvider, error) {
+	p := &ir.ExtAuthzProvider{
+		Kind:                            ir.ExtAuthzHTTP,
 		FailOpen:                        h.GetFailOpen(),
 		ClearRouteCache:                 h.GetClearRouteCache(),
 		PathPrefix:                      h.GetPathPrefix(),
@@ -291,7 +220,7 @@ func fromHTTP(h *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthoriz
 	if len(p.IncludeRequestHeadersInCheck) == 0 {
 		p.IncludeRequestHeadersInCheck = h.GetIncludeHeadersInCheck() //nolint:staticcheck // istiod's fallback
 	}
-	errs := []error{p.common(commonFields{h.GetService(), h.GetStatusOnError(), h.GetPort()})}
+	errs := []error{common(p, commonFields{h.GetService(), h.GetStatusOnError(), h.GetPort()})}
 	if pp := p.PathPrefix; pp != "" {
 		if _, err := url.Parse(pp); err != nil {
 			errs = append(errs, fmt.Errorf("invalid pathPrefix %q: %w", pp, err))
@@ -319,35 +248,35 @@ func fromHTTP(h *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthoriz
 			}
 		}
 	}
-	p.body(h.GetIncludeRequestBodyInCheck())
-	p.timeout(h.GetTimeout().AsDuration(), h.GetTimeout() != nil)
+	body(p, h.GetIncludeRequestBodyInCheck())
+	timeout(p, h.GetTimeout().AsDuration(), h.GetTimeout() != nil)
 	return p, nil
 }
 
-func fromGRPC(g *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationGrpcProvider) (*ExtAuthzProvider, error) {
-	p := &ExtAuthzProvider{
-		Kind:            ExtAuthzGRPC,
+func fromGRPC(g *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationGrpcProvider) (*ir.ExtAuthzProvider, error) {
+	p := &ir.ExtAuthzProvider{
+		Kind:            ir.ExtAuthzGRPC,
 		FailOpen:        g.GetFailOpen(),
 		ClearRouteCache: g.GetClearRouteCache(),
 	}
-	if err := p.common(commonFields{g.GetService(), g.GetStatusOnError(), g.GetPort()}); err != nil {
+	if err := common(p, commonFields{g.GetService(), g.GetStatusOnError(), g.GetPort()}); err != nil {
 		return nil, err
 	}
-	p.body(g.GetIncludeRequestBodyInCheck())
-	p.timeout(g.GetTimeout().AsDuration(), g.GetTimeout() != nil)
+	body(p, g.GetIncludeRequestBodyInCheck())
+	timeout(p, g.GetTimeout().AsDuration(), g.GetTimeout() != nil)
 	return p, nil
 }
 
 // common validates and sets service, port and statusOnError as istiod's
 // mesh validation does (ValidateExtensionProviderEnvoyExtAuthz*).
-func (p *ExtAuthzProvider) common(f commonFields) error {
+func common(p *ir.ExtAuthzProvider, f commonFields) error {
 	var errs []error
 	if f.port < 1 || f.port > 65535 {
 		errs = append(errs, fmt.Errorf("port must be in the range [1, 65535], found %d", f.port))
 	}
 	p.Port = uint16(f.port)
 	p.Service = f.service
-	if err := p.parseService(); err != nil {
+	if err := parseService(p); err != nil {
 		errs = append(errs, err)
 	}
 	p.StatusOnError = DefaultStatusOnError
@@ -383,7 +312,7 @@ func validHostname(h string) bool {
 // parseService splits "[<namespace>/]<hostname>" (istiod
 // validateExtensionProviderService: a hostname (FQDN) or IP, optionally
 // preceded by a namespace).
-func (p *ExtAuthzProvider) parseService() error {
+func parseService(p *ir.ExtAuthzProvider) error {
 	s := p.Service
 	if s == "" {
 		return errors.New("service must not be empty")
@@ -401,11 +330,11 @@ func (p *ExtAuthzProvider) parseService() error {
 	return nil
 }
 
-func (p *ExtAuthzProvider) body(b *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationRequestBody) {
+func body(p *ir.ExtAuthzProvider, b *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationRequestBody) {
 	if b == nil {
 		return
 	}
-	p.Body = &RequestBody{
+	p.Body = &ir.ExtAuthzBody{
 		MaxRequestBytes:     b.GetMaxRequestBytes(),
 		AllowPartialMessage: b.GetAllowPartialMessage(),
 		PackAsBytes:         b.GetPackAsBytes(),
@@ -417,26 +346,78 @@ func (p *ExtAuthzProvider) body(b *meshv1alpha1.MeshConfig_ExtensionProvider_Env
 	}
 }
 
-func (p *ExtAuthzProvider) timeout(d time.Duration, set bool) {
+func timeout(p *ir.ExtAuthzProvider, d time.Duration, set bool) {
 	switch {
 	case !set:
-		p.Timeout = DefaultExtAuthzTimeout
+		p.TimeoutMs = DefaultExtAuthzTimeout.Milliseconds()
 	case d < 0:
-		p.Timeout = DefaultExtAuthzTimeout
+		p.TimeoutMs = DefaultExtAuthzTimeout.Milliseconds()
 		if p.Invalid == "" {
 			p.Invalid = fmt.Sprintf("timeout must not be negative, found %s", d)
 		}
+	case d > 0 && d < time.Millisecond:
+		// The IR counts milliseconds; a positive timeout stays positive.
+		p.TimeoutMs = 1
 	default:
 		// Envoy treats a zero timeout as no timeout.
-		p.Timeout = d
+		p.TimeoutMs = d.Milliseconds()
 	}
 }
 
-// String renders the provider for logs.
-func (p *ExtAuthzProvider) String() string {
-	s := fmt.Sprintf("%s %q %s:%d", p.Kind, p.Name, p.Host, p.Port)
-	if p.Invalid != "" {
-		s += " (invalid: " + p.Invalid + ")"
+// defaultRetry is istiod's retry.ConvertPolicy applied to the mesh's
+// defaultHttpRetryPolicy, in the terms the proxy retries by: connection
+// failures are always retried, and the response statuses in Codes.
+// Without a policy the proxy keeps its built-in default (nil); attempts 0
+// turns retries off. A policy that does not name its conditions (retryOn)
+// retries 503, as istiod's default does; numbers in retryOn are statuses,
+// "5xx" is every 5xx status, "gateway-error" 502, 503 and 504,
+// "retriable-4xx" 409, and the other conditions (connect-failure, reset,
+// refused-stream, ...) are connection failures the proxy retries anyway.
+func defaultRetry(in *networkingv1alpha3.HTTPRetry) *ir.Retry {
+	if in == nil {
+		return nil
 	}
-	return s
+	if in.GetAttempts() <= 0 {
+		return &ir.Retry{}
+	}
+	out := &ir.Retry{Attempts: int(in.GetAttempts()), Codes: []int{503}}
+	if on := strings.TrimSpace(in.GetRetryOn()); on != "" {
+		out.Codes = nil
+		seen := map[int]bool{}
+		add := func(codes ...int) {
+			for _, c := range codes {
+				if !seen[c] {
+					seen[c] = true
+					out.Codes = append(out.Codes, c)
+				}
+			}
+		}
+		for _, part := range strings.Split(on, ",") {
+			part = strings.TrimSpace(part)
+			if code, err := strconv.Atoi(part); err == nil {
+				if http.StatusText(code) != "" {
+					add(code)
+				}
+				continue
+			}
+			switch part {
+			case "5xx":
+				for c := 500; c < 600; c++ {
+					add(c)
+				}
+			case "gateway-error":
+				add(502, 503, 504)
+			case "retriable-4xx":
+				add(409)
+			}
+		}
+		slices.Sort(out.Codes)
+	}
+	if d := in.GetPerTryTimeout(); d != nil && d.AsDuration() > 0 {
+		out.PerTryTimeoutMs = max(d.AsDuration().Milliseconds(), 1)
+	}
+	if d := in.GetBackoff(); d != nil && d.AsDuration() > 0 {
+		out.BackoffMs = max(d.AsDuration().Milliseconds(), 1)
+	}
+	return out
 }

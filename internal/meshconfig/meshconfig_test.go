@@ -6,7 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
 
 const fullMesh = `
@@ -58,7 +59,7 @@ func TestParseFull(t *testing.T) {
 		!reflect.DeepEqual(c.TrustDomainAliases, []string{"old.example.org", "cluster.local"}) {
 		t.Errorf("root %q, trust domain %q, aliases %q", c.RootNamespace, c.TrustDomain, c.TrustDomainAliases)
 	}
-	if c.PathNormalization != NormalizeDecodeAndMergeSlashes {
+	if c.PathNormalization != ir.NormalizeDecodeAndMergeSlashes {
 		t.Errorf("path normalization %s", c.PathNormalization)
 	}
 	if !c.Mesh.GetEnableTracing() {
@@ -68,11 +69,11 @@ func TestParseFull(t *testing.T) {
 		t.Fatalf("providers %v: want the two ext_authz ones, not zipkin", c.ExtAuthzProviders)
 	}
 	h := c.ExtAuthzProviders["http-authz"]
-	wantHTTP := &ExtAuthzProvider{
-		Name: "http-authz", Kind: ExtAuthzHTTP,
+	wantHTTP := &ir.ExtAuthzProvider{
+		Name: "http-authz", Kind: ir.ExtAuthzHTTP,
 		Service: "ext-authz.foo.svc.cluster.local", Host: "ext-authz.foo.svc.cluster.local", Port: 8000,
-		Timeout: 2500 * time.Millisecond, FailOpen: true, StatusOnError: 503, ClearRouteCache: true,
-		Body:                            &RequestBody{MaxRequestBytes: 4096, AllowPartialMessage: true},
+		TimeoutMs: 2500, FailOpen: true, StatusOnError: 503, ClearRouteCache: true,
+		Body:                            &ir.ExtAuthzBody{MaxRequestBytes: 4096, AllowPartialMessage: true},
 		PathPrefix:                      "/check",
 		IncludeRequestHeadersInCheck:    []string{"x-ext-authz", "x-user-*", "*-token"},
 		IncludeAdditionalHeadersInCheck: map[string]string{"x-added": "fixed"},
@@ -84,11 +85,11 @@ func TestParseFull(t *testing.T) {
 		t.Errorf("http provider\n got %+v\nwant %+v", h, wantHTTP)
 	}
 	g := c.ExtAuthzProviders["grpc-authz"]
-	wantGRPC := &ExtAuthzProvider{
-		Name: "grpc-authz", Kind: ExtAuthzGRPC,
+	wantGRPC := &ir.ExtAuthzProvider{
+		Name: "grpc-authz", Kind: ir.ExtAuthzGRPC,
 		Service: "bar/ext-authz-grpc.bar.svc.cluster.local", Namespace: "bar", Host: "ext-authz-grpc.bar.svc.cluster.local",
-		Port: 9000, Timeout: 600 * time.Second, StatusOnError: 403,
-		Body: &RequestBody{MaxRequestBytes: 10, PackAsBytes: true},
+		Port: 9000, TimeoutMs: 600000, StatusOnError: 403,
+		Body: &ir.ExtAuthzBody{MaxRequestBytes: 10, PackAsBytes: true},
 	}
 	if !reflect.DeepEqual(g, wantGRPC) {
 		t.Errorf("grpc provider\n got %+v\nwant %+v", g, wantGRPC)
@@ -102,16 +103,16 @@ func TestParseDefaults(t *testing.T) {
 			t.Fatalf("%q: %v", doc, err)
 		}
 		if c.RootNamespace != "istio-system" || c.TrustDomain != "cluster.local" || len(c.TrustDomainAliases) != 0 ||
-			c.PathNormalization != NormalizeBase || len(c.ExtAuthzProviders) != 0 {
+			c.PathNormalization != ir.NormalizeBase || len(c.ExtAuthzProviders) != 0 {
 			t.Errorf("%q: defaults %+v", doc, c)
 		}
 	}
 }
 
 func TestParseNormalizationModes(t *testing.T) {
-	for name, want := range map[string]PathNormalization{
-		"DEFAULT": NormalizeBase, "NONE": NormalizeNone, "BASE": NormalizeBase,
-		"MERGE_SLASHES": NormalizeMergeSlashes, "DECODE_AND_MERGE_SLASHES": NormalizeDecodeAndMergeSlashes,
+	for name, want := range map[string]ir.PathNormalization{
+		"DEFAULT": ir.NormalizeBase, "NONE": ir.NormalizeNone, "BASE": ir.NormalizeBase,
+		"MERGE_SLASHES": ir.NormalizeMergeSlashes, "DECODE_AND_MERGE_SLASHES": ir.NormalizeDecodeAndMergeSlashes,
 	} {
 		c, err := Parse([]byte("pathNormalization:\n  normalization: " + name + "\n"))
 		if err != nil {
@@ -277,9 +278,33 @@ func TestIncludeHeadersInCheckFallback(t *testing.T) {
 	}
 }
 
-func TestProviderString(t *testing.T) {
-	p := &ExtAuthzProvider{Name: "n", Kind: ExtAuthzGRPC, Host: "h", Port: 9, Invalid: "why"}
-	if s := p.String(); s != `envoyExtAuthzGrpc "n" h:9 (invalid: why)` {
-		t.Errorf("String() = %q", s)
+// defaultHttpRetryPolicy becomes the waypoint's default retry as istiod's
+// retry.ConvertPolicy reads it.
+func TestDefaultRetry(t *testing.T) {
+	for _, c := range []struct {
+		mesh string
+		want *ir.Retry
+	}{
+		{"", nil},
+		{"defaultHttpRetryPolicy: {attempts: 0, retryOn: 5xx}", &ir.Retry{}},
+		{"defaultHttpRetryPolicy: {attempts: 3}", &ir.Retry{Attempts: 3, Codes: []int{503}}},
+		{"defaultHttpRetryPolicy: {attempts: 1, retryOn: 'connect-failure,refused-stream'}", &ir.Retry{Attempts: 1}},
+		{"defaultHttpRetryPolicy: {attempts: 2, retryOn: 'gateway-error, 429,retriable-4xx,999', perTryTimeout: 1.5s, backoff: 0.02s}",
+			&ir.Retry{Attempts: 2, Codes: []int{409, 429, 502, 503, 504}, PerTryTimeoutMs: 1500, BackoffMs: 20}},
+	} {
+		mc, err := Parse([]byte(c.mesh))
+		if err != nil {
+			t.Fatalf("%s: %v", c.mesh, err)
+		}
+		if !reflect.DeepEqual(mc.DefaultRetry, c.want) {
+			t.Errorf("%s: default retry %+v, want %+v", c.mesh, mc.DefaultRetry, c.want)
+		}
+	}
+	mc, err := Parse([]byte("defaultHttpRetryPolicy: {attempts: 4, retryOn: 5xx}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := mc.DefaultRetry; r.Attempts != 4 || len(r.Codes) != 100 || r.Codes[0] != 500 || r.Codes[99] != 599 {
+		t.Errorf("5xx: %+v, want every status 500 to 599", r)
 	}
 }

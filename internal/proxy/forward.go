@@ -115,8 +115,9 @@ func (b *replayBody) failure() error {
 }
 
 // defaultRetries is how often a connection failure is retried on another
-// endpoint when the route sets no retry policy (Istio's default policy
-// retries connect failures twice).
+// endpoint when neither the route nor the mesh config (defaultHttpRetryPolicy)
+// sets a retry policy (Istio's default policy retries connect failures
+// twice).
 const defaultRetries = 2
 
 // defaultMaxRetries caps the retries of one request whatever a route asks
@@ -134,6 +135,8 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 	retries := defaultRetries
 	var retryCodes []int
 	var backoff time.Duration
+	// The mesh's defaultHttpRetryPolicy stands in for a route's own.
+	rt := x.cfg.IR().DefaultRetry
 	if rule := x.rule; rule != nil {
 		if ms := rule.IR.RequestTimeoutMs; ms > 0 {
 			var cancel context.CancelFunc
@@ -141,8 +144,14 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 			defer cancel()
 		}
 		perTry = time.Duration(rule.IR.BackendRequestTimeoutMs) * time.Millisecond
-		if rt := rule.IR.Retry; rt != nil {
-			retries, retryCodes, backoff = rt.Attempts, rt.Codes, time.Duration(rt.BackoffMs)*time.Millisecond
+		if rule.IR.Retry != nil {
+			rt = rule.IR.Retry
+		}
+	}
+	if rt != nil {
+		retries, retryCodes, backoff = rt.Attempts, rt.Codes, time.Duration(rt.BackoffMs)*time.Millisecond
+		if perTry == 0 {
+			perTry = time.Duration(rt.PerTryTimeoutMs) * time.Millisecond
 		}
 	}
 	retries = min(retries, p.maxRetries)
@@ -210,7 +219,7 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 		if x.clientLeft() {
 			panic(http.ErrAbortHandler) // the client went away: nobody to answer
 		}
-		if context.Cause(ctx) == errStreamIdle {
+		if errors.Is(context.Cause(ctx), errStreamIdle) {
 			x.w.Header()["Connection"] = []string{"close"}
 			p.localReply(x, replyStreamTimeout)
 			return

@@ -20,6 +20,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/config"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/extauthz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/pathnorm"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 )
@@ -33,6 +34,7 @@ type exchange struct {
 	upgrade bool // a WebSocket upgrade request
 	info    *inbound.ConnInfo
 	cfg     *config.Config // the generation serving the exchange
+	auth    *authorizers   // that generation's external authorizers
 	sp      *config.ServicePort
 	rule    *route.Rule
 	backend *ir.WeightedBackend // the backendRef chosen (nil: the service itself)
@@ -88,8 +90,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// service port looked up again in the newer one.
 	if info != nil {
 		t := info.Target
-		if c := p.cfg.Load(); c != nil && t.Config != c {
-			t, _ = c.Lookup(info.Destination, info.Hostname)
+		if g := p.cfg.Load(); g != nil {
+			if t.Config != g.Config {
+				t, _ = g.Lookup(info.Destination, info.Hostname)
+			}
+			x.auth = g.auth
 		}
 		x.cfg, x.sp = t.Config, t.Port
 	}
@@ -117,7 +122,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, x.span = p.tel.StartSpan(r.Context(), r.Header, sp.Name+"/*")
 	}
 	var ok bool
-	if x.path, ok = p.normalize(r); !ok {
+	if x.path, ok = normalize(r, x.cfg.IR().PathNormalization); !ok {
 		p.localReply(x, replyBadPath)
 		return
 	}
@@ -221,12 +226,12 @@ func (p *Proxy) logShadow(sp *config.ServicePort, info *inbound.ConnInfo, method
 // authorization, and forwards the result. It returns the normalized path,
 // still percent-encoded (what policies match, as Envoy's RBAC does), and
 // false for a path that cannot be normalized (400, as Envoy).
-func (p *Proxy) normalize(r *http.Request) (string, bool) {
+func normalize(r *http.Request, mode ir.PathNormalization) (string, bool) {
 	raw := rawPath(r)
 	if raw == "*" && r.Method == http.MethodOptions {
 		return raw, true // asterisk-form: no path to normalize
 	}
-	np, err := p.opts.PathNormalization.Normalize(raw)
+	np, err := pathnorm.Normalize(mode, raw)
 	if err != nil {
 		return "", false
 	}
@@ -276,7 +281,11 @@ func namespaceOf(identity string) string {
 // denies, as istiod makes Envoy do.
 func (p *Proxy) checkExternal(x *exchange, provider, policy string) bool {
 	r, sp := x.r, x.sp
-	client, known := p.extauthz[provider]
+	var client extauthz.Client
+	known := false
+	if x.auth != nil {
+		client, known = x.auth.clients[provider]
+	}
 	if !known || client == nil || len(sp.Authz.CustomProviders()) > 1 {
 		p.log.Debug("CUSTOM policy without a usable provider: denied", "service", sp.Name, "policy", policy, "provider", provider)
 		p.localReply(x, replyNoProvider)
@@ -287,7 +296,7 @@ func (p *Proxy) checkExternal(x *exchange, provider, policy string) bool {
 		Headers: r.Header, Source: x.info.Source, Destination: x.info.Destination,
 		SourcePrincipal: x.info.Identity, Protocol: r.Proto,
 	}
-	if prov := p.opts.ExtAuthzProviders[provider]; prov != nil && prov.Body != nil && r.Body != nil && r.Body != http.NoBody {
+	if prov := x.auth.providers[provider]; prov != nil && prov.Body != nil && r.Body != nil && r.Body != http.NoBody {
 		buf, err := io.ReadAll(io.LimitReader(r.Body, int64(prov.Body.MaxRequestBytes)+1))
 		if err != nil {
 			panic(http.ErrAbortHandler)

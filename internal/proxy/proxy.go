@@ -20,10 +20,8 @@ import (
 	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
-	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/config"
-	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/extauthz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
@@ -36,11 +34,6 @@ type Options struct {
 	ServerHeader string
 	// Upstream tunes the connection pools.
 	Upstream upstream.Options
-	// PathNormalization is the mesh's pathNormalization (BASE by default).
-	PathNormalization meshconfig.PathNormalization
-	// ExtAuthzProviders are the mesh's external authorizers by name, for
-	// CUSTOM policies.
-	ExtAuthzProviders map[string]*meshconfig.ExtAuthzProvider
 	// LocalPrincipal is the waypoint's own identity, given to authorizers.
 	LocalPrincipal string
 	// StreamIdleTimeout ends a request when nothing moved on it, in either
@@ -63,17 +56,14 @@ type Proxy struct {
 	opts Options
 	log  *slog.Logger
 	pool *upstream.Pool
-	// cfg is the configuration in force; updating serialises Update.
-	cfg      atomic.Pointer[config.Config]
+	// cfg is the configuration in force, with its authorizers; updating
+	// serialises Update.
+	cfg      atomic.Pointer[generation]
 	updating sync.Mutex
 	// shared is what every configuration's compiled parts share.
 	shared config.Shared
 	// serverHeader is the precomputed header value slice.
 	serverHeader []string
-	// extauthz are the clients of the mesh's external authorizers by name;
-	// a provider that could not be set up maps to nil (its CUSTOM policies
-	// then deny, as Istio's do).
-	extauthz map[string]extauthz.Client
 	// tel is Options.Telemetry (nil: off).
 	tel *telemetry.Telemetry
 	// streamIdle and maxRetries are the options' bounds, defaulted.
@@ -98,33 +88,27 @@ func New(opts Options) *Proxy {
 		pool:         upstream.NewPool(opts.Upstream),
 		shared:       config.Shared{Outlier: upstream.NewOutlier(), JWKS: authn.NewJWKSCache(nil, 0)},
 		serverHeader: []string{opts.ServerHeader},
-		extauthz:     map[string]extauthz.Client{},
 		tel:          opts.Telemetry,
 		streamIdle:   cmp.Or(opts.StreamIdleTimeout, defaultStreamIdleTimeout),
 		maxRetries:   cmp.Or(opts.MaxRetries, defaultMaxRetries),
 		mirrors:      newMirrorSet(cmp.Or(opts.MaxMirrorsInFlight, 256)),
 	}
 	p.shared.JWKS.SetLogger(opts.Logger)
-	for name, prov := range opts.ExtAuthzProviders {
-		if prov.Invalid != "" {
-			p.log.Warn("external authorizer is invalid; its CUSTOM policies deny", "provider", name, "reason", prov.Invalid)
-			p.extauthz[name] = nil
-			continue
-		}
-		c, err := extauthz.New(prov, extauthz.Options{Resolve: p.resolve, LocalPrincipal: opts.LocalPrincipal})
-		if err != nil {
-			p.log.Warn("external authorizer cannot be used; its CUSTOM policies deny", "provider", name, "error", err.Error())
-			p.extauthz[name] = nil
-			continue
-		}
-		p.extauthz[name] = c
-	}
 	return p
 }
 
+// generation is a compiled configuration in force, with the clients of its
+// external authorizers: built by Update after config.Compile (which starts
+// nothing), and published together, so that a request uses the authorizers
+// of the configuration that routes it.
+type generation struct {
+	*config.Config
+	auth *authorizers
+}
+
 // resolve finds where to dial a service hostname and port (an external
-// authorizer): an endpoint of a service this waypoint knows, else the
-// address itself.
+// authorizer): an endpoint the configuration in force knows for it, else
+// the address itself.
 func (p *Proxy) resolve(host string, port uint16) (string, error) {
 	if c := p.cfg.Load(); c != nil {
 		if ep, ok := c.Resolve(host, port); ok {
@@ -162,12 +146,20 @@ func (p *Proxy) Update(w *ir.Waypoint) error {
 	p.updating.Lock()
 	defer p.updating.Unlock()
 	prev := p.cfg.Load()
-	c, err := config.Compile(w, prev, p.shared)
+	var prevConfig *config.Config
+	if prev != nil {
+		prevConfig = prev.Config
+	}
+	c, err := config.Compile(w, prevConfig, p.shared)
 	p.tel.ConfigUpdated(err)
 	if err != nil {
 		return err
 	}
-	p.cfg.Store(c)
+	var prevAuth *authorizers
+	if prev != nil {
+		prevAuth = prev.auth
+	}
+	p.cfg.Store(&generation{Config: c, auth: p.authorizersFor(w, prevAuth)})
 	p.tel.SetConfigVersion(c.Version())
 	// The outlier detector forgets endpoints no backend has any more.
 	// When every backend is the previous configuration's, so are the
@@ -197,10 +189,8 @@ func (p *Proxy) Close() {
 	p.mirrors.close()
 	p.pool.Close()
 	p.shared.JWKS.Close()
-	for _, c := range p.extauthz {
-		if c != nil {
-			_ = c.Close()
-		}
+	if g := p.cfg.Load(); g != nil {
+		closeClients(g.auth.clients)
 	}
 }
 

@@ -21,7 +21,7 @@ var errClientLeft = errors.New("client closed the connection")
 // connection closed; HTTP/2: the stream was reset or the connection
 // closed).
 func (x *exchange) clientLeft() bool {
-	return context.Cause(x.ctx) == errClientLeft || x.r.Context().Err() != nil
+	return errors.Is(context.Cause(x.ctx), errClientLeft) || x.r.Context().Err() != nil
 }
 
 // defaultStreamIdleTimeout is Envoy's stream_idle_timeout default.

@@ -1,7 +1,8 @@
 // Package source defines the Snapshot: the set of Kubernetes objects the
-// translator reads. Two sources fill it — files (standalone mode, package
-// source/files) and a cluster (controller mode) — so both modes share one
-// translator.
+// translator reads, and Istio's mesh config. Two sources fill it — files
+// (standalone mode, package source/files, with the --mesh-config file) and a
+// cluster (controller mode, with istiod's mesh ConfigMap) — so both modes
+// share one translator.
 package source
 
 import (
@@ -10,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 )
 
 // Snapshot is one consistent view of the objects that matter to waypoints.
@@ -28,4 +31,7 @@ type Snapshot struct {
 	ServiceEntries         []*istionet.ServiceEntry
 	AuthorizationPolicies  []*istiosec.AuthorizationPolicy
 	RequestAuthentications []*istiosec.RequestAuthentication
+	// MeshConfig is Istio's mesh config, parsed; nil is Istio's default
+	// mesh config (no mesh config file, or no mesh ConfigMap).
+	MeshConfig *meshconfig.Config
 }

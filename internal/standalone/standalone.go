@@ -1,6 +1,7 @@
 // Package standalone runs a waypoint from manifest files: the files source
-// and the translator feeding the data plane in one process, with the files
-// watched so that edits take effect within a second.
+// (manifests and the mesh config file) and the translator are the Feed of
+// the data-plane runner, in one process, with the files watched so that
+// edits take effect within a second.
 package standalone
 
 import (
@@ -8,11 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/dataplane"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
@@ -24,32 +22,17 @@ import (
 type Options struct {
 	// Paths are manifest files or directories (-f).
 	Paths []string
+	// MeshConfig is Istio's mesh config file (--mesh-config); empty: Istio's
+	// defaults. It is watched like the manifests.
+	MeshConfig string
 	// Gateway is "namespace/name"; empty picks the only Gateway of our class.
 	Gateway string
-	// InboundAddress is the PROXY listener; empty means 0.0.0.0 on the port
-	// of the Gateway's istio.io/PROXY listener (15088).
-	InboundAddress string
-	// DataPlane holds the listeners, telemetry, limits and mesh settings
-	// (its Debug and Logger are set here).
+	// DataPlane holds the listeners, telemetry and limits (its Debug and
+	// Logger are set here).
 	DataPlane dataplane.Options
 	// Translate holds the translator's settings (class, trust domain, ...).
 	Translate translate.Options
 	Logger    *slog.Logger
-}
-
-// Runner is a running standalone waypoint.
-type Runner struct {
-	*dataplane.DataPlane
-	opts Options
-	log  *slog.Logger
-
-	mu         sync.Mutex
-	result     *translate.Result
-	lastError  string
-	lastReload time.Time
-
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // ParseGateway reads "namespace/name".
@@ -64,101 +47,89 @@ func ParseGateway(s string) (ir.NamespacedName, error) {
 	return ir.NamespacedName{Namespace: ns, Name: name}, nil
 }
 
-// Start loads the manifests, binds the listeners and serves until Close.
-// It fails when the manifests cannot be loaded or name no waypoint, or when
-// a listener cannot be bound.
-func Start(opts Options) (*Runner, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	gw, err := ParseGateway(opts.Gateway)
-	if err != nil {
-		return nil, err
-	}
-	opts.Translate.Gateway = gw
-	for _, p := range opts.DataPlane.ExtAuthzProviders {
-		// The waypoint dials its authorizers: resolve their Services.
-		opts.Translate.Lookups = append(opts.Translate.Lookups, net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port))))
-	}
-	r := &Runner{opts: opts, log: opts.Logger, done: make(chan struct{})}
-	dp := opts.DataPlane
-	dp.Logger, dp.Debug = opts.Logger, r.debugStatus
-	if dp.ServiceName == "" && gw.Name != "" {
-		dp.ServiceName = gw.Name + "." + gw.Namespace
-	}
-	// The status listener answers 503 while we load.
-	if r.DataPlane, err = dataplane.Start(dp); err != nil {
-		return nil, err
-	}
-	res, err := r.load()
-	if err != nil {
-		r.DataPlane.Close()
-		return nil, err
-	}
-	addr := opts.InboundAddress
-	if addr == "" {
-		addr = "0.0.0.0:" + strconv.Itoa(int(res.Waypoint.InboundPort))
-	}
-	if err := r.Listen(addr); err != nil {
-		r.DataPlane.Close()
-		return nil, err
-	}
-	r.SetReady(true)
-	r.log.Info("waypoint ready", "gateway", res.Waypoint.Gateway.String(), "inbound", r.InboundAddr().String(),
-		"status", r.StatusAddr().String(), "services", len(res.Waypoint.Services))
+// Feed reads the files, translates them and hands the result to the
+// runner: at start, whenever the files change, and on Reload.
+type Feed struct {
+	src  files.Source
+	opts translate.Options
+	log  *slog.Logger
 
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go func() {
-		defer close(r.done)
-		_ = files.Watch(ctx, opts.Paths, r.log, func() { _ = r.Reload() })
-	}()
-	return r, nil
+	mu      sync.Mutex
+	install dataplane.Install
+	result  *translate.Result // the last translation
 }
 
-// load reads, translates and applies the manifests; on error the config in
-// force is kept.
-func (r *Runner) load() (*translate.Result, error) {
-	snap, err := files.Load(r.opts.Paths, r.log)
+// NewFeed makes the files feed.
+func NewFeed(o Options) (*Feed, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	gw, err := ParseGateway(o.Gateway)
+	if err != nil {
+		return nil, err
+	}
+	o.Translate.Gateway = gw
+	return &Feed{src: files.Source{Paths: o.Paths, MeshConfig: o.MeshConfig, Logger: o.Logger},
+		opts: o.Translate, log: o.Logger}, nil
+}
+
+// Run loads the files once, then again on every change, until ctx ends.
+func (f *Feed) Run(ctx context.Context, install dataplane.Install) error {
+	f.mu.Lock()
+	f.install = install
+	f.mu.Unlock()
+	_ = install(f.load)
+	return f.src.Watch(ctx, func() { _ = install(f.load) })
+}
+
+// Reload re-reads the files now (SIGHUP). It returns once they are in
+// force, or why they are not (the configuration in force then stays).
+func (f *Feed) Reload() error {
+	f.mu.Lock()
+	install := f.install
+	f.mu.Unlock()
+	if install == nil {
+		return errors.New("the waypoint is not running")
+	}
+	return install(f.load)
+}
+
+// load reads and translates the files; the runner calls it under its lock.
+func (f *Feed) load() (*ir.Waypoint, error) {
+	snap, err := f.src.Load()
+	var res *translate.Result
 	if err == nil {
-		var res *translate.Result
-		res, err = translate.Translate(snap, r.opts.Translate)
-		if err == nil {
-			err = r.Proxy.Update(res.Waypoint)
-		}
-		if err == nil {
-			r.logConditionChanges(res)
-			r.mu.Lock()
-			r.result, r.lastError, r.lastReload = res, "", time.Now()
-			r.mu.Unlock()
-			return res, nil
-		}
+		res, err = translate.Translate(snap, f.opts)
 	}
-	var le *files.LoadError
-	if errors.As(err, &le) {
-		for _, oe := range le.Errors {
-			r.log.Error("manifest rejected; keeping the last good configuration",
-				"file", oe.File, "object", oe.Object, "reason", oe.Reason)
+	if err != nil {
+		var le *files.LoadError
+		if errors.As(err, &le) {
+			for _, oe := range le.Errors {
+				f.log.Error("manifest rejected; keeping the last good configuration",
+					"file", oe.File, "object", oe.Object, "reason", oe.Reason)
+			}
+		} else {
+			f.log.Error("configuration rejected; keeping the last good configuration", "error", err.Error())
 		}
-	} else {
-		r.log.Error("configuration rejected; keeping the last good configuration", "error", err.Error())
+		return nil, err
 	}
-	r.mu.Lock()
-	r.lastError = err.Error()
-	r.mu.Unlock()
-	return nil, err
+	f.logConditionChanges(res)
+	f.mu.Lock()
+	f.result = res
+	f.mu.Unlock()
+	return res.Waypoint, nil
 }
 
 // logConditionChanges logs conditions that differ from the previous load.
-func (r *Runner) logConditionChanges(res *translate.Result) {
-	r.mu.Lock()
+func (f *Feed) logConditionChanges(res *translate.Result) {
+	f.mu.Lock()
 	prev := map[string]translate.Condition{}
-	if r.result != nil {
-		for _, c := range r.result.Conditions {
+	if f.result != nil {
+		for _, c := range f.result.Conditions {
 			prev[condKey(c)] = c
 		}
 	}
-	r.mu.Unlock()
+	f.mu.Unlock()
 	for _, c := range res.Conditions {
 		if p, ok := prev[condKey(c)]; ok && p == c {
 			continue
@@ -167,7 +138,7 @@ func (r *Runner) logConditionChanges(res *translate.Result) {
 		if c.Status == "False" || c.Type == "PartiallyInvalid" {
 			lvl = slog.LevelWarn
 		}
-		r.log.Log(context.Background(), lvl, "status", "kind", c.Kind, "namespace", c.Namespace, "name", c.Name,
+		f.log.Log(context.Background(), lvl, "status", "kind", c.Kind, "namespace", c.Namespace, "name", c.Name,
 			"parent", c.Parent, "type", c.Type, "status", c.Status, "reason", c.Reason, "message", c.Message)
 	}
 }
@@ -176,49 +147,47 @@ func condKey(c translate.Condition) string {
 	return c.Kind + "|" + c.Namespace + "|" + c.Name + "|" + c.Parent + "|" + c.Type
 }
 
-// Reload re-reads the manifests now (the watcher calls it; so does SIGHUP).
-func (r *Runner) Reload() error {
-	res, err := r.load()
-	if err == nil {
-		r.log.Info("configuration applied", "version", r.Proxy.Version(), "services", len(res.Waypoint.Services))
-	}
-	return err
-}
-
-// Version is the number of configurations applied.
-func (r *Runner) Version() uint64 { return r.Proxy.Version() }
-
-// debugStatus is the JSON of GET /debug/status.
-func (r *Runner) debugStatus() any {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := map[string]any{"lastError": r.lastError}
-	if r.DataPlane != nil {
-		out["version"] = r.Proxy.Version()
-	}
-	if r.result != nil {
-		out["gateway"] = r.result.Waypoint.Gateway.String()
-		out["conditions"] = r.result.Conditions
+// Debug is the feed's part of GET /debug/status: the conditions of the
+// last translation.
+func (f *Feed) Debug() map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]any{"feed": "files"}
+	if f.result != nil {
+		out["conditions"] = f.result.Conditions
 	}
 	return out
 }
 
-// Drain shuts down gracefully (see dataplane.DataPlane.Drain) and stops
-// watching the files.
-func (r *Runner) Drain() bool {
-	r.stopWatching()
-	return r.DataPlane.Drain()
+// Runner is a running standalone waypoint: the data-plane runner and its
+// files feed.
+type Runner struct {
+	*dataplane.Runner
+	Feed *Feed
 }
 
-// Close stops serving at once.
-func (r *Runner) Close() {
-	r.stopWatching()
-	r.DataPlane.Close()
-}
-
-func (r *Runner) stopWatching() {
-	if r.cancel != nil {
-		r.cancel()
-		<-r.done
+// Start loads the manifests, binds the listeners and serves until Close.
+// It fails when the manifests cannot be loaded or name no waypoint, or when
+// a listener cannot be bound.
+func Start(o Options) (*Runner, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	feed, err := NewFeed(o)
+	if err != nil {
+		return nil, err
+	}
+	dp := o.DataPlane
+	dp.Logger = o.Logger
+	if gw := feed.opts.Gateway; dp.ServiceName == "" && gw.Name != "" {
+		dp.ServiceName = gw.Name + "." + gw.Namespace
+	}
+	r, err := dataplane.Run(dp, feed, dataplane.RunOptions{RequireFirst: true})
+	if err != nil {
+		return nil, err
+	}
+	return &Runner{Runner: r, Feed: feed}, nil
 }
+
+// Reload re-reads the manifests now (SIGHUP; the watcher does the same).
+func (r *Runner) Reload() error { return r.Feed.Reload() }

@@ -16,7 +16,8 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden *.out.yaml files from the translator's output")
 
 // TestGolden translates each testdata/*.in.yaml and compares the result
-// (IR and conditions) with the matching *.out.yaml. Regenerate with
+// (IR and conditions) with the matching *.out.yaml. A matching *.mesh.yaml
+// is the case's mesh config. Regenerate with
 // go test ./internal/translate -run TestGolden -update, then review the diff.
 func TestGolden(t *testing.T) {
 	ins, err := filepath.Glob("testdata/*.in.yaml")
@@ -29,7 +30,11 @@ func TestGolden(t *testing.T) {
 	for _, in := range ins {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
 		t.Run(name, func(t *testing.T) {
-			snap, err := files.Load([]string{in}, nil)
+			src := files.Source{Paths: []string{in}}
+			if mesh := strings.TrimSuffix(in, ".in.yaml") + ".mesh.yaml"; fileExists(mesh) {
+				src.MeshConfig = mesh
+			}
+			snap, err := src.Load()
 			if err != nil {
 				t.Fatalf("loading %s: %v", in, err)
 			}
@@ -59,4 +64,9 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

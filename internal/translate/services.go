@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -84,7 +83,7 @@ func (t *translator) run() *Result {
 		t.selectServiceEntries()
 		t.sortServices()
 	}
-	t.resolveLookups()
+	t.meshSettings()
 	t.attachRoutes()
 	t.attachPolicies()
 	t.attachRequestAuthentications()
@@ -510,31 +509,4 @@ func conditionLess(a, b *Condition) bool {
 		return a.Parent < b.Parent
 	}
 	return a.Type < b.Type
-}
-
-// resolveLookups finds the Services behind the hostnames the waypoint
-// calls itself (name.namespace.svc.<cluster domain>:port).
-func (t *translator) resolveLookups() {
-	for _, hp := range t.opts.Lookups {
-		host, portStr, ok := strings.Cut(hp, ":")
-		port, err := strconv.Atoi(portStr)
-		if !ok || err != nil {
-			continue
-		}
-		name, rest, ok := strings.Cut(host, ".")
-		ns, suffix, _ := strings.Cut(rest, ".")
-		if !ok || (suffix != "" && suffix != "svc."+t.opts.ClusterDomain && suffix != "svc") {
-			continue
-		}
-		svc := t.services[ir.NamespacedName{Namespace: ns, Name: name}]
-		if svc == nil {
-			continue
-		}
-		if sp := servicePort(svc, int32(port)); sp != nil {
-			if t.out.Lookups == nil {
-				t.out.Lookups = map[string]string{}
-			}
-			t.out.Lookups[hp] = t.backendFor(svc, sp)
-		}
-	}
 }

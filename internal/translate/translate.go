@@ -13,6 +13,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/source"
 )
 
@@ -40,33 +41,47 @@ type Options struct {
 	Gateway ir.NamespacedName
 	// GatewayClass is our class name (DefaultGatewayClass when empty).
 	GatewayClass string
-	// TrustDomain of the mesh ("cluster.local" when empty).
+	// TrustDomain, TrustDomainAliases and RootNamespace override the mesh
+	// config's trustDomain, trustDomainAliases and rootNamespace when set
+	// (flags given explicitly); empty (nil) takes the mesh config's, whose
+	// defaults are "cluster.local", none and "istio-system".
+	//
+	// TrustDomain is the SPIFFE trust domain of the mesh.
 	TrustDomain string
 	// TrustDomainAliases are treated as equal to TrustDomain by policies.
 	TrustDomainAliases []string
+	// RootNamespace is Istio's root namespace: policies there may target
+	// the GatewayClass.
+	RootNamespace string
 	// ClusterDomain is the DNS suffix of services ("cluster.local" when empty).
 	ClusterDomain string
-	// RootNamespace is Istio's root namespace ("istio-system" when empty):
-	// policies there may target the GatewayClass.
-	RootNamespace string
-	// Lookups are "hostname:port" of services the waypoint calls itself
-	// (the mesh config's external authorizers); each found Service gets a
-	// backend and an entry in Waypoint.Lookups.
-	Lookups []string
 }
 
-func (o *Options) defaults() {
+// defaults fills the options left empty, from the mesh config (nil: Istio's
+// defaults) where it has the setting.
+func (o *Options) defaults(mc *meshconfig.Config) {
 	if o.GatewayClass == "" {
 		o.GatewayClass = DefaultGatewayClass
 	}
+	if mc != nil {
+		if o.TrustDomain == "" {
+			o.TrustDomain = mc.TrustDomain
+		}
+		if o.TrustDomainAliases == nil {
+			o.TrustDomainAliases = mc.TrustDomainAliases
+		}
+		if o.RootNamespace == "" {
+			o.RootNamespace = mc.RootNamespace
+		}
+	}
 	if o.TrustDomain == "" {
-		o.TrustDomain = "cluster.local"
+		o.TrustDomain = meshconfig.DefaultTrustDomain
 	}
 	if o.ClusterDomain == "" {
 		o.ClusterDomain = "cluster.local"
 	}
 	if o.RootNamespace == "" {
-		o.RootNamespace = "istio-system"
+		o.RootNamespace = meshconfig.DefaultRootNamespace
 	}
 }
 
@@ -96,7 +111,7 @@ type Condition struct {
 // fails only when the waypoint itself cannot be identified; problems with
 // other objects become conditions and never lose the rest of the config.
 func Translate(snap *source.Snapshot, opts Options) (*Result, error) {
-	opts.defaults()
+	opts.defaults(snap.MeshConfig)
 	gw, err := findGateway(snap, opts)
 	if err != nil {
 		return nil, err
@@ -152,7 +167,7 @@ func InboundPort(gw *gwv1.Gateway) uint16 {
 // FindGateway exposes the gateway choice to callers that need the Gateway
 // object itself before translating (to pick the inbound port).
 func FindGateway(snap *source.Snapshot, opts Options) (*gwv1.Gateway, error) {
-	opts.defaults()
+	opts.defaults(snap.MeshConfig)
 	return findGateway(snap, opts)
 }
 

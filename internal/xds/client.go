@@ -36,6 +36,9 @@ type Client struct {
 	Token func() (string, error)
 	// Apply installs a configuration; an error NACKs it.
 	Apply func(*ir.Waypoint) error
+	// OnStream, when set, is told when a stream to the server opens (true)
+	// and ends (false).
+	OnStream func(up bool)
 	// MinBackoff and MaxBackoff bound the reconnection delay (0.2s, 30s).
 	MinBackoff, MaxBackoff time.Duration
 	Logger                 *slog.Logger
@@ -137,6 +140,10 @@ func (c *Client) stream(ctx context.Context, ads discovery.AggregatedDiscoverySe
 	req := &discovery.DiscoveryRequest{Node: node, TypeUrl: TypeURL, ResourceNames: []string{name}, VersionInfo: version}
 	if err := st.Send(req); err != nil {
 		return "", err
+	}
+	if c.OnStream != nil {
+		c.OnStream(true)
+		defer c.OnStream(false)
 	}
 	applied := ""
 	for {

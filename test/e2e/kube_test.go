@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -59,7 +60,7 @@ func TestKubernetesWalkthrough(t *testing.T) {
 	helm := helmBinary(t)
 	kubectl("", "create", "namespace", "kgateway-system")
 	rendered, err := exec.Command(helm, "template", "kgateway-waypoint", "../../install/helm/kgateway-waypoint",
-		"--namespace", "kgateway-system").CombinedOutput()
+		"--namespace", "kgateway-system", "--set", "proxy.limits.max-header-bytes=8192").CombinedOutput()
 	if err != nil {
 		t.Fatalf("helm template: %v\n%s", err, rendered)
 	}
@@ -136,9 +137,11 @@ endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
 	inbound, status, metrics := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1")
 	args = override(t, args, map[string]string{"--xds-address": xdsAddr, "--token-file": tokenFile,
 		"--inbound-address": inbound, "--status-address": status, "--metrics-address": metrics})
-	if args[0] != "proxy" || !contains(args, "--gateway", "httpbin/httpbin-waypoint") {
-		t.Fatalf("the Deployment runs %v", args)
+	if args[0] != "proxy" || !contains(args, "--gateway", "httpbin/httpbin-waypoint") || !slices.Contains(args, "--max-header-bytes=8192") {
+		t.Fatalf("the Deployment runs %v (want the chart's proxy.limits among them)", args)
 	}
+	// Tests never bind the fixed admin port.
+	args = append(args, "--admin-address", freeAddr(t, "127.0.0.1"))
 	prx := start(t, args...)
 	waitFor(t, 20*time.Second, "the proxy to be ready", func() bool { return ready(status) })
 
@@ -171,6 +174,15 @@ endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
 		t.Errorf("AuthorizationPolicy WaypointAccepted = %q", out)
 	}
 
+	// The chart's limit is the proxy's: a 30 KB header, well within the
+	// default 60 KiB, gets 431 past max-header-bytes 8192.
+	resp, _ = curl(t, inbound, dst, "POST", "/post", "X-Big", strings.Repeat("b", 30000))
+	if resp.StatusCode != 431 {
+		t.Errorf("a 30000-byte header with the chart's max-header-bytes 8192: %d, want 431", resp.StatusCode)
+	}
+
+	meshConfigChanges(t, kubectl, podNet, inbound, dst)
+
 	// The controller goes away: the proxy keeps serving what it has.
 	_ = ctl.cmd.Process.Kill()
 	time.Sleep(500 * time.Millisecond)
@@ -192,9 +204,140 @@ func get(t *testing.T, url string) string {
 	return string(b)
 }
 
+// meshConfigChanges changes istiod's mesh ConfigMap while the controller
+// and the proxy run: a CUSTOM policy denies while the mesh config names no
+// provider, then asks the external authorizer the ConfigMap adds (a real
+// HTTP authorizer on a pod IP, reached through its Service), and a
+// pathNormalization change is seen by the next requests.
+func meshConfigChanges(t *testing.T, kubectl func(string, ...string) string, podNet *podNetwork, inbound string, dst netip.AddrPort) {
+	t.Helper()
+	// Stand-in for the authorizer's pod: Envoy's HTTP check, allowing a
+	// request that carries x-ext-allow: yes.
+	ln := podNet.Listen(t, 9000)
+	checks := make(chan string, 100)
+	authz := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case checks <- r.Method + " " + r.URL.Path:
+		default:
+		}
+		if r.Header.Get("X-Ext-Allow") == "yes" {
+			w.WriteHeader(200)
+			return
+		}
+		w.WriteHeader(403)
+		_, _ = io.WriteString(w, "denied by ext-authz")
+	})}
+	go func() { _ = authz.Serve(ln) }()
+	t.Cleanup(func() { _ = authz.Close() })
+	pod := netip.MustParseAddrPort(ln.Addr().String())
+	kubectl(fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: ext-authz, namespace: httpbin}
+spec:
+  ports: [{name: http, port: 8000, targetPort: 9000}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: ext-authz-e2e
+  namespace: httpbin
+  labels: {kubernetes.io/service-name: ext-authz}
+addressType: IPv4
+ports: [{name: http, port: %d, protocol: TCP}]
+endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext-authz, namespace: httpbin}
+spec:
+  targetRefs: [{group: "", kind: Service, name: httpbin}]
+  action: CUSTOM
+  provider: {name: ext-authz}
+  rules: [{to: [{operation: {paths: ["/anything/ext*"]}}]}]
+`, pod.Port(), pod.Addr()), "apply", "-f", "-")
+
+	// No mesh config names the provider yet: what the policy selects is
+	// denied, as istiod makes Envoy do; the rest is not.
+	waitFor(t, 10*time.Second, "the CUSTOM policy to deny", func() bool {
+		resp, _ := curl(t, inbound, dst, "POST", "/anything/ext", "X-Ext-Allow", "yes")
+		return resp.StatusCode == 403
+	})
+	if resp, body := curl(t, inbound, dst, "POST", "/anything/ext", "X-Ext-Allow", "yes"); resp.StatusCode != 403 || body != "RBAC: access denied" {
+		t.Errorf("CUSTOM policy without a provider: %d %q, want 403 RBAC: access denied", resp.StatusCode, body)
+	}
+	if resp, _ := curl(t, inbound, dst, "POST", "/anything/other"); resp.StatusCode != 200 {
+		t.Errorf("a path the CUSTOM policy does not select: %d", resp.StatusCode)
+	}
+	// Before the mesh config says otherwise, paths are normalized as BASE:
+	// "//post" is forwarded as it is (httpbin does not answer it with 200).
+	if resp, _ := curl(t, inbound, dst, "POST", "//post"); resp.StatusCode == 200 {
+		t.Errorf("POST //post under BASE: 200, want httpbin's answer to a double slash")
+	}
+
+	// istiod's mesh ConfigMap gets the provider.
+	mesh := func(doc string) {
+		t.Helper()
+		kubectl(fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n%s",
+			indent(doc, "    ")), "apply", "-f", "-")
+	}
+	kubectl("", "create", "namespace", "istio-system")
+	mesh(`extensionProviders:
+- name: ext-authz
+  envoyExtAuthzHttp:
+    service: ext-authz.httpbin.svc.cluster.local
+    port: 8000
+    includeRequestHeadersInCheck: [x-ext-allow]
+`)
+	waitFor(t, 10*time.Second, "the external authorizer to allow", func() bool {
+		resp, _ := curl(t, inbound, dst, "POST", "/anything/ext", "X-Ext-Allow", "yes")
+		return resp.StatusCode == 200
+	})
+	if resp, body := curl(t, inbound, dst, "POST", "/anything/ext"); resp.StatusCode != 403 || body != "denied by ext-authz" {
+		t.Errorf("denied by the external authorizer: %d %q, want its 403 and body", resp.StatusCode, body)
+	}
+	select {
+	case c := <-checks:
+		if c != "POST /anything/ext" {
+			t.Errorf("the authorizer was asked about %q", c)
+		}
+	default:
+		t.Error("the authorizer was never asked")
+	}
+
+	// The mesh config changes again: MERGE_SLASHES, the provider kept.
+	mesh(`pathNormalization: {normalization: MERGE_SLASHES}
+extensionProviders:
+- name: ext-authz
+  envoyExtAuthzHttp:
+    service: ext-authz.httpbin.svc.cluster.local
+    port: 8000
+    includeRequestHeadersInCheck: [x-ext-allow]
+`)
+	waitFor(t, 10*time.Second, "MERGE_SLASHES", func() bool {
+		resp, _ := curl(t, inbound, dst, "POST", "//post")
+		return resp.StatusCode == 200
+	})
+	resp, body := curl(t, inbound, dst, "POST", "//post")
+	var echo struct{ URL string }
+	if err := json.Unmarshal([]byte(body), &echo); err != nil || resp.StatusCode != 200 || echo.URL != "http://httpbin:8000/post" {
+		t.Errorf("POST //post under MERGE_SLASHES: %d, url %q (%v), want httpbin's /post", resp.StatusCode, echo.URL, err)
+	}
+	if resp, _ := curl(t, inbound, dst, "POST", "//anything/ext", "X-Ext-Allow", "yes"); resp.StatusCode != 200 {
+		t.Errorf("the provider after the second change: %d, want 200", resp.StatusCode)
+	}
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
 // curl opens one connection as the curl pod's ztunnel would and sends one
-// request.
-func curl(t *testing.T, inbound string, dst netip.AddrPort, method, path string) (*http.Response, string) {
+// request, with headers given as name, value pairs.
+func curl(t *testing.T, inbound string, dst netip.AddrPort, method, path string, hdr ...string) (*http.Response, string) {
 	t.Helper()
 	c, err := meshclient.Dial(context.Background(), inbound, meshclient.Conn{
 		Source:      netip.MustParseAddrPort("127.0.230.20:40000"),
@@ -206,12 +349,23 @@ func curl(t *testing.T, inbound string, dst netip.AddrPort, method, path string)
 	}
 	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	req, _ := http.NewRequest(method, "http://httpbin:8000"+path, bytes.NewReader(nil))
-	if err := req.Write(c); err != nil {
+	req, _ := http.NewRequest(method, "http://httpbin:8000/", bytes.NewReader(nil))
+	req.URL.Path = path // as given, double slashes and all
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	// One write: the waypoint may answer (431) and close before it has read
+	// the whole request, and then its answer is what counts.
+	var raw bytes.Buffer
+	if err := req.Write(&raw); err != nil {
 		t.Fatal(err)
 	}
+	_, werr := c.Write(raw.Bytes())
 	resp, err := http.ReadResponse(bufio.NewReader(c), req)
 	if err != nil {
+		if werr != nil {
+			err = werr
+		}
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)

@@ -20,7 +20,7 @@ func runProfiledWaypoint(args []string) error {
 	var profile string
 	fs := flag.NewFlagSet("waypoint-profiled", flag.ContinueOnError)
 	fs.Var(&paths, "f", "manifest file or directory (repeatable)")
-	fs.StringVar(&o.InboundAddress, "inbound-address", "", "PROXY listener")
+	fs.StringVar(&o.DataPlane.InboundAddress, "inbound-address", "", "PROXY listener")
 	fs.StringVar(&o.DataPlane.StatusAddress, "status-address", "", "status listener")
 	o.DataPlane.MetricsAddress, o.DataPlane.AdminAddress = "off", "off"
 	fs.StringVar(&profile, "cpu-profile", "", "write the CPU profile here")

@@ -66,6 +66,7 @@ func Compile(w *ir.Waypoint, prev *Config, sh Shared) (*Config, error) {
 		c.version = prev.version + 1
 	}
 	irBackends := c.compileBackends(prev, sh.Outlier)
+	c.compileAuthBackends()
 	portsPrev := prev
 	if prev != nil && !sameForPorts(prev.ir, w) {
 		portsPrev = nil // every port compiles differently: none to reuse
@@ -114,12 +115,34 @@ func check(w *ir.Waypoint) error {
 			return fmt.Errorf("backend %s is empty", k)
 		}
 	}
+	for name, p := range w.ExtAuthzProviders {
+		if p == nil {
+			return fmt.Errorf("external authorizer %s is empty", name)
+		}
+	}
 	return nil
+}
+
+// compileAuthBackends fills c.authBackends from the IR's external
+// authorizers.
+func (c *Config) compileAuthBackends() {
+	for _, p := range c.ir.ExtAuthzProviders {
+		if p.Backend == "" {
+			continue
+		}
+		if c.authBackends == nil {
+			c.authBackends = make(map[hostPort]string, len(c.ir.ExtAuthzProviders))
+		}
+		c.authBackends[hostPort{p.Host, p.Port}] = p.Backend
+	}
 }
 
 // sameForPorts reports whether the fields of the Waypoint that compiled
 // service ports depend on, beyond the ports' own IR, are equal. A field of
-// ir.Waypoint that changes how a port compiles must be compared here.
+// ir.Waypoint that changes how a port compiles must be compared here; the
+// mesh config's path normalization and default retry policy are read from
+// Config.IR per request, and its external authorizers by the proxy
+// (TestWaypointFieldsAreAccountedFor keeps the list).
 func sameForPorts(a, b *ir.Waypoint) bool {
 	return a.TrustDomain == b.TrustDomain && slices.Equal(a.TrustDomainAliases, b.TrustDomainAliases)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kgateway-dev/kgateway-waypoint/bench/meshgen"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/source"
@@ -86,6 +87,18 @@ func testCompileReuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	hot := meshgen.HotRoute(base)
+	// What the data plane takes from the mesh config, bar the trust
+	// domain: read per request or by the proxy's authorizers, so no port
+	// compiles again.
+	mesh, err := meshconfig.Parse([]byte(`pathNormalization: {normalization: MERGE_SLASHES}
+defaultHttpRetryPolicy: {attempts: 3, retryOn: "connect-failure", perTryTimeout: 2s}
+extensionProviders:
+- name: ext
+  envoyExtAuthzHttp: {service: svc-00001.ns-000.svc.cluster.local, port: 80}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	edit := func(f func(s *source.Snapshot)) *source.Snapshot {
 		s := *base
 		f(&s)
@@ -133,6 +146,8 @@ func testCompileReuses(t *testing.T) {
 			svc.Spec.ClusterIP, svc.Spec.ClusterIPs = "127.96.200.1", nil
 			s.Services[9] = svc
 		})},
+		{name: "mesh settings", recompiled: 0, snap: edit(func(s *source.Snapshot) { s.MeshConfig = mesh })},
+		{name: "mesh settings back", snap: base, recompiled: 0},
 		{name: "trust domain", snap: base, opts: translate.Options{TrustDomain: "example.org"}, recompiled: -2},
 		{name: "trust domain back", snap: base, recompiled: -2},
 		{name: "through JSON", snap: base, json: true, recompiled: 0},

@@ -12,9 +12,7 @@
 package config
 
 import (
-	"net"
 	"net/netip"
-	"strconv"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
@@ -38,6 +36,10 @@ type Config struct {
 	warned []int
 	// backendsKept: every backend is the previous configuration's.
 	backendsKept bool
+	// authBackends maps an external authorizer's host and port to the key
+	// in backends of the service the translator resolved it to
+	// (ir.ExtAuthzProvider.Backend).
+	authBackends map[hostPort]string
 }
 
 type hostPort struct {
@@ -108,11 +110,12 @@ func (c *Config) Lookup(dst netip.AddrPort, hostname string) (Target, bool) {
 }
 
 // Resolve finds an endpoint to dial for a service hostname and port the
-// waypoint itself calls (an external authorizer): through the IR's
-// Lookups, else the service port of that hostname. It reports false when
-// the configuration knows no ready endpoint for it.
+// waypoint itself calls (an external authorizer): of the backend the
+// translator resolved the authorizer to, else of the service port of that
+// hostname. It reports false when the configuration knows no ready
+// endpoint for it.
 func (c *Config) Resolve(host string, port uint16) (string, bool) {
-	if key, ok := c.ir.Lookups[net.JoinHostPort(host, strconv.Itoa(int(port)))]; ok {
+	if key, ok := c.authBackends[hostPort{host, port}]; ok {
 		if b := c.backends[key]; b != nil {
 			if ep, ok := b.Pick(); ok {
 				return ep, true

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"maps"
 	"slices"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
@@ -147,7 +148,8 @@ func equalCORS(a, b *ir.CORS) bool {
 }
 
 func equalRetry(a, b *ir.Retry) bool {
-	return a.Attempts == b.Attempts && slices.Equal(a.Codes, b.Codes) && a.BackoffMs == b.BackoffMs
+	return a.Attempts == b.Attempts && slices.Equal(a.Codes, b.Codes) && a.BackoffMs == b.BackoffMs &&
+		a.PerTryTimeoutMs == b.PerTryTimeoutMs
 }
 
 func equalPolicy(a, b *ir.AuthzPolicy) bool {
@@ -194,3 +196,39 @@ func equalJWTRule(a, b *ir.JWTRule) bool {
 		a.TimeoutMs == b.TimeoutMs && slices.Equal(a.SpaceDelimitedClaims, b.SpaceDelimitedClaims) &&
 		a.Required == b.Required
 }
+
+// SameProviders reports whether two sets of external authorizers (
+// ir.Waypoint.ExtAuthzProviders) are equal in everything their clients are
+// built from: every field but Backend, which says where a provider is
+// reached and is looked up per connection (Config.Resolve). The proxy
+// keeps its authorizer clients across configurations whose providers are
+// the same.
+func SameProviders(a, b map[string]*ir.ExtAuthzProvider) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for name, pa := range a {
+		pb, ok := b[name]
+		if !ok || !eqPtr(pa, pb, sameProvider) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameProvider compares two external authorizers, leaving out Backend.
+func sameProvider(a, b *ir.ExtAuthzProvider) bool {
+	return a.Name == b.Name && a.Kind == b.Kind && a.Service == b.Service && a.Namespace == b.Namespace &&
+		a.Host == b.Host && a.Port == b.Port &&
+		a.TimeoutMs == b.TimeoutMs && a.FailOpen == b.FailOpen && a.StatusOnError == b.StatusOnError &&
+		a.ClearRouteCache == b.ClearRouteCache && eqPtr(a.Body, b.Body, equalExtAuthzBody) &&
+		a.PathPrefix == b.PathPrefix &&
+		slices.Equal(a.IncludeRequestHeadersInCheck, b.IncludeRequestHeadersInCheck) &&
+		maps.Equal(a.IncludeAdditionalHeadersInCheck, b.IncludeAdditionalHeadersInCheck) &&
+		slices.Equal(a.HeadersToUpstreamOnAllow, b.HeadersToUpstreamOnAllow) &&
+		slices.Equal(a.HeadersToDownstreamOnDeny, b.HeadersToDownstreamOnDeny) &&
+		slices.Equal(a.HeadersToDownstreamOnAllow, b.HeadersToDownstreamOnAllow) &&
+		a.Invalid == b.Invalid
+}
+
+func equalExtAuthzBody(a, b *ir.ExtAuthzBody) bool { return *a == *b }

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
@@ -71,6 +74,26 @@ func (f *filler) fill(v reflect.Value) {
 			f.path = f.path[:len(f.path)-1]
 		}
 		v.Set(s)
+	case reflect.Map:
+		if f.optional() {
+			return
+		}
+		m := reflect.MakeMapWithSize(v.Type(), 2)
+		for i := 0; i < 2; i++ {
+			f.path = append(f.path, fmt.Sprintf("[key %d]", i))
+			k := reflect.New(v.Type().Key()).Elem()
+			f.fill(k)
+			if k.Kind() != reflect.String {
+				panic(fmt.Sprintf("filler: map key %s is not handled", k.Type()))
+			}
+			k.SetString(k.String() + strconv.Itoa(i)) // two distinct keys
+			f.path[len(f.path)-1] = fmt.Sprintf("[value %d]", i)
+			e := reflect.New(v.Type().Elem()).Elem()
+			f.fill(e)
+			f.path = f.path[:len(f.path)-1]
+			m.SetMapIndex(k, e)
+		}
+		v.Set(m)
 	case reflect.Struct:
 		for i := 0; i < v.NumField(); i++ {
 			if f.skip != nil && f.skip(v.Type(), v.Type().Field(i).Name) {
@@ -167,6 +190,68 @@ func TestEqualServiceCoversEveryField(t *testing.T) {
 	b := &ir.Service{Name: "s", Ports: []*ir.ServicePort{{Port: 80, Name: "http-web"}}}
 	if !sameService(a, b) || equalService(a, b) {
 		t.Fatal("a service whose port changed must be laid out the same and differ")
+	}
+}
+
+// Every field of an external authorizer but Backend (where it is reached,
+// looked up per connection) decides whether the proxy keeps its client.
+func TestSameProviderCoversEveryField(t *testing.T) {
+	providerType := reflect.TypeFor[ir.ExtAuthzProvider]()
+	notBackend := func(t reflect.Type, field string) bool { return t == providerType && field == "Backend" }
+	checkEqual(t, sameProvider, notBackend)
+	a := &ir.ExtAuthzProvider{Name: "p", Host: "authz.ns.svc.cluster.local", Port: 80, Backend: "ns/authz:80"}
+	b := *a
+	b.Backend = ""
+	if !sameProvider(a, &b) {
+		t.Fatal("a provider reached another way must keep its client")
+	}
+	checkEqual(t, func(x, y *map[string]*ir.ExtAuthzProvider) bool { return SameProviders(*x, *y) }, notBackend)
+	if !SameProviders(nil, map[string]*ir.ExtAuthzProvider{}) ||
+		SameProviders(map[string]*ir.ExtAuthzProvider{"p": a}, map[string]*ir.ExtAuthzProvider{"q": a}) ||
+		SameProviders(map[string]*ir.ExtAuthzProvider{"p": a}, map[string]*ir.ExtAuthzProvider{"p": nil}) {
+		t.Fatal("provider sets compared wrongly")
+	}
+}
+
+// Every field of ir.Waypoint is accounted for: the compiler builds the
+// services and backends (compared by equal.go); the fields a service
+// port's compilation reads are compared by sameForPorts (changing one
+// makes it false); the others are read from Config.IR per request (path
+// normalization, default retry), when the proxy builds its authorizer
+// clients (SameProviders) or not at all by the data plane. A field added
+// to ir.Waypoint fails here until it is put in one of these lists, and,
+// if ports compile differently with it, compared in sameForPorts.
+func TestWaypointFieldsAreAccountedFor(t *testing.T) {
+	compiled := []string{"Services", "Backends"}
+	forPorts := []string{"TrustDomain", "TrustDomainAliases"}
+	perRequest := []string{"PathNormalization", "DefaultRetry", "ExtAuthzProviders"}
+	unused := []string{"Gateway", "InboundPort"} // names and the listener (dataplane.Runner)
+	wt := reflect.TypeFor[ir.Waypoint]()
+	for i := 0; i < wt.NumField(); i++ {
+		name := wt.Field(i).Name
+		if !slices.Contains(compiled, name) && !slices.Contains(forPorts, name) &&
+			!slices.Contains(perRequest, name) && !slices.Contains(unused, name) {
+			t.Errorf("ir.Waypoint.%s is new: say how the compiler deals with it (and compare it in sameForPorts if ports compile differently with it)", name)
+		}
+	}
+	// Changing any field sameForPorts compares, however deep, makes it
+	// false; changing any other (bar the compiled ones) does not.
+	notCompiled := func(t reflect.Type, field string) bool { return t == wt && slices.Contains(compiled, field) }
+	base, changed, paths := variants[ir.Waypoint](t, notCompiled)
+	if !sameForPorts(base, base) || !sameForPorts(base, deepCopy(t, base)) {
+		t.Fatal("a waypoint and its copy differ")
+	}
+	for i, v := range changed {
+		read := false
+		for _, f := range forPorts {
+			read = read || strings.HasPrefix(paths[i], "[."+f+" ") || strings.HasPrefix(paths[i], "[."+f+"]")
+		}
+		switch same := sameForPorts(base, v) && sameForPorts(v, base); {
+		case same && read:
+			t.Errorf("changing %s goes unnoticed by sameForPorts", paths[i])
+		case !same && !read:
+			t.Errorf("changing %s recompiles every port, but no port reads it", paths[i])
+		}
 	}
 }
 

@@ -38,7 +38,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
 
 // Request is what the proxy knows about the request being authorized.
@@ -136,7 +136,7 @@ type Options struct {
 
 // New returns a client for the provider. Connections are reused across checks
 // (HTTP/1.1 keep-alive or one HTTP/2 connection for gRPC).
-func New(p *meshconfig.ExtAuthzProvider, opts Options) (Client, error) {
+func New(p *ir.ExtAuthzProvider, opts Options) (Client, error) {
 	if p == nil {
 		return nil, errors.New("extauthz: nil provider")
 	}
@@ -150,16 +150,16 @@ func New(p *meshconfig.ExtAuthzProvider, opts Options) (Client, error) {
 		opts.ConnectTimeout = 10 * time.Second
 	}
 	switch p.Kind {
-	case meshconfig.ExtAuthzHTTP:
+	case ir.ExtAuthzHTTP:
 		return newHTTP(p, opts), nil
-	case meshconfig.ExtAuthzGRPC:
+	case ir.ExtAuthzGRPC:
 		return newGRPC(p, opts)
 	}
 	return nil, fmt.Errorf("extauthz: provider %q has no kind", p.Name)
 }
 
 // dialer returns a dial function that resolves the provider on every dial.
-func dialer(p *meshconfig.ExtAuthzProvider, opts Options) func(ctx context.Context) (net.Conn, error) {
+func dialer(p *ir.ExtAuthzProvider, opts Options) func(ctx context.Context) (net.Conn, error) {
 	d := &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}
 	return func(ctx context.Context) (net.Conn, error) {
 		addr, err := opts.Resolve(p.Host, p.Port)
@@ -171,7 +171,7 @@ func dialer(p *meshconfig.ExtAuthzProvider, opts Options) func(ctx context.Conte
 }
 
 // failed is the decision for a check that could not be made.
-func failed(p *meshconfig.ExtAuthzProvider, err error) Decision {
+func failed(p *ir.ExtAuthzProvider, err error) Decision {
 	if p.FailOpen {
 		return Decision{Allowed: true, Err: err}
 	}
@@ -179,9 +179,9 @@ func failed(p *meshconfig.ExtAuthzProvider, err error) Decision {
 }
 
 // checkContext bounds a check by the provider's timeout (0: none).
-func checkContext(ctx context.Context, p *meshconfig.ExtAuthzProvider) (context.Context, context.CancelFunc) {
-	if p.Timeout > 0 {
-		return context.WithTimeout(ctx, p.Timeout)
+func checkContext(ctx context.Context, p *ir.ExtAuthzProvider) (context.Context, context.CancelFunc) {
+	if p.TimeoutMs > 0 {
+		return context.WithTimeout(ctx, time.Duration(p.TimeoutMs)*time.Millisecond)
 	}
 	return context.WithCancel(ctx)
 }
@@ -192,7 +192,7 @@ var errBodyTooLarge = errors.New("request body larger than includeRequestBodyInC
 
 // checkBody returns the body to send and the x-envoy-auth-partial-body value
 // ("" when no body is sent).
-func checkBody(p *meshconfig.ExtAuthzProvider, r *Request) (body []byte, partial string, err error) {
+func checkBody(p *ir.ExtAuthzProvider, r *Request) (body []byte, partial string, err error) {
 	if p.Body == nil || r.Body == nil {
 		return nil, "", nil
 	}

@@ -6,28 +6,28 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
 
 func TestNewErrors(t *testing.T) {
 	resolve := func(string, uint16) (string, error) { return "127.0.0.1:1", nil }
-	valid := &meshconfig.ExtAuthzProvider{Name: "p", Kind: meshconfig.ExtAuthzHTTP, Host: "h", Port: 1}
+	valid := &ir.ExtAuthzProvider{Name: "p", Kind: ir.ExtAuthzHTTP, Host: "h", Port: 1}
 	for _, c := range []struct {
 		name string
-		p    *meshconfig.ExtAuthzProvider
+		p    *ir.ExtAuthzProvider
 		opts Options
 		want string
 	}{
 		{"nil provider", nil, Options{Resolve: resolve}, "nil provider"},
-		{"invalid provider", &meshconfig.ExtAuthzProvider{Name: "bad", Kind: meshconfig.ExtAuthzHTTP, Invalid: "a single wildcard"}, Options{Resolve: resolve}, `"bad" is invalid: a single wildcard`},
+		{"invalid provider", &ir.ExtAuthzProvider{Name: "bad", Kind: ir.ExtAuthzHTTP, Invalid: "a single wildcard"}, Options{Resolve: resolve}, `"bad" is invalid: a single wildcard`},
 		{"no resolver", valid, Options{}, "Resolve is required"},
-		{"no kind", &meshconfig.ExtAuthzProvider{Name: "k", Host: "h", Port: 1}, Options{Resolve: resolve}, "no kind"},
+		{"no kind", &ir.ExtAuthzProvider{Name: "k", Host: "h", Port: 1}, Options{Resolve: resolve}, "no kind"},
 	} {
 		if _, err := New(c.p, c.opts); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
 		}
 	}
-	for _, kind := range []meshconfig.ProviderKind{meshconfig.ExtAuthzHTTP, meshconfig.ExtAuthzGRPC} {
+	for _, kind := range []ir.ProviderKind{ir.ExtAuthzHTTP, ir.ExtAuthzGRPC} {
 		p := *valid
 		p.Kind = kind
 		c, err := New(&p, Options{Resolve: resolve})

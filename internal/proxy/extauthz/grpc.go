@@ -18,11 +18,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
 
 type grpcClient struct {
-	p              *meshconfig.ExtAuthzProvider
+	p              *ir.ExtAuthzProvider
 	conn           *grpc.ClientConn
 	authz          authv3.AuthorizationClient
 	localPrincipal string
@@ -32,11 +32,11 @@ type grpcClient struct {
 // clusterAuthority is the :authority istiod gives the gRPC check: the
 // outbound cluster name with "|" replaced by "_." (generateGRPCConfig), e.g.
 // "outbound_.9000_._.ext-authz.foo.svc.cluster.local".
-func clusterAuthority(p *meshconfig.ExtAuthzProvider) string {
+func clusterAuthority(p *ir.ExtAuthzProvider) string {
 	return strings.ReplaceAll(fmt.Sprintf("outbound|%d||%s", p.Port, p.Host), "|", "_.")
 }
 
-func newGRPC(p *meshconfig.ExtAuthzProvider, opts Options) (*grpcClient, error) {
+func newGRPC(p *ir.ExtAuthzProvider, opts Options) (*grpcClient, error) {
 	dial := dialer(p, opts)
 	conn, err := grpc.NewClient("passthrough:///"+net.JoinHostPort(p.Host, portString(p.Port)),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),

@@ -7,12 +7,13 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 )
 
 // provider parses a mesh config holding one provider named "p", so tests
 // speak in the user's configuration and get istiod's defaults.
-func provider(t *testing.T, kind, fields string) *meshconfig.ExtAuthzProvider {
+func provider(t *testing.T, kind, fields string) *ir.ExtAuthzProvider {
 	t.Helper()
 	c, err := meshconfig.Parse([]byte(fmt.Sprintf("extensionProviders:\n- name: p\n  %s: {%s}\n", kind, fields)))
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
 
 // maxAuthzResponse bounds the authorizer's response body kept in memory; a
@@ -23,7 +23,7 @@ const maxAuthzResponse = 1 << 20
 const headersToRemoveHeader = "X-Envoy-Auth-Headers-To-Remove"
 
 type httpClient struct {
-	p         *meshconfig.ExtAuthzProvider
+	p         *ir.ExtAuthzProvider
 	tr        *http.Transport
 	client    *http.Client
 	authority string // host:port, the connection pool's key
@@ -34,7 +34,7 @@ type httpClient struct {
 	additions http.Header
 }
 
-func newHTTP(p *meshconfig.ExtAuthzProvider, opts Options) *httpClient {
+func newHTTP(p *ir.ExtAuthzProvider, opts Options) *httpClient {
 	dial := dialer(p, opts)
 	tr := &http.Transport{
 		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },

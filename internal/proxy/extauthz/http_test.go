@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
 
 const httpHost = "ext-authz.foo.svc.cluster.local"
@@ -72,12 +72,12 @@ func (a *httpAuthorizer) count() int {
 	return len(a.seen)
 }
 
-func (a *httpAuthorizer) client(t *testing.T, p *meshconfig.ExtAuthzProvider) Client {
+func (a *httpAuthorizer) client(t *testing.T, p *ir.ExtAuthzProvider) Client {
 	t.Helper()
 	return newClient(t, p, Options{Resolve: resolver(httpHost, 8000, a.srv.Listener.Addr().String())})
 }
 
-func newClient(t *testing.T, p *meshconfig.ExtAuthzProvider, opts Options) Client {
+func newClient(t *testing.T, p *ir.ExtAuthzProvider, opts Options) Client {
 	t.Helper()
 	c, err := New(p, opts)
 	if err != nil {

@@ -292,7 +292,7 @@ func (w *connWatch) start() {
 			w.pb.pending = append(w.pb.pending[:0], w.b[0])
 		}
 		var ne net.Error
-		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		if err != nil && (!errors.As(err, &ne) || !ne.Timeout()) {
 			w.gone = true
 			rw.clientGone()
 		}

@@ -153,7 +153,7 @@ func validAuthority(h string) bool {
 		}
 		for i := 0; i < len(host); i++ {
 			c := host[i]
-			if !(isHex(c) || c == ':' || c == '.' || c == 'v' || c == 'V' || isUnreserved(c) || isSubDelim(c)) {
+			if !isHex(c) && c != ':' && !isUnreserved(c) && !isSubDelim(c) {
 				return false
 			}
 		}

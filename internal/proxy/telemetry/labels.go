@@ -95,7 +95,7 @@ func deriveSource(p *Peer) (l sourceLabels, vouched bool, folded string) {
 	default:
 		l.principal, l.namespace = p.Principal, ns
 		l.claims, folded = validClaims(c)
-		vouched = !l.claims.empty()
+		vouched = !l.empty()
 	}
 	l.fill()
 	return l, vouched, folded
@@ -167,7 +167,7 @@ func labelSafe(s string, max int) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		b := s[i]
-		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '.' || b == '_' || b == '-') {
+		if (b < 'a' || b > 'z') && (b < 'A' || b > 'Z') && (b < '0' || b > '9') && b != '.' && b != '_' && b != '-' {
 			return false
 		}
 	}

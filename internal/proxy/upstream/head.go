@@ -97,11 +97,7 @@ func cutLine(s string) (string, string) {
 	if i < 0 {
 		return s, ""
 	}
-	line := s[:i]
-	if strings.HasSuffix(line, "\r") {
-		line = line[:len(line)-1]
-	}
-	return line, s[i+1:]
+	return strings.TrimSuffix(s[:i], "\r"), s[i+1:]
 }
 
 // parseStatusLine reads "HTTP/1.x SP 3DIGIT [SP reason]".

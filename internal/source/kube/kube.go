@@ -1,6 +1,6 @@
 // Package kube is the cluster source: shared informers (the controller-runtime
-// manager's cache) on every kind the translator reads, turned into a
-// source.Snapshot on demand. Kinds whose CRD is not installed (GRPCRoute,
+// manager's cache) on every kind the translator reads, and one on istiod's
+// mesh ConfigMap, turned into a source.Snapshot on demand. Kinds whose CRD is not installed (GRPCRoute,
 // TCPRoute, ReferenceGrant, ServiceEntry, AuthorizationPolicy) are left out
 // of the snapshot and looked for again periodically, so installing a CRD
 // later needs no restart.
@@ -132,6 +132,7 @@ type Source struct {
 	recheck  time.Duration
 
 	kinds []*kind
+	mesh  *meshWatch // nil: no mesh ConfigMap followed
 
 	mu     sync.Mutex
 	active map[string]*activeKind // by kind name: informers that are running
@@ -150,7 +151,10 @@ type Options struct {
 	OnChange func()
 	// Recheck is how often absent CRDs are looked for again (default 30s).
 	Recheck time.Duration
-	Logger  *slog.Logger
+	// Mesh is istiod's mesh ConfigMap, followed live into the snapshots'
+	// MeshConfig; nil follows none (Istio's defaults).
+	Mesh   *MeshConfigMap
+	Logger *slog.Logger
 }
 
 // New makes a source on a manager's cache.
@@ -164,8 +168,12 @@ func New(c cache.Cache, o Options) *Source {
 	if o.Recheck == 0 {
 		o.Recheck = 30 * time.Second
 	}
-	return &Source{cache: c, log: o.Logger, onChange: o.OnChange, recheck: o.Recheck,
+	s := &Source{cache: c, log: o.Logger, onChange: o.OnChange, recheck: o.Recheck,
 		kinds: kinds(), active: map[string]*activeKind{}, synced: make(chan struct{})}
+	if o.Mesh != nil {
+		s.mesh = newMeshWatch(*o.Mesh, o.Logger, o.OnChange)
+	}
+	return s
 }
 
 // NeedLeaderElection: every replica serves xDS, so every replica watches.
@@ -187,6 +195,14 @@ func (s *Source) Start(ctx context.Context) error {
 				return fmt.Errorf("%s is not served by the API server: install the Gateway API CRDs (standard channel)", k.name)
 			}
 			s.log.Info("kind not served by the API server; it is left out until its CRD is installed", "kind", k.name)
+		}
+	}
+	if s.mesh != nil {
+		if err := s.mesh.start(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
 		}
 	}
 	close(s.synced)
@@ -296,6 +312,16 @@ func podChanged(o, n *corev1.Pod) bool {
 	return false
 }
 
+// MeshConfigError is why the mesh ConfigMap's document is not in force
+// ("" when it is, or when none is followed).
+func (s *Source) MeshConfigError() string {
+	if s.mesh == nil {
+		return ""
+	}
+	_, err := s.mesh.config()
+	return err
+}
+
 // Served reports which optional kinds are being watched.
 func (s *Source) Served() map[string]bool {
 	s.mu.Lock()
@@ -321,6 +347,9 @@ func (s *Source) Snapshot(ctx context.Context) (*source.Snapshot, error) {
 	}
 	s.mu.Unlock()
 	snap := &source.Snapshot{}
+	if s.mesh != nil {
+		snap.MeshConfig, _ = s.mesh.config()
+	}
 	for _, a := range active {
 		l := a.k.list()
 		if err := s.cache.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {

@@ -1,4 +1,8 @@
-package xds
+// Package tokenreview authenticates the proxies to the controller's xDS
+// server: a proxy's projected ServiceAccount token is checked with the API
+// server's TokenReview. It is the control plane's side and kept apart from
+// package xds, which the proxies use too and which knows no Kubernetes API.
+package tokenreview
 
 import (
 	"context"
@@ -12,11 +16,13 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	authnclient "k8s.io/client-go/kubernetes/typed/authentication/v1"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/xds"
 )
 
-// TokenReviewAuthenticator checks tokens with the API server's TokenReview
+// Authenticator checks tokens with the API server's TokenReview
 // for one audience, and remembers positive answers for a short while.
-type TokenReviewAuthenticator struct {
+type Authenticator struct {
 	Client   authnclient.TokenReviewsGetter
 	Audience string
 	// TTL of a positive answer (default 1 minute).
@@ -27,16 +33,16 @@ type TokenReviewAuthenticator struct {
 }
 
 type cached struct {
-	id      Identity
+	id      xds.Identity
 	expires time.Time
 }
 
 const saPrefix = "system:serviceaccount:"
 
 // Authenticate reviews the token and returns its ServiceAccount.
-func (a *TokenReviewAuthenticator) Authenticate(ctx context.Context, token string) (Identity, error) {
+func (a *Authenticator) Authenticate(ctx context.Context, token string) (xds.Identity, error) {
 	if token == "" {
-		return Identity{}, errors.New("no bearer token")
+		return xds.Identity{}, errors.New("no bearer token")
 	}
 	key := sha256.Sum256([]byte(token))
 	now := time.Now()
@@ -50,25 +56,25 @@ func (a *TokenReviewAuthenticator) Authenticate(ctx context.Context, token strin
 		Spec: authnv1.TokenReviewSpec{Token: token, Audiences: []string{a.Audience}},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return Identity{}, fmt.Errorf("token review: %w", err)
+		return xds.Identity{}, fmt.Errorf("token review: %w", err)
 	}
 	if !tr.Status.Authenticated {
 		msg := tr.Status.Error
 		if msg == "" {
 			msg = "not authenticated"
 		}
-		return Identity{}, fmt.Errorf("token rejected: %s", msg)
+		return xds.Identity{}, fmt.Errorf("token rejected: %s", msg)
 	}
 	if !audienceIn(a.Audience, tr.Status.Audiences) {
-		return Identity{}, fmt.Errorf("token is not for audience %q", a.Audience)
+		return xds.Identity{}, fmt.Errorf("token is not for audience %q", a.Audience)
 	}
 	user := tr.Status.User.Username
 	rest, ok := strings.CutPrefix(user, saPrefix)
 	ns, sa, ok2 := strings.Cut(rest, ":")
 	if !ok || !ok2 || ns == "" || sa == "" {
-		return Identity{}, fmt.Errorf("%q is not a ServiceAccount", user)
+		return xds.Identity{}, fmt.Errorf("%q is not a ServiceAccount", user)
 	}
-	id := Identity{Namespace: ns, ServiceAccount: sa}
+	id := xds.Identity{Namespace: ns, ServiceAccount: sa}
 	ttl := a.TTL
 	if ttl == 0 {
 		ttl = time.Minute

@@ -1,8 +1,10 @@
-package meshconfig
+package pathnorm
 
 import (
 	"errors"
 	"testing"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
 
 // Expected values follow Envoy's behaviour: test/common/http/path_utility_test.cc
@@ -84,17 +86,17 @@ func TestNormalize(t *testing.T) {
 		{"", want{"", "/", "/", "/"}},
 	}
 	modes := []struct {
-		mode PathNormalization
+		mode ir.PathNormalization
 		get  func(want) string
 	}{
-		{NormalizeNone, func(w want) string { return w.none }},
-		{NormalizeBase, func(w want) string { return w.base }},
-		{NormalizeMergeSlashes, func(w want) string { return w.merge }},
-		{NormalizeDecodeAndMergeSlashes, func(w want) string { return w.decode }},
+		{ir.NormalizeNone, func(w want) string { return w.none }},
+		{ir.NormalizeBase, func(w want) string { return w.base }},
+		{ir.NormalizeMergeSlashes, func(w want) string { return w.merge }},
+		{ir.NormalizeDecodeAndMergeSlashes, func(w want) string { return w.decode }},
 	}
 	for _, c := range cases {
 		for _, m := range modes {
-			got, err := m.mode.Normalize(c.in)
+			got, err := Normalize(m.mode, c.in)
 			exp := m.get(c.want)
 			if exp == bad {
 				if !errors.Is(err, ErrInvalidPath) {
@@ -113,12 +115,12 @@ func TestNormalize(t *testing.T) {
 // earlier Istio hop already normalized.
 func TestNormalizeIdempotent(t *testing.T) {
 	for _, in := range []string{"/a/../b", "/%2e%2e/x", "//a//b/", "/a%2Fb/%2e/c", "/%%30%30", "/a b", "/x/..;p/y", `/a\b`} {
-		for _, m := range []PathNormalization{NormalizeBase, NormalizeMergeSlashes, NormalizeDecodeAndMergeSlashes} {
-			once, err := m.Normalize(in)
+		for _, m := range []ir.PathNormalization{ir.NormalizeBase, ir.NormalizeMergeSlashes, ir.NormalizeDecodeAndMergeSlashes} {
+			once, err := Normalize(m, in)
 			if err != nil {
 				t.Fatalf("%s Normalize(%q): %v", m, in, err)
 			}
-			twice, err := m.Normalize(once)
+			twice, err := Normalize(m, once)
 			if err != nil || twice != once {
 				t.Errorf("%s: Normalize(%q) = %q, again %q (%v)", m, in, once, twice, err)
 			}
@@ -131,8 +133,8 @@ func FuzzNormalize(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		for _, m := range []PathNormalization{NormalizeBase, NormalizeMergeSlashes, NormalizeDecodeAndMergeSlashes} {
-			out, err := m.Normalize(in)
+		for _, m := range []ir.PathNormalization{ir.NormalizeBase, ir.NormalizeMergeSlashes, ir.NormalizeDecodeAndMergeSlashes} {
+			out, err := Normalize(m, in)
 			if err != nil {
 				continue
 			}
@@ -167,13 +169,13 @@ func splitSegments(p string) []string {
 	return segs
 }
 
-func TestPathNormalizationString(t *testing.T) {
-	for m, s := range map[PathNormalization]string{
-		NormalizeNone: "NONE", NormalizeBase: "BASE", NormalizeMergeSlashes: "MERGE_SLASHES",
-		NormalizeDecodeAndMergeSlashes: "DECODE_AND_MERGE_SLASHES",
-	} {
-		if m.String() != s {
-			t.Errorf("%d.String() = %q, want %q", int(m), m.String(), s)
+// The zero mode is Istio's default, BASE.
+func TestZeroModeIsBase(t *testing.T) {
+	for _, in := range []string{"/a/../b", "//x", "/%2e%2e/admin", "/a%2Fb", "/x/./y?q=/../"} {
+		base, berr := Normalize(ir.NormalizeBase, in)
+		zero, zerr := Normalize("", in)
+		if base != zero || (berr == nil) != (zerr == nil) {
+			t.Errorf("Normalize(%q): BASE %q %v, zero mode %q %v", in, base, berr, zero, zerr)
 		}
 	}
 }

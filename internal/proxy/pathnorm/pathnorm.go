@@ -1,45 +1,16 @@
-package meshconfig
+// Package pathnorm normalizes request paths as an Istio proxy does for the
+// mesh config's pathNormalization (ir.PathNormalization). istiod turns the
+// mode into Envoy HttpConnectionManager settings (pilot/pkg/networking/core,
+// "Setup normalization"); every mode but DECODE_AND_MERGE_SLASHES uses
+// path_with_escaped_slashes_action=KEEP_UNCHANGED.
+package pathnorm
 
 import (
 	"errors"
 	"strings"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
-
-// PathNormalization is Istio's MeshConfig.ProxyPathNormalization.NormalizationType:
-// how request paths are normalized before routing, authorization and
-// forwarding. istiod turns it into Envoy HttpConnectionManager settings
-// (pilot/pkg/networking/core, "Setup normalization"):
-//
-//	NONE                      normalize_path=false
-//	BASE (and DEFAULT)        normalize_path=true
-//	MERGE_SLASHES             normalize_path=true, merge_slashes=true
-//	DECODE_AND_MERGE_SLASHES  normalize_path=true, merge_slashes=true,
-//	                          path_with_escaped_slashes_action=UNESCAPE_AND_FORWARD
-//
-// Every other mode uses path_with_escaped_slashes_action=KEEP_UNCHANGED.
-type PathNormalization int
-
-// The normalization modes. The zero value is BASE, Istio's default.
-const (
-	NormalizeBase PathNormalization = iota
-	NormalizeNone
-	NormalizeMergeSlashes
-	NormalizeDecodeAndMergeSlashes
-)
-
-func (n PathNormalization) String() string {
-	switch n {
-	case NormalizeNone:
-		return "NONE"
-	case NormalizeBase:
-		return "BASE"
-	case NormalizeMergeSlashes:
-		return "MERGE_SLASHES"
-	case NormalizeDecodeAndMergeSlashes:
-		return "DECODE_AND_MERGE_SLASHES"
-	}
-	return "PathNormalization(?)"
-}
 
 // ErrInvalidPath is returned by Normalize for a path Envoy's normalization
 // refuses (a NUL byte, literal or percent-encoded). Envoy answers such a
@@ -47,7 +18,7 @@ func (n PathNormalization) String() string {
 // "path_normalization_failed") before any filter or route sees it.
 var ErrInvalidPath = errors.New("path cannot be normalized")
 
-// Normalize returns path normalized the way an Istio proxy with this mode
+// Normalize returns path normalized the way an Istio proxy with mode n ("": BASE)
 // does it (Envoy ConnectionManagerUtility::maybeNormalizePath), in this order:
 //
 //  1. DECODE_AND_MERGE_SLASHES: %2F and %2f become "/", %5C and %5c become
@@ -72,18 +43,18 @@ var ErrInvalidPath = errors.New("path cannot be normalized")
 // with http_reject_path_with_fragment=false, which strips it). If a "?"
 // remains, the query is split off, left untouched and appended again, as
 // Envoy does with :path. NONE returns the rest unchanged.
-func (n PathNormalization) Normalize(path string) (string, error) {
+func Normalize(n ir.PathNormalization, path string) (string, error) {
 	if i := strings.IndexByte(path, '#'); i >= 0 {
 		path = path[:i]
 	}
-	if n == NormalizeNone {
+	if n == ir.NormalizeNone {
 		return path, nil
 	}
 	p, query := path, ""
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		p, query = path[:i], path[i:]
 	}
-	if n == NormalizeDecodeAndMergeSlashes && strings.IndexByte(p, '%') >= 0 {
+	if n == ir.NormalizeDecodeAndMergeSlashes && strings.IndexByte(p, '%') >= 0 {
 		p = slashUnescaper.Replace(p)
 	}
 	p = stripDotSegmentParameters(p)
@@ -91,7 +62,7 @@ func (n PathNormalization) Normalize(path string) (string, error) {
 	if !ok {
 		return "", ErrInvalidPath
 	}
-	if n == NormalizeMergeSlashes || n == NormalizeDecodeAndMergeSlashes {
+	if n == ir.NormalizeMergeSlashes || n == ir.NormalizeDecodeAndMergeSlashes {
 		p = mergeSlashes(p)
 	}
 	return p + query, nil
