@@ -342,10 +342,16 @@ func (c *Controller) sync(ctx context.Context, leader bool) error {
 		opts := c.opts.Translate
 		opts.Gateway = ir.NamespacedName{Namespace: gw.Namespace, Name: gw.Name}
 		res, err := translate.Translate(snap, opts)
-		if err != nil {
+		var refused *translate.NotAcceptedError
+		switch {
+		case errors.As(err, &refused):
+			// Nothing is served; the status says why.
+			wp.Verdict = refused.Verdict
+		case err != nil:
 			c.log.Error("translating a waypoint", "gateway", key.String(), "error", err.Error())
-		} else {
-			wp.Result = res
+			wp.Verdict = translate.ValidateGateway(gw)
+		default:
+			wp.Result, wp.Verdict = res, res.Gateway
 			if status.GatewayAccepted(&wp) {
 				configs[opts.Gateway] = res.Waypoint
 			}

@@ -1,4 +1,5 @@
-// Package deployer runs each accepted waypoint Gateway of our class: a
+// Package deployer runs each accepted waypoint Gateway of our class (the
+// listener rules are translate.ValidateGateway's): a
 // ServiceAccount, a Deployment running `kgateway-waypoint proxy` and a
 // ClusterIP Service (plus an HPA and a PodDisruptionBudget when the
 // parameters ask for them), applied with server-side apply, owned by the
@@ -13,8 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
-	"strings"
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -37,6 +36,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 )
 
 // FieldOwner is our server-side apply field manager.
@@ -52,7 +53,8 @@ type Outcome struct {
 	// ParametersError is set when the parameters are invalid (the Gateway
 	// is then not accepted, reason InvalidParameters).
 	ParametersError string
-	// ListenersError is set when the listeners are not valid for a waypoint.
+	// ListenersError is set when the listener rules refuse the Gateway
+	// (translate.ValidateGateway): nothing is deployed.
 	ListenersError string
 	// Error is the last transient failure (it is retried).
 	Error string
@@ -208,8 +210,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, r.cleanup(ctx, req.NamespacedName)
 	}
 	out := Outcome{Generation: gw.Generation}
-	if msg := ValidateListeners(gw).Message; msg != "" {
-		out.ListenersError = msg
+	if v := translate.ValidateGateway(gw); !v.IsAccepted() {
+		out.ListenersError = v.Accepted.Message
 		r.log.Debug("gateway listeners invalid: cleaning up", "gateway", req.String())
 		r.setOutcome(req.NamespacedName, &out)
 		return reconcile.Result{}, r.cleanup(ctx, req.NamespacedName)
@@ -328,45 +330,4 @@ func (r *Reconciler) deleteOurs(ctx context.Context, gw types.NamespacedName, ki
 		r.log.Info("deleted", "kind", fmt.Sprintf("%T", obj), "namespace", gw.Namespace, "name", gw.Name)
 	}
 	return errors.Join(errs...)
-}
-
-// ListenerValidation is the verdict on a Gateway's listeners.
-type ListenerValidation struct {
-	// Message is empty when the listeners are valid for a waypoint;
-	// otherwise it says what is wrong and what to change.
-	Message string
-	// Invalid maps each unsupported listener to the reason
-	// (UnsupportedProtocol or PortUnavailable) and a message.
-	Invalid map[gwv1.SectionName][2]string
-}
-
-// ValidateListeners accepts no listener at all (the sandwich default), an
-// istio.io/PROXY listener on 15088 and an HBONE listener on 15008; anything
-// else is not a waypoint listener.
-func ValidateListeners(gw *gwv1.Gateway) ListenerValidation {
-	v := ListenerValidation{}
-	var bad []string
-	for _, l := range gw.Spec.Listeners {
-		var reason, msg string
-		switch {
-		case l.Protocol == "istio.io/PROXY" && l.Port != PortProxy:
-			reason, msg = "PortUnavailable", fmt.Sprintf("listener %q: the istio.io/PROXY listener must use port %d, not %d", l.Name, PortProxy, l.Port)
-		case l.Protocol == "HBONE" && l.Port != PortHBONE:
-			reason, msg = "PortUnavailable", fmt.Sprintf("listener %q: the HBONE listener must use port %d, not %d", l.Name, PortHBONE, l.Port)
-		case l.Protocol == "istio.io/PROXY" || l.Protocol == "HBONE":
-			continue
-		default:
-			reason, msg = "UnsupportedProtocol", fmt.Sprintf("listener %q: protocol %s is not a waypoint protocol", l.Name, l.Protocol)
-		}
-		if v.Invalid == nil {
-			v.Invalid = map[gwv1.SectionName][2]string{}
-		}
-		v.Invalid[l.Name] = [2]string{reason, msg + "; use {name: mesh, protocol: istio.io/PROXY, port: 15088}, or no listeners at all"}
-		bad = append(bad, msg)
-	}
-	if len(bad) > 0 {
-		sort.Strings(bad)
-		v.Message = strings.Join(bad, "; ") + ". A waypoint takes one listener {name: mesh, protocol: istio.io/PROXY, port: 15088} (or HBONE on 15008), or no listeners at all (the sandwich default)"
-	}
-	return v
 }

@@ -384,40 +384,6 @@ func wantAnnotation(t *testing.T, m *metav1.ObjectMeta, k, v string) {
 	}
 }
 
-// The Gateway API CRDs (v1.6) require at least one listener, so a Gateway
-// without listeners only exists where a CRD allows it; the deployer accepts
-// it as the sandwich default all the same.
-func TestValidateListeners(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		listeners []gwv1.Listener
-		invalid   map[gwv1.SectionName]string
-	}{
-		{name: "none"},
-		{name: "proxy", listeners: []gwv1.Listener{{Name: "mesh", Protocol: "istio.io/PROXY", Port: 15088}}},
-		{name: "hbone", listeners: []gwv1.Listener{{Name: "mesh", Protocol: "HBONE", Port: 15008}}},
-		{name: "http", listeners: []gwv1.Listener{{Name: "mesh", Protocol: "istio.io/PROXY", Port: 15088}, {Name: "web", Protocol: "HTTP", Port: 80}},
-			invalid: map[gwv1.SectionName]string{"web": "UnsupportedProtocol"}},
-		{name: "proxy port", listeners: []gwv1.Listener{{Name: "mesh", Protocol: "istio.io/PROXY", Port: 15089}},
-			invalid: map[gwv1.SectionName]string{"mesh": "PortUnavailable"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			v := deployer.ValidateListeners(&gwv1.Gateway{Spec: gwv1.GatewaySpec{Listeners: tc.listeners}})
-			if (v.Message == "") != (len(tc.invalid) == 0) {
-				t.Errorf("message %q", v.Message)
-			}
-			if len(v.Invalid) != len(tc.invalid) {
-				t.Errorf("invalid = %v, want %v", v.Invalid, tc.invalid)
-			}
-			for name, reason := range tc.invalid {
-				if v.Invalid[name][0] != reason {
-					t.Errorf("listener %s: reason %q, want %q", name, v.Invalid[name][0], reason)
-				}
-			}
-		})
-	}
-}
-
 func testLogger() *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -14,6 +14,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 )
 
 // Labels, annotations and ports of a waypoint's objects.
@@ -29,8 +31,9 @@ const (
 	// the cleanup only ever deletes objects that carry it.
 	ManagedBy = "kgateway-waypoint"
 
-	PortHBONE   = 15008
-	PortProxy   = 15088
+	// The ports of the waypoint listeners translate.ValidateGateway accepts.
+	PortHBONE   = translate.HBONEPort
+	PortProxy   = translate.DefaultInboundPort
 	PortStatus  = 15021
 	PortMetrics = 15020
 

@@ -811,3 +811,27 @@ func TestMalformedH2CRequestsRefused(t *testing.T) {
 		t.Fatalf("the backend got %d requests, want only the good one", h)
 	}
 }
+
+// The head bound is exact: a head of MaxHeaderBytes is served, one byte
+// more is a 431, whatever the read buffers hold.
+func TestHeaderBoundIsExact(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	const limit = 8 << 10
+	w, _ := startLimited(t, svcManifests(b.addr), inbound.Options{HTTP: inbound.HTTPOptions{MaxHeaderBytes: limit}})
+	head := func(size int) string {
+		start := "GET / HTTP/1.1\r\nHost: svc\r\nX-Pad: "
+		return start + strings.Repeat("p", size-len(start)-4) + "\r\n\r\n"
+	}
+	if h := head(limit); len(h) != limit {
+		t.Fatalf("test head is %d bytes", len(h))
+	}
+	resp, body, _, _ := w.rawExchange(head(limit))
+	if resp.StatusCode != 200 {
+		t.Fatalf("a head of exactly the limit: %d %q", resp.StatusCode, body)
+	}
+	resp, _, c, br := w.rawExchange(head(limit + 1))
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("one byte over the limit: %d, want 431", resp.StatusCode)
+	}
+	expectEOF(t, c, br)
+}

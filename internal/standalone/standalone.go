@@ -124,14 +124,26 @@ func (f *Feed) load() (*ir.Waypoint, error) {
 func (f *Feed) logConditionChanges(res *translate.Result) {
 	f.mu.Lock()
 	prev := map[string]translate.Condition{}
+	prevListeners := map[string]translate.Verdict{}
 	if f.result != nil {
 		for _, c := range f.result.Conditions {
-			prev[condKey(c)] = c
+			prev[c.Key()] = c
+		}
+		for _, l := range f.result.Gateway.Listeners {
+			prevListeners[string(l.Name)] = l.Accepted
 		}
 	}
 	f.mu.Unlock()
+	gw := res.Waypoint.Gateway
+	for _, l := range res.Gateway.Listeners {
+		if p, ok := prevListeners[string(l.Name)]; (ok && p == l.Accepted) || l.Accepted.Status == "True" {
+			continue
+		}
+		f.log.Warn("status", "kind", "Gateway", "namespace", gw.Namespace, "name", gw.Name, "listener", l.Name,
+			"type", "Accepted", "status", l.Accepted.Status, "reason", l.Accepted.Reason, "message", l.Accepted.Message)
+	}
 	for _, c := range res.Conditions {
-		if p, ok := prev[condKey(c)]; ok && p == c {
+		if p, ok := prev[c.Key()]; ok && p.Status == c.Status && p.Reason == c.Reason && p.Message == c.Message {
 			continue
 		}
 		lvl := slog.LevelInfo
@@ -139,21 +151,20 @@ func (f *Feed) logConditionChanges(res *translate.Result) {
 			lvl = slog.LevelWarn
 		}
 		f.log.Log(context.Background(), lvl, "status", "kind", c.Kind, "namespace", c.Namespace, "name", c.Name,
-			"parent", c.Parent, "type", c.Type, "status", c.Status, "reason", c.Reason, "message", c.Message)
+			"parent", c.ParentName(), "type", c.Type, "status", c.Status, "reason", c.Reason, "message", c.Message)
 	}
 }
 
-func condKey(c translate.Condition) string {
-	return c.Kind + "|" + c.Namespace + "|" + c.Name + "|" + c.Parent + "|" + c.Type
-}
-
-// Debug is the feed's part of GET /debug/status: the conditions of the
-// last translation.
+// Debug is the feed's part of GET /debug/status: the Gateway's verdict and
+// the conditions of the last translation.
 func (f *Feed) Debug() map[string]any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := map[string]any{"feed": "files"}
 	if f.result != nil {
+		out["gateway"] = f.result.Waypoint.Gateway.String()
+		out["accepted"] = f.result.Gateway.Accepted
+		out["listeners"] = f.result.Gateway.Listeners
 		out["conditions"] = f.result.Conditions
 	}
 	return out

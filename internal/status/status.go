@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -35,7 +34,11 @@ import (
 // Waypoint is what the controller knows about one Gateway of our class.
 type Waypoint struct {
 	Gateway *gwv1.Gateway
-	// Result is the translation (nil when it failed).
+	// Verdict is the listener rules' (translate.ValidateGateway, or the
+	// translation's, which also counts the attached routes).
+	Verdict translate.GatewayVerdict
+	// Result is the translation (nil when it failed or the Gateway is not
+	// accepted).
 	Result *translate.Result
 	// Outcome is the deployer's; Deployed is false until it has run.
 	Outcome deployer.Outcome
@@ -64,9 +67,8 @@ func (w *Writer) Write(ctx context.Context, snap *source.Snapshot, wps []Waypoin
 			errs = append(errs, w.gatewayClass(ctx, gc))
 		}
 	}
-	refs := routeRefIndex(snap)
 	for i := range wps {
-		errs = append(errs, w.gateway(ctx, &wps[i], refs))
+		errs = append(errs, w.gateway(ctx, &wps[i]))
 	}
 	conds := map[string][]translate.Condition{} // by kind/ns/name
 	for _, wp := range wps {
@@ -129,43 +131,29 @@ func (w *Writer) gatewayClass(ctx context.Context, gc *gwv1.GatewayClass) error 
 // GatewayAccepted reports whether the waypoint's listeners and parameters
 // are valid: only then is it deployed, addressed and configured.
 func GatewayAccepted(wp *Waypoint) bool {
-	return deployer.ValidateListeners(wp.Gateway).Message == "" && wp.Outcome.ParametersError == ""
+	return wp.Verdict.IsAccepted() && wp.Outcome.ParametersError == ""
 }
 
-// refLookup finds a route's parentRefs by kind, namespace and name.
-type refLookup func(kind, ns, name string) []gwv1.ParentReference
-
-func routeRefIndex(snap *source.Snapshot) refLookup {
-	idx := map[string][]gwv1.ParentReference{}
-	for _, r := range snap.HTTPRoutes {
-		idx["HTTPRoute/"+r.Namespace+"/"+r.Name] = r.Spec.ParentRefs
-	}
-	for _, r := range snap.GRPCRoutes {
-		idx["GRPCRoute/"+r.Namespace+"/"+r.Name] = r.Spec.ParentRefs
-	}
-	for _, r := range snap.TCPRoutes {
-		idx["TCPRoute/"+r.Namespace+"/"+r.Name] = r.Spec.ParentRefs
-	}
-	return func(kind, ns, name string) []gwv1.ParentReference { return idx[kind+"/"+ns+"/"+name] }
-}
-
-func (w *Writer) gateway(ctx context.Context, wp *Waypoint, refs refLookup) error {
+func (w *Writer) gateway(ctx context.Context, wp *Waypoint) error {
 	gw := wp.Gateway
 	upd := gw.DeepCopy()
 	gen := gw.Generation
-	lv := deployer.ValidateListeners(gw)
+	v := wp.Verdict.Accepted
 	accepted := metav1.Condition{Type: string(gwv1.GatewayConditionAccepted), ObservedGeneration: gen, LastTransitionTime: w.now()}
 	programmed := metav1.Condition{Type: string(gwv1.GatewayConditionProgrammed), ObservedGeneration: gen, LastTransitionTime: w.now()}
 	var addrs []gwv1.GatewayStatusAddress
 	switch {
-	case lv.Message != "":
-		accepted.Status, accepted.Reason, accepted.Message = metav1.ConditionFalse, string(gwv1.GatewayReasonListenersNotValid), lv.Message
+	case !wp.Verdict.IsAccepted():
+		accepted.Status, accepted.Reason, accepted.Message = v.Status, v.Reason, v.Message
 		programmed.Status, programmed.Reason, programmed.Message = metav1.ConditionFalse, string(gwv1.GatewayReasonInvalid), "the Gateway is not accepted"
 	case wp.Outcome.ParametersError != "":
 		accepted.Status, accepted.Reason, accepted.Message = metav1.ConditionFalse, string(gwv1.GatewayReasonInvalidParameters), wp.Outcome.ParametersError
 		programmed.Status, programmed.Reason, programmed.Message = metav1.ConditionFalse, string(gwv1.GatewayReasonInvalid), "the Gateway is not accepted"
 	default:
-		accepted.Status, accepted.Reason, accepted.Message = metav1.ConditionTrue, string(gwv1.GatewayReasonAccepted), "the waypoint is deployed by kgateway-waypoint"
+		accepted.Status, accepted.Reason, accepted.Message = v.Status, v.Reason, v.Message
+		if accepted.Message == "" {
+			accepted.Message = "the waypoint is deployed by kgateway-waypoint"
+		}
 		addrs = w.addresses(wp.Service)
 		switch {
 		case wp.Outcome.Error != "":
@@ -181,7 +169,7 @@ func (w *Writer) gateway(ctx context.Context, wp *Waypoint, refs refLookup) erro
 	meta.SetStatusCondition(&upd.Status.Conditions, accepted)
 	meta.SetStatusCondition(&upd.Status.Conditions, programmed)
 	upd.Status.Addresses = addrs
-	upd.Status.Listeners = w.listeners(wp, lv, programmed.Status == metav1.ConditionTrue, gw.Status.Listeners, refs)
+	upd.Status.Listeners = w.listeners(wp, programmed.Status == metav1.ConditionTrue, gw.Status.Listeners)
 	if equality.Semantic.DeepEqual(gw.Status, upd.Status) {
 		return nil
 	}
@@ -210,132 +198,53 @@ func (w *Writer) addresses(svc *corev1.Service) []gwv1.GatewayStatusAddress {
 	return out
 }
 
-// listeners computes each listener's status. attachedRoutes counts the
-// routes accepted by this waypoint (through a Service it serves or through
-// the Gateway itself; a Gateway parentRef with a sectionName or port counts
-// only on that listener).
-func (w *Writer) listeners(wp *Waypoint, lv deployer.ListenerValidation, programmed bool, old []gwv1.ListenerStatus, refs refLookup) []gwv1.ListenerStatus {
+// listeners writes each listener's status from the verdict: Accepted,
+// ResolvedRefs and Conflicted as the listener rules concluded, Programmed
+// when the listener is accepted and the waypoint programmed, the
+// supported kinds and the routes attached through it.
+func (w *Writer) listeners(wp *Waypoint, programmed bool, old []gwv1.ListenerStatus) []gwv1.ListenerStatus {
 	gw := wp.Gateway
-	if len(gw.Spec.Listeners) == 0 {
-		return nil
-	}
-	counts := attachedRoutes(wp, refs)
 	prev := map[gwv1.SectionName][]metav1.Condition{}
 	for _, l := range old {
 		prev[l.Name] = l.Conditions
 	}
-	group := gwv1.Group(gwv1.GroupName)
+	// The verdict has the Gateway's listeners, in spec order.
 	var out []gwv1.ListenerStatus
-	for _, l := range gw.Spec.Listeners {
-		conds := append([]metav1.Condition(nil), prev[l.Name]...)
-		set := func(typ string, ok bool, reason, msg string) {
-			st := metav1.ConditionTrue
-			if !ok {
-				st = metav1.ConditionFalse
-			}
-			meta.SetStatusCondition(&conds, metav1.Condition{Type: typ, Status: st, Reason: reason, Message: msg,
+	for i := range wp.Verdict.Listeners {
+		lv := &wp.Verdict.Listeners[i]
+		conds := append([]metav1.Condition(nil), prev[lv.Name]...)
+		set := func(typ gwv1.ListenerConditionType, v translate.Verdict) {
+			meta.SetStatusCondition(&conds, metav1.Condition{Type: string(typ), Status: v.Status, Reason: v.Reason, Message: truncate(v.Message),
 				ObservedGeneration: gw.Generation, LastTransitionTime: w.now()})
 		}
-		ls := gwv1.ListenerStatus{Name: l.Name}
-		if bad, isBad := lv.Invalid[l.Name]; isBad {
-			set(string(gwv1.ListenerConditionAccepted), false, bad[0], bad[1])
-			set(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid), "the listener is not accepted")
-			ls.SupportedKinds = []gwv1.RouteGroupKind{}
-		} else {
-			set(string(gwv1.ListenerConditionAccepted), true, string(gwv1.ListenerReasonAccepted), "")
-			if programmed {
-				set(string(gwv1.ListenerConditionProgrammed), true, string(gwv1.ListenerReasonProgrammed), "")
-			} else {
-				set(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonPending), "the waypoint is not programmed yet")
-			}
-			ls.SupportedKinds = []gwv1.RouteGroupKind{{Group: &group, Kind: "HTTPRoute"}, {Group: &group, Kind: "GRPCRoute"}, {Group: &group, Kind: "TCPRoute"}}
-			ls.AttachedRoutes = counts(l)
+		set(gwv1.ListenerConditionAccepted, lv.Accepted)
+		switch {
+		case lv.Accepted.Status != metav1.ConditionTrue:
+			set(gwv1.ListenerConditionProgrammed, translate.Verdict{Status: metav1.ConditionFalse, Reason: string(gwv1.ListenerReasonInvalid), Message: "the listener is not accepted"})
+		case programmed:
+			set(gwv1.ListenerConditionProgrammed, translate.Verdict{Status: metav1.ConditionTrue, Reason: string(gwv1.ListenerReasonProgrammed)})
+		default:
+			set(gwv1.ListenerConditionProgrammed, translate.Verdict{Status: metav1.ConditionFalse, Reason: string(gwv1.ListenerReasonPending), Message: "the waypoint is not programmed yet"})
 		}
-		set(string(gwv1.ListenerConditionResolvedRefs), true, string(gwv1.ListenerReasonResolvedRefs), "")
-		set(string(gwv1.ListenerConditionConflicted), false, string(gwv1.ListenerReasonNoConflicts), "")
-		ls.Conditions = conds
-		out = append(out, ls)
+		set(gwv1.ListenerConditionResolvedRefs, lv.ResolvedRefs)
+		set(gwv1.ListenerConditionConflicted, lv.Conflicted)
+		kinds := lv.SupportedKinds
+		if kinds == nil {
+			kinds = []gwv1.RouteGroupKind{}
+		}
+		out = append(out, gwv1.ListenerStatus{Name: lv.Name, SupportedKinds: kinds, AttachedRoutes: lv.AttachedRoutes, Conditions: conds})
 	}
 	return out
-}
-
-// attachedRoutes returns a per-listener counter of the distinct routes
-// the waypoint accepted.
-func attachedRoutes(wp *Waypoint, refs refLookup) func(gwv1.Listener) int32 {
-	type route struct{ kind, ns, name string }
-	viaService := map[route]bool{}
-	viaGateway := map[route]bool{}
-	if wp.Result != nil {
-		gwParent := "Gateway " + wp.Gateway.Namespace + "/" + wp.Gateway.Name
-		for _, c := range wp.Result.Conditions {
-			if c.Type != "Accepted" || c.Status != "True" || c.Parent == "" || c.Kind == "AuthorizationPolicy" {
-				continue
-			}
-			r := route{c.Kind, c.Namespace, c.Name}
-			if c.Parent == gwParent || strings.HasPrefix(c.Parent, gwParent+":") || strings.HasPrefix(c.Parent, gwParent+"#") {
-				viaGateway[r] = true
-			} else {
-				viaService[r] = true
-			}
-		}
-	}
-	return func(l gwv1.Listener) int32 {
-		seen := map[route]bool{}
-		for r := range viaService {
-			seen[r] = true
-		}
-		for r := range viaGateway {
-			if seen[r] {
-				continue
-			}
-			// A Gateway parentRef names a listener by sectionName or port,
-			// or all of them.
-			for _, pr := range refs(r.kind, r.ns, r.name) {
-				if isGatewayRef(pr, r.ns, wp.Gateway) &&
-					(pr.SectionName == nil || *pr.SectionName == l.Name) && (pr.Port == nil || *pr.Port == l.Port) {
-					seen[r] = true
-					break
-				}
-			}
-		}
-		return int32(len(seen))
-	}
-}
-
-func isGatewayRef(pr gwv1.ParentReference, routeNS string, gw *gwv1.Gateway) bool {
-	g, k, ns := parentGKN(pr, routeNS)
-	return g == gwv1.GroupName && k == "Gateway" && ns == gw.Namespace && string(pr.Name) == gw.Name
-}
-
-// parentGKN is a parentRef's group, kind and namespace with the defaults.
-func parentGKN(pr gwv1.ParentReference, routeNS string) (string, string, string) {
-	g, k, ns := gwv1.GroupName, "Gateway", routeNS
-	if pr.Group != nil {
-		g = string(*pr.Group)
-	}
-	if pr.Kind != nil {
-		k = string(*pr.Kind)
-	}
-	if pr.Namespace != nil && *pr.Namespace != "" {
-		ns = string(*pr.Namespace)
-	}
-	if g == "core" {
-		g = ""
-	}
-	return g, k, ns
-}
-
-// parentName is the translator's name for a parentRef.
-func parentName(pr gwv1.ParentReference, routeNS string) string {
-	return translate.ParentName(pr, routeNS)
 }
 
 // route rewrites this controller's entries of a route's status.parents from
 // the translator's conditions, leaving other controllers' entries alone.
 func (w *Writer) route(ctx context.Context, obj client.Object, st *gwv1.RouteStatus, refs []gwv1.ParentReference, conds []translate.Condition) error {
-	byParent := map[string][]translate.Condition{}
+	byParent := map[int][]translate.Condition{} // by index into refs
 	for _, c := range conds {
-		byParent[c.Parent] = append(byParent[c.Parent], c)
+		if c.Parent != nil {
+			byParent[c.Parent.Index] = append(byParent[c.Parent.Index], c)
+		}
 	}
 	ours := false
 	for _, p := range st.Parents {
@@ -360,8 +269,8 @@ func (w *Writer) route(ctx context.Context, obj client.Object, st *gwv1.RouteSta
 			want = append(want, p)
 		}
 	}
-	for _, pr := range refs {
-		cs := byParent[parentName(pr, obj.GetNamespace())]
+	for i, pr := range refs {
+		cs := byParent[i]
 		if len(cs) == 0 {
 			continue
 		}
@@ -375,7 +284,7 @@ func (w *Writer) route(ctx context.Context, obj client.Object, st *gwv1.RouteSta
 		}
 		conditions = kept
 		for _, c := range mergeSameType(cs) {
-			meta.SetStatusCondition(&conditions, metav1.Condition{Type: c.Type, Status: metav1.ConditionStatus(c.Status),
+			meta.SetStatusCondition(&conditions, metav1.Condition{Type: c.Type, Status: c.Status,
 				Reason: c.Reason, Message: truncate(c.Message), ObservedGeneration: obj.GetGeneration(), LastTransitionTime: w.now()})
 		}
 		want = append(want, gwv1.RouteParentStatus{ParentRef: pr, ControllerName: w.ControllerName, Conditions: conditions})
@@ -407,8 +316,8 @@ func hasType(cs []translate.Condition, typ string) bool {
 	return false
 }
 
-// mergeSameType folds conditions of one type for one parent name (two
-// parentRefs to the same Service on different ports): False wins.
+// mergeSameType folds conditions of one type (for one parentRef, or one
+// policy, from several waypoints): False wins.
 func mergeSameType(cs []translate.Condition) []translate.Condition {
 	var out []translate.Condition
 	idx := map[string]int{}
@@ -452,7 +361,7 @@ func (w *Writer) policy(ctx context.Context, p *istiosec.AuthorizationPolicy, co
 			}
 		}
 		msg := c.Message
-		if cur != nil && cur.Status == c.Status && cur.Reason == c.Reason && cur.Message == msg && cur.ObservedGeneration == p.Generation {
+		if cur != nil && cur.Status == string(c.Status) && cur.Reason == c.Reason && cur.Message == msg && cur.ObservedGeneration == p.Generation {
 			continue
 		}
 		changed = true
@@ -460,10 +369,10 @@ func (w *Writer) policy(ctx context.Context, p *istiosec.AuthorizationPolicy, co
 		if cur == nil {
 			cur = &metav1alpha1.IstioCondition{Type: c.Type, LastTransitionTime: now}
 			upd.Status.Conditions = append(upd.Status.Conditions, cur)
-		} else if cur.Status != c.Status {
+		} else if cur.Status != string(c.Status) {
 			cur.LastTransitionTime = now
 		}
-		cur.Status, cur.Reason, cur.Message, cur.ObservedGeneration = c.Status, c.Reason, msg, p.Generation
+		cur.Status, cur.Reason, cur.Message, cur.ObservedGeneration = string(c.Status), c.Reason, msg, p.Generation
 	}
 	if !changed {
 		return nil

@@ -27,6 +27,12 @@ func (t *translator) attachPolicies() {
 		if len(refs) == 0 {
 			continue // selector or namespace-wide: not a waypoint policy
 		}
+		if problems := targetProblems(p.Spec.GetSelector() != nil, p.Spec.GetTargetRef(), p.Spec.GetTargetRefs(), p.Namespace); problems != "" {
+			// Istio's validation would refuse the policy: it binds nothing.
+			t.cond(Condition{Kind: "AuthorizationPolicy", Namespace: p.Namespace, Name: p.Name,
+				Type: "WaypointAccepted", Status: "False", Reason: "Invalid", Message: problems})
+			continue
+		}
 		var policy *ir.AuthzPolicy
 		bound := false
 		for _, ref := range refs {
@@ -104,6 +110,48 @@ func (t *translator) policyTargets(p *istiosec.AuthorizationPolicy, ref *typev1b
 		return nil, "GatewayClass targets apply only from the root namespace, to our class"
 	}
 	return nil, "unsupported target kind"
+}
+
+// targetProblems applies Istio's validation of a policy's targets
+// (pkg/config/validation: validateOneOfSelectorType and
+// validatePolicyTargetReference): one of selector, targetRef and
+// targetRefs; each target named, in the policy's namespace, and of a kind
+// a policy can target. It returns what is wrong, or "".
+func targetProblems(selector bool, single *typev1beta1.PolicyTargetReference, refs []*typev1beta1.PolicyTargetReference, ns string) string {
+	var errs []string
+	set := 0
+	for _, b := range []bool{selector, single != nil, len(refs) > 0} {
+		if b {
+			set++
+		}
+	}
+	if set > 1 {
+		errs = append(errs, "only one of selector, targetRef or targetRefs can be set")
+	}
+	check := func(what string, r *typev1beta1.PolicyTargetReference) {
+		if r.GetName() == "" {
+			errs = append(errs, what+": name must be set")
+		}
+		if r.GetNamespace() != "" && r.GetNamespace() != ns {
+			errs = append(errs, fmt.Sprintf("%s: namespace %s: a policy can only target objects of its own namespace", what, r.GetNamespace()))
+		}
+		group := r.GetGroup()
+		if group == "" {
+			group = "core"
+		}
+		switch group + "/" + r.GetKind() {
+		case "core/Service", "networking.istio.io/ServiceEntry", "gateway.networking.k8s.io/Gateway", "gateway.networking.k8s.io/GatewayClass":
+		default:
+			errs = append(errs, fmt.Sprintf("%s: %s/%s is not a policy target (Service, ServiceEntry, Gateway or GatewayClass)", what, r.GetGroup(), r.GetKind()))
+		}
+	}
+	if single != nil {
+		check("targetRef", single)
+	}
+	for i, r := range refs {
+		check(fmt.Sprintf("targetRefs[%d]", i), r)
+	}
+	return strings.Join(errs, "; ")
 }
 
 func containsPolicy(list []*ir.AuthzPolicy, p *ir.AuthzPolicy) bool {

@@ -77,7 +77,7 @@ func (t *translator) compileGRPCRoute(route *gwv1.GRPCRoute, b binding) []*ir.HT
 			out = append(out, &e)
 		}
 	}
-	probs.report(t, ref, b.parent)
+	probs.report(t, ref, b, len(out))
 	return out
 }
 

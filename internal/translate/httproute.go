@@ -20,8 +20,8 @@ func (t *translator) attachRoutes() {
 	perPort := map[*ir.ServicePort][]attachment{}
 	for _, route := range t.snap.HTTPRoutes {
 		ref := routeRef{kind: "HTTPRoute", meta: &route.ObjectMeta}
-		for _, pr := range route.Spec.ParentRefs {
-			b, ok := t.bindParent(ref, pr, ir.ProtocolHTTP)
+		for i, pr := range route.Spec.ParentRefs {
+			b, ok := t.bindParent(ref, i, pr, ir.ProtocolHTTP)
 			if !ok {
 				continue
 			}
@@ -34,8 +34,8 @@ func (t *translator) attachRoutes() {
 	}
 	for _, route := range t.snap.GRPCRoutes {
 		ref := routeRef{kind: "GRPCRoute", meta: &route.ObjectMeta}
-		for _, pr := range route.Spec.ParentRefs {
-			b, ok := t.bindParent(ref, pr, ir.ProtocolHTTP)
+		for i, pr := range route.Spec.ParentRefs {
+			b, ok := t.bindParent(ref, i, pr, ir.ProtocolHTTP)
 			if !ok {
 				continue
 			}
@@ -57,15 +57,25 @@ type ruleProblems struct {
 	refs    []string // unresolved references ("... (Reason)")
 }
 
-func (p *ruleProblems) report(t *translator, r routeRef, parent string) {
-	refs := Condition{Kind: r.kind, Namespace: r.meta.Namespace, Name: r.meta.Name, Parent: parent,
+// report writes the route's conditions for one parent: Accepted (False,
+// UnsupportedValue, when no rule is left to use), ResolvedRefs, and
+// PartiallyInvalid when some of it was dropped or answers 500.
+func (p *ruleProblems) report(t *translator, r routeRef, b binding, entries int) {
+	if entries == 0 && len(p.invalid) > 0 {
+		// Every match was dropped: the route is not accepted (the spec's
+		// "fully invalid"), so the service behaves as without it.
+		t.routeCond(r, b.parent, "Accepted", "False", "UnsupportedValue", "no rule is usable: "+strings.Join(p.invalid, "; "))
+	} else {
+		t.accept(r, b)
+	}
+	refs := Condition{Kind: r.kind, Namespace: r.meta.Namespace, Name: r.meta.Name, Parent: b.parent,
 		Type: "ResolvedRefs", Status: "True", Reason: "ResolvedRefs"}
 	if len(p.refs) > 0 {
 		refs.Status, refs.Reason, refs.Message = "False", refReason(p.refs), strings.Join(p.refs, "; ")
 	}
 	t.cond(refs)
-	if len(p.invalid) > 0 {
-		t.cond(Condition{Kind: r.kind, Namespace: r.meta.Namespace, Name: r.meta.Name, Parent: parent,
+	if len(p.invalid) > 0 && entries > 0 {
+		t.cond(Condition{Kind: r.kind, Namespace: r.meta.Namespace, Name: r.meta.Name, Parent: b.parent,
 			Type: "PartiallyInvalid", Status: "True", Reason: "UnsupportedValue", Message: strings.Join(p.invalid, "; ")})
 	}
 }
@@ -131,7 +141,7 @@ func (t *translator) compileHTTPRoute(route *gwv1.HTTPRoute, b binding) []*ir.HT
 			out = append(out, &e)
 		}
 	}
-	probs.report(t, ref, b.parent)
+	probs.report(t, ref, b, len(out))
 	return out
 }
 

@@ -66,11 +66,12 @@ func TestParallelTranslationIsIdentical(t *testing.T) {
 func TestSortConditionsIsSortSlice(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	pick := func(vals ...string) string { return vals[rng.IntN(len(vals))] }
+	parents := []*ParentRef{nil, {Index: 0}, {Index: 1}}
 	for _, n := range []int{0, 1, 2, 5, 13, 50, 200, 3000} {
 		cs := make([]Condition, n)
 		for i := range cs {
 			cs[i] = Condition{Kind: pick("HTTPRoute", "Gateway", "AuthorizationPolicy"), Namespace: pick("a", "b"),
-				Name: pick("x", "y", "z"), Parent: pick("", "Service a/s"), Type: pick("Accepted", "ResolvedRefs"),
+				Name: pick("x", "y", "z"), Parent: parents[rng.IntN(len(parents))], Type: pick("Accepted", "ResolvedRefs"),
 				Message: strconv.Itoa(i)}
 		}
 		want := slices.Clone(cs)

@@ -17,9 +17,14 @@ type routeRef struct {
 	meta *metav1.ObjectMeta
 }
 
+// routeKey names a route for attachedRoutes.
+type routeKey struct{ kind, namespace, name string }
+
+func (r routeRef) key() routeKey { return routeKey{r.kind, r.meta.Namespace, r.meta.Name} }
+
 // binding is the result of resolving one parentRef of a route.
 type binding struct {
-	parent string            // "Service ns/name" or "Gateway ns/name"
+	parent *ParentRef        // the parentRef, for the route's conditions
 	ports  []*ir.ServicePort // the service ports the route applies to
 	// clientNS is set for consumer routes (route namespace differs from the
 	// Service's): the entries apply only to that namespace's clients.
@@ -28,35 +33,67 @@ type binding struct {
 	// route may send to it without a ReferenceGrant: its clients can reach
 	// that service anyway.
 	service ir.NamespacedName
+	// via are the listeners a Gateway parent binds through (nil for a
+	// Service or ServiceEntry parent), for attachedRoutes.
+	via []*listener
 }
 
-func (t *translator) routeCond(r routeRef, parent, typ, status, reason, msg string) {
+// accept records that the route is accepted by its parent: its Accepted
+// condition, and the attachment for the listeners' attachedRoutes.
+func (t *translator) accept(r routeRef, b binding) {
+	t.routeCond(r, b.parent, "Accepted", metav1.ConditionTrue, "Accepted", "")
+	if b.via == nil {
+		t.viaService[r.key()] = true
+		return
+	}
+	for _, l := range b.via {
+		if t.viaGateway[l.index] == nil {
+			t.viaGateway[l.index] = map[routeKey]bool{}
+		}
+		t.viaGateway[l.index][r.key()] = true
+	}
+}
+
+func (t *translator) routeCond(r routeRef, parent *ParentRef, typ string, status metav1.ConditionStatus, reason, msg string) {
 	t.cond(Condition{Kind: r.kind, Namespace: r.meta.Namespace, Name: r.meta.Name, Parent: parent,
 		Type: typ, Status: status, Reason: reason, Message: msg})
 }
 
-// bindParent resolves one parentRef to the service ports of this waypoint
-// the route binds to (ports of protocol proto), recording the parent's
-// Accepted condition. ok is false when the parent is not ours: no status is
-// written for parents that belong to other waypoints or controllers.
-func (t *translator) bindParent(r routeRef, pr gwv1.ParentReference, proto ir.Protocol) (binding, bool) {
+// bindParent resolves the parentRef at index idx of a route to the service
+// ports of this waypoint the route binds to (ports of protocol proto). ok
+// is false when the route does not bind, with the Accepted=False condition
+// saying why, or none for parents that belong to other waypoints or
+// controllers. When ok, the caller accepts the route (accept), or refuses
+// it when none of its rules is usable.
+func (t *translator) bindParent(r routeRef, idx int, pr gwv1.ParentReference, proto ir.Protocol) (binding, bool) {
 	ns := r.meta.Namespace
 	if pr.Namespace != nil && *pr.Namespace != "" {
 		ns = string(*pr.Namespace)
 	}
-	group, kind := "gateway.networking.k8s.io", "Gateway"
+	group, kind := gwv1.GroupName, "Gateway"
 	if pr.Group != nil {
 		group = string(*pr.Group)
 	}
 	if pr.Kind != nil {
 		kind = string(*pr.Kind)
 	}
-	accepted := func(parent, status, reason, msg string) {
+	parent := &ParentRef{Index: idx, Ref: pr}
+	name := parentName(pr, r.meta.Namespace)
+	accepted := func(status metav1.ConditionStatus, reason, msg string) {
 		t.routeCond(r, parent, "Accepted", status, reason, msg)
+	}
+	// consumerTCP refuses a TCPRoute from another namespace than its
+	// parent's: its connections are not tied to one client namespace.
+	consumerTCP := func(b binding) bool {
+		if proto == ir.ProtocolTCP && b.clientNS != "" {
+			accepted(metav1.ConditionFalse, "UnsupportedValue",
+				"a TCPRoute cannot be a consumer route: its connections are not tied to one client namespace")
+			return true
+		}
+		return false
 	}
 	switch {
 	case kind == "Service" && (group == "" || group == "core"):
-		parent := ParentName(pr, r.meta.Namespace)
 		svc := t.served[ir.NamespacedName{Namespace: ns, Name: string(pr.Name)}]
 		if svc == nil {
 			return binding{}, false // a service of another waypoint, or none
@@ -65,26 +102,29 @@ func (t *translator) bindParent(r routeRef, pr gwv1.ParentReference, proto ir.Pr
 		if r.meta.Namespace != ns {
 			b.clientNS = r.meta.Namespace // a consumer route
 		}
+		if consumerTCP(b) {
+			return binding{}, false
+		}
 		for _, sp := range svc.Ports {
-			if pr.Port != nil && uint16(*pr.Port) != sp.Port {
-				continue
-			}
-			if sp.Protocol == proto {
+			if namesPort(pr, sp) && sp.Protocol == proto {
 				b.ports = append(b.ports, sp)
 			}
 		}
 		if len(b.ports) == 0 {
-			what := "an " + string(proto) + " port"
-			if pr.Port != nil {
+			what := string(proto) + " port"
+			switch {
+			case pr.Port != nil && pr.SectionName != nil:
+				what = fmt.Sprintf("%s port %d named %q", proto, *pr.Port, *pr.SectionName)
+			case pr.Port != nil:
 				what = fmt.Sprintf("%s port %d", proto, *pr.Port)
+			case pr.SectionName != nil:
+				what = fmt.Sprintf("%s port named %q", proto, *pr.SectionName)
 			}
-			accepted(parent, "False", "NoMatchingParent", fmt.Sprintf("%s has no %s (%s attaches to %s ports)", parent, what, r.kind, proto))
+			accepted(metav1.ConditionFalse, "NoMatchingParent", fmt.Sprintf("%s has no %s (%s attaches to %s ports)", name, what, r.kind, proto))
 			return binding{}, false
 		}
-		accepted(parent, "True", "Accepted", "")
 		return b, true
 	case kind == "ServiceEntry" && group == "networking.istio.io":
-		parent := ParentName(pr, r.meta.Namespace)
 		hosts := t.servedSE[ir.NamespacedName{Namespace: ns, Name: string(pr.Name)}]
 		if hosts == nil {
 			return binding{}, false
@@ -93,38 +133,31 @@ func (t *translator) bindParent(r routeRef, pr gwv1.ParentReference, proto ir.Pr
 		if r.meta.Namespace != ns {
 			b.clientNS = r.meta.Namespace
 		}
+		if consumerTCP(b) {
+			return binding{}, false
+		}
 		for _, s := range hosts {
 			for _, sp := range s.Ports {
-				if (pr.Port == nil || uint16(*pr.Port) == sp.Port) && sp.Protocol == proto {
+				if namesPort(pr, sp) && sp.Protocol == proto {
 					b.ports = append(b.ports, sp)
 				}
 			}
 		}
 		if len(b.ports) == 0 {
-			accepted(parent, "False", "NoMatchingParent", fmt.Sprintf("%s has no matching %s port", parent, proto))
+			accepted(metav1.ConditionFalse, "NoMatchingParent", fmt.Sprintf("%s has no matching %s port", name, proto))
 			return binding{}, false
 		}
-		accepted(parent, "True", "Accepted", "")
 		return b, true
-	case kind == "Gateway" && group == "gateway.networking.k8s.io":
+	case kind == "Gateway" && group == gwv1.GroupName:
 		if ns != t.gw.Namespace || string(pr.Name) != t.gw.Name {
 			return binding{}, false
 		}
-		parent := ParentName(pr, r.meta.Namespace)
-		if pr.SectionName != nil && !t.hasListener(string(*pr.SectionName), 0) {
-			accepted(parent, "False", "NoMatchingParent", fmt.Sprintf("the waypoint has no listener named %q", *pr.SectionName))
+		via, reason, msg := t.gatewayListeners(r, pr)
+		if len(via) == 0 {
+			accepted(metav1.ConditionFalse, reason, msg)
 			return binding{}, false
 		}
-		if pr.Port != nil && !t.hasListener("", *pr.Port) {
-			accepted(parent, "False", "NoMatchingParent", fmt.Sprintf("the waypoint has no listener on port %d", *pr.Port))
-			return binding{}, false
-		}
-		if r.meta.Namespace != t.gw.Namespace && !t.admitsNamespace(r.meta.Namespace) {
-			accepted(parent, "False", "NotAllowedByListeners",
-				fmt.Sprintf("the waypoint's listeners do not allow routes from namespace %s", r.meta.Namespace))
-			return binding{}, false
-		}
-		b := binding{parent: parent}
+		b := binding{parent: parent, via: via}
 		for _, s := range t.out.Services {
 			for _, sp := range s.Ports {
 				if sp.Protocol == proto {
@@ -132,17 +165,89 @@ func (t *translator) bindParent(r routeRef, pr gwv1.ParentReference, proto ir.Pr
 				}
 			}
 		}
-		accepted(parent, "True", "Accepted", "")
 		return b, true
 	}
 	return binding{}, false
 }
 
-// ParentName names a route's parentRef in conditions: its kind,
-// namespace/name, then ":port" and "#sectionName" when the ref has them,
-// so that two refs to one Service on different ports stay apart ("Service
-// ns/svc:8080", "Gateway ns/wp#mesh").
-func ParentName(pr gwv1.ParentReference, routeNS string) string {
+// namesPort reports whether a Service or ServiceEntry parentRef covers a
+// port: the ref's port (number) and sectionName (the port's name), when
+// set, must both match (GAMMA).
+func namesPort(pr gwv1.ParentReference, sp *ir.ServicePort) bool {
+	return (pr.Port == nil || uint16(*pr.Port) == sp.Port) && (pr.SectionName == nil || string(*pr.SectionName) == sp.Name)
+}
+
+// gatewayListeners finds the accepted listeners a route's Gateway parentRef
+// attaches through: those it names (by sectionName and port, or all) that
+// allow the route's namespace and kind. When there are none, reason and
+// msg say why.
+func (t *translator) gatewayListeners(r routeRef, pr gwv1.ParentReference) (via []*listener, reason, msg string) {
+	var named []*listener
+	for _, l := range t.listeners {
+		if (pr.SectionName == nil || *pr.SectionName == l.name) && (pr.Port == nil || *pr.Port == l.port) {
+			named = append(named, l)
+		}
+	}
+	if len(named) == 0 {
+		switch {
+		case pr.SectionName != nil && t.specHasListener(*pr.SectionName):
+			return nil, "NoMatchingParent", fmt.Sprintf("the waypoint's listener %q is not accepted", *pr.SectionName)
+		case pr.SectionName != nil && pr.Port != nil:
+			return nil, "NoMatchingParent", fmt.Sprintf("the waypoint has no listener named %q on port %d", *pr.SectionName, *pr.Port)
+		case pr.SectionName != nil:
+			return nil, "NoMatchingParent", fmt.Sprintf("the waypoint has no listener named %q", *pr.SectionName)
+		default:
+			return nil, "NoMatchingParent", fmt.Sprintf("the waypoint has no listener on port %d", *pr.Port)
+		}
+	}
+	kindOK := false
+	for _, l := range named {
+		if !l.admitsKind(r.kind) {
+			continue
+		}
+		kindOK = true
+		if l.admits(r.meta.Namespace, t.gw.Namespace, t.namespaceLabels(r.meta.Namespace)) {
+			via = append(via, l)
+		}
+	}
+	switch {
+	case len(via) > 0:
+		return via, "", ""
+	case !kindOK:
+		return nil, "NotAllowedByListeners", fmt.Sprintf("the waypoint's listeners do not allow %ss (allowedRoutes.kinds)", r.kind)
+	}
+	return nil, "NotAllowedByListeners", fmt.Sprintf("the waypoint's listeners do not allow routes from namespace %s (allowedRoutes.namespaces)", r.meta.Namespace)
+}
+
+// specHasListener reports whether the Gateway names a listener so, accepted or not.
+func (t *translator) specHasListener(name gwv1.SectionName) bool {
+	for _, l := range t.gw.Spec.Listeners {
+		if l.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// countAttachedRoutes sets each accepted listener's attachedRoutes: the
+// routes accepted through a served Service or ServiceEntry, and those
+// accepted through that listener of the Gateway.
+func (t *translator) countAttachedRoutes() {
+	for _, l := range t.listeners {
+		n := len(t.viaService)
+		for k := range t.viaGateway[l.index] {
+			if !t.viaService[k] {
+				n++
+			}
+		}
+		t.verdict.Listeners[l.index].AttachedRoutes = int32(n)
+	}
+}
+
+// parentName names a route's parentRef in messages: its kind,
+// namespace/name, then ":port" and "#sectionName" when the ref has them
+// ("Service ns/svc:8080", "Gateway ns/wp#mesh").
+func parentName(pr gwv1.ParentReference, routeNS string) string {
 	kind, ns := "Gateway", routeNS
 	if pr.Kind != nil {
 		kind = string(*pr.Kind)
@@ -160,21 +265,6 @@ func ParentName(pr gwv1.ParentReference, routeNS string) string {
 	return name
 }
 
-// hasListener reports whether the waypoint has a mesh listener with that
-// name (when name is set) or port (when port is set). A Gateway without
-// listeners has the implicit "mesh" listener on the inbound port.
-func (t *translator) hasListener(name string, port gwv1.PortNumber) bool {
-	if len(t.gw.Spec.Listeners) == 0 {
-		return (name == "" || name == "mesh") && (port == 0 || port == gwv1.PortNumber(t.out.InboundPort))
-	}
-	for _, l := range t.gw.Spec.Listeners {
-		if (name == "" || string(l.Name) == name) && (port == 0 || l.Port == port) {
-			return true
-		}
-	}
-	return false
-}
-
 // attachment is one route entry bound to one service port.
 type attachment struct {
 	route routeRef
@@ -187,10 +277,22 @@ func orderRoutes(perPort map[*ir.ServicePort][]attachment) {
 	for sp, atts := range perPort {
 		sort.SliceStable(atts, func(i, j int) bool { return precedes(atts[i], atts[j]) })
 		sp.Routes = make([]*ir.HTTPRouteRule, 0, len(atts))
-		seen := map[*ir.HTTPRouteRule]bool{}
+		// A route bound to the port through two parentRefs (the Service
+		// and the Gateway, say) is compiled once per parent; its entries
+		// are listed once. For one client namespace the two compile alike:
+		// only a consumer route's parent Service changes a backendRef's
+		// resolution, and a consumer route has one parent per port.
+		type entryKey struct {
+			route       ir.NamespacedName
+			rule, match int
+			client      string
+			grpc        bool
+		}
+		seen := make(map[entryKey]bool, len(atts))
 		for _, a := range atts {
-			if !seen[a.rule] { // a route naming the same port twice binds once
-				seen[a.rule] = true
+			k := entryKey{a.rule.Route, a.rule.RuleIndex, a.rule.MatchIndex, a.rule.ClientNamespace, a.rule.GRPC}
+			if !seen[k] {
+				seen[k] = true
 				sp.Routes = append(sp.Routes, a.rule)
 			}
 		}

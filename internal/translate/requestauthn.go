@@ -34,6 +34,12 @@ func (t *translator) attachRequestAuthentications() {
 		if len(refs) == 0 {
 			continue // selector or namespace-wide: not a waypoint policy
 		}
+		if problems := targetProblems(ra.Spec.GetSelector() != nil, ra.Spec.GetTargetRef(), ra.Spec.GetTargetRefs(), ra.Namespace); problems != "" {
+			// Istio's validation would refuse the object: it binds nothing.
+			t.cond(Condition{Kind: "RequestAuthentication", Namespace: ra.Namespace, Name: ra.Name,
+				Type: "WaypointAccepted", Status: "False", Reason: "Invalid", Message: problems})
+			continue
+		}
 		var services []*ir.Service
 		targeted := false
 		for _, ref := range refs {
@@ -146,9 +152,6 @@ func validateRequestAuthentication(spec *secv1beta1.RequestAuthentication) error
 	var errs []string
 	add := func(i int, format string, args ...any) {
 		errs = append(errs, fmt.Sprintf("jwtRules[%d]: ", i)+fmt.Sprintf(format, args...))
-	}
-	if len(spec.GetTargetRefs()) > 0 && spec.GetTargetRef() != nil {
-		errs = append(errs, "only one of targetRef or targetRefs can be set")
 	}
 	for i, r := range spec.GetJwtRules() {
 		if r == nil {

@@ -72,10 +72,11 @@ func (t *translator) serviceEntryHost(se *istionet.ServiceEntry, host string) *i
 	for _, p := range se.Spec.GetPorts() {
 		proto := ir.ProtocolTCP
 		backendProto := "TCP"
+		// As Istio's protocols: gRPC-Web is HTTP, but not HTTP/2.
 		switch strings.ToUpper(p.GetProtocol()) {
-		case "HTTP":
+		case "HTTP", "GRPC-WEB":
 			proto, backendProto = ir.ProtocolHTTP, "HTTP1"
-		case "HTTP2", "GRPC", "GRPC-WEB":
+		case "HTTP2", "GRPC":
 			proto, backendProto = ir.ProtocolHTTP, "H2C"
 		}
 		port := uint16(p.GetNumber())

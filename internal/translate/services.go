@@ -21,6 +21,14 @@ type translator struct {
 	snap *source.Snapshot
 	opts Options
 	gw   *gwv1.Gateway
+	// verdict is the Gateway's (accepted); listeners its accepted listeners.
+	verdict   GatewayVerdict
+	listeners []*listener
+	// attached are the routes accepted through a served Service or
+	// ServiceEntry (viaService) or through each listener, for the
+	// listeners' attachedRoutes.
+	viaService map[routeKey]bool
+	viaGateway map[int]map[routeKey]bool // by listener index
 
 	namespaces map[string]*corev1.Namespace
 	services   map[ir.NamespacedName]*corev1.Service
@@ -44,6 +52,8 @@ func newTranslator(snap *source.Snapshot, opts Options, gw *gwv1.Gateway) *trans
 		slices:     make(map[ir.NamespacedName][]*discoveryv1.EndpointSlice, len(snap.EndpointSlices)),
 		served:     make(map[ir.NamespacedName]*ir.Service, len(snap.Services)),
 		servedSE:   map[ir.NamespacedName][]*ir.Service{},
+		viaService: map[routeKey]bool{},
+		viaGateway: map[int]map[routeKey]bool{},
 	}
 	for _, ns := range snap.Namespaces {
 		t.namespaces[ns.Name] = ns
@@ -70,14 +80,15 @@ func newTranslator(snap *source.Snapshot, opts Options, gw *gwv1.Gateway) *trans
 		Gateway:            ir.NamespacedName{Namespace: gw.Namespace, Name: gw.Name},
 		TrustDomain:        opts.TrustDomain,
 		TrustDomainAliases: opts.TrustDomainAliases,
-		InboundPort:        InboundPort(gw),
-		Backends:           make(map[string]*ir.Backend, 2*len(snap.Services)),
+		// An accepted PROXY listener is on DefaultInboundPort, and with
+		// only an HBONE listener ztunnel still sends to PROXY/15088.
+		InboundPort: DefaultInboundPort,
+		Backends:    make(map[string]*ir.Backend, 2*len(snap.Services)),
 	}
 	return t
 }
 
 func (t *translator) run() *Result {
-	t.gatewayConditions()
 	if t.servesServices() {
 		t.selectServices()
 		t.selectServiceEntries()
@@ -88,31 +99,11 @@ func (t *translator) run() *Result {
 	t.attachPolicies()
 	t.attachRequestAuthentications()
 	sortConditions(t.conditions)
-	return &Result{Waypoint: t.out, Conditions: t.conditions}
+	t.countAttachedRoutes()
+	return &Result{Waypoint: t.out, Gateway: t.verdict, Conditions: t.conditions}
 }
 
 func (t *translator) cond(c Condition) { t.conditions = append(t.conditions, c) }
-
-// gatewayConditions validates the waypoint's listeners: one istio.io/PROXY
-// listener, one HBONE listener, or none at all (the sandwich default).
-func (t *translator) gatewayConditions() {
-	base := Condition{Kind: "Gateway", Namespace: t.gw.Namespace, Name: t.gw.Name, Type: "Accepted"}
-	var bad []string
-	for _, l := range t.gw.Spec.Listeners {
-		switch l.Protocol {
-		case ProtocolPROXY, ProtocolHBONE:
-		default:
-			bad = append(bad, fmt.Sprintf("listener %q has protocol %q", l.Name, l.Protocol))
-		}
-	}
-	if len(bad) > 0 {
-		base.Status, base.Reason = "False", "UnsupportedProtocol"
-		base.Message = strings.Join(bad, "; ") + ": a waypoint takes one listener of protocol istio.io/PROXY (port 15088) or HBONE (port 15008), or no listener"
-	} else {
-		base.Status, base.Reason = "True", "Accepted"
-	}
-	t.cond(base)
-}
 
 // servesServices reports whether the Gateway takes service-addressed traffic
 // (istio.io/waypoint-for: service or all, the default being service).
@@ -208,32 +199,32 @@ func (t *translator) selectService(svc *corev1.Service, out *serviceOut) {
 	out.service = t.service(svc, out)
 }
 
-// admitsNamespace applies the waypoint listener's allowedRoutes.namespaces
-// to a service or route from another namespace (default: Same).
+// admitsNamespace reports whether one of the waypoint's listeners lets
+// services or routes of another namespace use it (allowedRoutes.namespaces,
+// default Same).
 func (t *translator) admitsNamespace(ns string) bool {
-	for _, l := range t.gw.Spec.Listeners {
-		if l.Protocol != ProtocolPROXY && l.Protocol != ProtocolHBONE {
-			continue
-		}
-		if l.AllowedRoutes == nil || l.AllowedRoutes.Namespaces == nil || l.AllowedRoutes.Namespaces.From == nil {
-			return false
-		}
-		switch *l.AllowedRoutes.Namespaces.From {
-		case gwv1.NamespacesFromAll:
+	for _, l := range t.listeners {
+		if l.admits(ns, t.gw.Namespace, t.namespaceLabels(ns)) {
 			return true
-		case gwv1.NamespacesFromSelector:
-			if sel := l.AllowedRoutes.Namespaces.Selector; sel != nil {
-				if n := t.namespaces[ns]; n != nil && labelSelectorMatches(sel.MatchLabels, n.Labels) {
-					return true
-				}
-			}
 		}
 	}
 	return false
 }
 
-// labelSelectorMatches applies matchLabels (matchExpressions are not used by
-// waypoint listeners in practice; an empty selector matches everything).
+// namespaceLabels are a namespace's labels, nil when it is not in the
+// snapshot (a selector then admits nothing).
+func (t *translator) namespaceLabels(ns string) map[string]string {
+	if n := t.namespaces[ns]; n != nil {
+		if n.Labels == nil {
+			return map[string]string{}
+		}
+		return n.Labels
+	}
+	return nil
+}
+
+// labelSelectorMatches applies a label map as a selector (a ServiceEntry's
+// workloadSelector): every label must match; an empty one matches all.
 func labelSelectorMatches(want, have map[string]string) bool {
 	for k, v := range want {
 		if have[k] != v {
@@ -248,6 +239,9 @@ func labelSelectorMatches(want, have map[string]string) bool {
 // and the backends of its ports go to out.
 func (t *translator) service(svc *corev1.Service, out *serviceOut) *ir.Service {
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		out.conds = append(out.conds, Condition{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Type: "WaypointBound",
+			Status: "False", Reason: "NoClusterIP",
+			Message: "an ExternalName service has no cluster IP, so no traffic can be addressed to it through the waypoint (use a ServiceEntry)"})
 		return nil
 	}
 	vips := clusterIPs(svc)
@@ -505,8 +499,16 @@ func conditionLess(a, b *Condition) bool {
 	if a.Name != b.Name {
 		return a.Name < b.Name
 	}
-	if a.Parent != b.Parent {
-		return a.Parent < b.Parent
+	if pa, pb := parentIndex(a), parentIndex(b); pa != pb {
+		return pa < pb
 	}
 	return a.Type < b.Type
+}
+
+// parentIndex orders a route's conditions by parentRef, the object's own first.
+func parentIndex(c *Condition) int {
+	if c.Parent == nil {
+		return -1
+	}
+	return c.Parent.Index
 }

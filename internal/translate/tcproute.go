@@ -19,14 +19,9 @@ func (t *translator) attachTCPRoutes() {
 	claims := map[*ir.ServicePort]claim{}
 	for _, route := range t.snap.TCPRoutes {
 		ref := routeRef{kind: "TCPRoute", meta: &route.ObjectMeta}
-		for _, pr := range route.Spec.ParentRefs {
-			b, ok := t.bindParent(ref, pr, ir.ProtocolTCP)
+		for i, pr := range route.Spec.ParentRefs {
+			b, ok := t.bindParent(ref, i, pr, ir.ProtocolTCP)
 			if !ok {
-				continue
-			}
-			if b.clientNS != "" {
-				t.routeCond(ref, b.parent, "Accepted", "False", "UnsupportedValue",
-					"a TCPRoute cannot be a consumer route: its connections are not tied to one client namespace")
 				continue
 			}
 			var probs ruleProblems
@@ -44,7 +39,7 @@ func (t *translator) attachTCPRoutes() {
 					backends = append(backends, wb)
 				}
 			}
-			probs.report(t, ref, b.parent)
+			probs.report(t, ref, b, 1) // a TCPRoute always has its first rule
 			for _, sp := range b.ports {
 				prev, taken := claims[sp]
 				if taken && !routeOlder(ref, prev.ref) {

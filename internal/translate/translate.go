@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
@@ -87,36 +89,74 @@ func (o *Options) defaults(mc *meshconfig.Config) {
 
 // Result is the outcome of one translation.
 type Result struct {
-	Waypoint   *ir.Waypoint `json:"waypoint"`
-	Conditions []Condition  `json:"conditions,omitempty"`
+	Waypoint *ir.Waypoint `json:"waypoint"`
+	// Gateway is the verdict on the waypoint Gateway and its listeners
+	// (ValidateGateway), with the routes attached to each listener.
+	Gateway    GatewayVerdict `json:"gateway"`
+	Conditions []Condition    `json:"conditions,omitempty"`
 }
 
-// Condition is one status condition the translator computed for an object,
-// in the shape of metav1.Condition plus the object (and, for routes and
-// policies, the parent) it belongs to.
+// Condition is one status condition the translator computed for an object
+// other than the waypoint Gateway, in the shape of metav1.Condition plus
+// the object (and, for routes, the parentRef) it belongs to.
 type Condition struct {
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
-	// Parent names the parentRef (routes) or target (policies) this condition
-	// is about, e.g. "Service httpbin/httpbin"; empty for the object itself.
-	Parent  string `json:"parent,omitempty"`
-	Type    string `json:"type"`
-	Status  string `json:"status"`
-	Reason  string `json:"reason"`
-	Message string `json:"message,omitempty"`
+	// Parent is, for a route, the spec.parentRefs entry this condition is
+	// about; nil for a condition of the object itself.
+	Parent  *ParentRef             `json:"parent,omitempty"`
+	Type    string                 `json:"type"`
+	Status  metav1.ConditionStatus `json:"status"`
+	Reason  string                 `json:"reason"`
+	Message string                 `json:"message,omitempty"`
+}
+
+// ParentRef is one entry of a route's spec.parentRefs: its index there and
+// the reference as written (no defaults filled in).
+type ParentRef struct {
+	Index int                  `json:"index"`
+	Ref   gwv1.ParentReference `json:"ref"`
+}
+
+// Key identifies a condition among a result's: the object, the parentRef
+// index and the type (two results' conditions with one Key are the same
+// condition, perhaps with another status).
+func (c *Condition) Key() string {
+	k := c.Kind + "|" + c.Namespace + "|" + c.Name + "|"
+	if c.Parent != nil {
+		k += strconv.Itoa(c.Parent.Index)
+	}
+	return k + "|" + c.Type
+}
+
+// ParentName names the condition's parentRef for people (logs):
+// "Service ns/svc:8080", "Gateway ns/wp#mesh"; "" without one. Status
+// matches conditions to parentRefs by Parent.Index, never by this name.
+func (c *Condition) ParentName() string {
+	if c.Parent == nil {
+		return ""
+	}
+	return parentName(c.Parent.Ref, c.Namespace)
 }
 
 // Translate builds the configuration of one waypoint from a snapshot. It
-// fails only when the waypoint itself cannot be identified; problems with
-// other objects become conditions and never lose the rest of the config.
+// fails when the waypoint itself cannot be identified, and with a
+// *NotAcceptedError when its Gateway breaks the listener rules
+// (ValidateGateway); problems with other objects become conditions and
+// never lose the rest of the config.
 func Translate(snap *source.Snapshot, opts Options) (*Result, error) {
 	opts.defaults(snap.MeshConfig)
 	gw, err := findGateway(snap, opts)
 	if err != nil {
 		return nil, err
 	}
+	verdict, listeners := validateGateway(gw)
+	if !verdict.IsAccepted() {
+		return nil, &NotAcceptedError{Gateway: ir.NamespacedName{Namespace: gw.Namespace, Name: gw.Name}, Verdict: verdict}
+	}
 	t := newTranslator(snap, opts, gw)
+	t.verdict, t.listeners = verdict, listeners
 	return t.run(), nil
 }
 
@@ -151,17 +191,6 @@ func findGateway(snap *source.Snapshot, opts Options) (*gwv1.Gateway, error) {
 	}
 	sort.Strings(names)
 	return nil, fmt.Errorf("%d Gateways of class %q (%v): choose one with --gateway NAMESPACE/NAME", len(found), opts.GatewayClass, names)
-}
-
-// InboundPort returns the port of the Gateway's istio.io/PROXY listener, or
-// DefaultInboundPort when it has none.
-func InboundPort(gw *gwv1.Gateway) uint16 {
-	for _, l := range gw.Spec.Listeners {
-		if l.Protocol == ProtocolPROXY {
-			return uint16(l.Port)
-		}
-	}
-	return DefaultInboundPort
 }
 
 // FindGateway exposes the gateway choice to callers that need the Gateway

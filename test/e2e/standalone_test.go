@@ -316,28 +316,17 @@ spec:
 	}
 }
 
-func TestStandaloneDefaultsInboundPortFromGateway(t *testing.T) {
-	pod := startHTTPBackend(t, "127.0.201.2")
-	dir := t.TempDir()
-	port := freeAddr(t, "127.0.0.1")
-	_, p, _ := net.SplitHostPort(port)
-	manifests := strings.Replace(seedManifests(pod), "port: 15088", "port: "+p, 1)
-	if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(manifests), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	status := freeAddr(t, "127.0.202.2")
-	start(t, "standalone", "-f", filepath.Join(dir, "m.yaml"), "--status-address", status)
-	waitFor(t, 10*time.Second, "readiness", func() bool { return ready(status) })
-	c := dialWaypoint(t, "127.0.0.1:"+p)
-	if resp, _ := c.send("GET", "/"); resp.StatusCode != 200 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-}
-
 func TestStandaloneBadInvocations(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	if err := os.WriteFile(good, []byte(seedManifests(netip.MustParseAddrPort("127.0.201.3:1"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The controller refuses a PROXY listener off 15088 (ztunnel connects
+	// to PROXY/15088), and so does standalone, saying why.
+	offPort := filepath.Join(dir, "off-port.yaml")
+	if err := os.WriteFile(offPort, []byte(strings.Replace(seedManifests(netip.MustParseAddrPort("127.0.201.3:1")),
+		"port: 15088", "port: 15089", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	bad := filepath.Join(dir, "bad.yaml")
@@ -355,6 +344,7 @@ func TestStandaloneBadInvocations(t *testing.T) {
 		{"malformed --gateway", []string{"standalone", "-f", good, "--gateway", "justaname"}, "want NAMESPACE/NAME"},
 		{"malformed --proxy-protocol-allowed-cidrs", []string{"standalone", "-f", good, "--proxy-protocol-allowed-cidrs", "10.0.0.0/33"}, `"10.0.0.0/33" is neither an address range`},
 		{"invalid object", []string{"standalone", "-f", bad}, "Service default/x"},
+		{"PROXY listener off 15088", []string{"standalone", "-f", offPort}, "the istio.io/PROXY listener must use port 15088"},
 		{"unknown flag", []string{"standalone", "--bogus"}, "unknown flag"},
 	}
 	for _, tc := range cases {

@@ -81,7 +81,7 @@ metadata: {name: soak, labels: {istio.io/use-waypoint: wp}}
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: wp, namespace: soak}
-spec: {gatewayClassName: kgateway-waypoint}
+spec: {gatewayClassName: kgateway-waypoint, listeners: [{name: mesh, protocol: istio.io/PROXY, port: 15088}]}
 ---
 apiVersion: v1
 kind: Service

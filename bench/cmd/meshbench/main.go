@@ -1,6 +1,6 @@
-// Command meshbench benchmarks the waypoint side by side with HAProxy, nginx
-// and the direct path, all on loopback, and measures the control plane at
-// scale. See docs/performance.md.
+// Command meshbench benchmarks the waypoint side by side with HAProxy, nginx,
+// Caddy and the direct path, all on loopback, and measures the control plane
+// at scale. See docs/performance.md.
 //
 //	go run ./bench/cmd/meshbench --quick   # under 2 minutes
 //	go run ./bench/cmd/meshbench           # the full run behind docs/performance.md
@@ -52,6 +52,10 @@ type config struct {
 	targets    []string
 	scale      bool
 	dataPlane  bool
+	connScale  bool // the connection-scale row
+	idleConns  int
+	activeConn int
+	connDur    time.Duration
 	h2c        bool
 	profile    string
 	keep       bool
@@ -74,10 +78,12 @@ func run() int {
 	fs := flag.NewFlagSet("meshbench", flag.ExitOnError)
 	fs.BoolVar(&c.quick, "quick", false, "short runs (under 2 minutes in all)")
 	fs.StringVar(&c.out, "out", "", "results JSON (default bench/results/latest.json in the repository)")
-	fs.StringVar(&targets, "targets", "direct,waypoint,haproxy,nginx", "data-plane targets to measure")
+	fs.StringVar(&targets, "targets", "direct,waypoint,haproxy,nginx,caddy", "data-plane targets to measure")
 	fs.BoolVar(&c.scale, "scale", true, "run the control-plane scale benchmark")
 	fs.BoolVar(&c.dataPlane, "data-plane", true, "run the data-plane benchmark")
 	fs.BoolVar(&c.h2c, "h2c", true, "also measure h2c (HTTP/2 prior knowledge) at the main connection count")
+	fs.BoolVar(&c.connScale, "conn-scale", true, "run the connection-scale row (idle keep-alive connections beside active ones)")
+	fs.IntVar(&c.idleConns, "idle-conns", 0, "idle connections in the connection-scale row (default 10000; 2000 with --quick)")
 	fs.BoolVar(&profile, "profile", false, "CPU-profile the waypoint under the main load (always on in full mode)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the scratch directory (configs, logs)")
 	_ = fs.Parse(os.Args[1:])
@@ -85,7 +91,12 @@ func run() int {
 	c.rate = 1000
 	c.conns = []int{16, 4, 64}
 	c.satConns = 32
+	c.activeConn = 1000
+	if c.idleConns <= 0 {
+		c.idleConns = map[bool]int{true: 2000, false: 10000}[c.quick]
+	}
 	if c.quick {
+		c.connDur = 3 * time.Second
 		c.warmup, c.mainDur, c.otherDur, c.satDur, c.swapDur = 500*time.Millisecond, 4*time.Second, 1500*time.Millisecond, 2*time.Second, 3*time.Second
 		c.scaleSizes = []int{1000, 10000}
 		c.rounds = 1
@@ -93,6 +104,7 @@ func run() int {
 		c.warmup, c.mainDur, c.otherDur, c.satDur, c.swapDur = time.Second, 30*time.Second, 15*time.Second, 15*time.Second, 10*time.Second
 		c.scaleSizes = []int{1000, 2000, 5000, 10000}
 		c.rounds = 5
+		c.connDur = 10 * time.Second
 		profile = true
 	}
 
@@ -124,6 +136,14 @@ func run() int {
 			MainSec: c.mainDur.Seconds(), OtherSec: c.otherDur.Seconds(),
 			SaturationConns: c.satConns, SaturationSec: c.satDur.Seconds(), BodyBytes: 1024,
 		},
+	}
+	// Thousands of connections: the generator holds one descriptor per
+	// connection and every proxy about as many, so lift the soft limit to
+	// the hard one here, which the proxies started below inherit.
+	if n, err := raiseFileLimit(); err != nil {
+		logf("could not raise RLIMIT_NOFILE: %v", err)
+	} else {
+		res.Settings.FileLimit = n
 	}
 	began := time.Now()
 	b := &bench{cfg: c, root: root, res: res}

@@ -13,6 +13,13 @@
 //
 // Closed loop (Rate == 0): each connection sends its next request as soon as
 // the previous response is read; this measures saturation throughput.
+//
+// Dispatch (open loop over hundreds of connections): one scheduler thread
+// waits for each intended time and hands the request to its connection,
+// round robin, instead of one sleeping thread per connection.
+//
+// OpenIdle opens connections that make one request each and then stay idle,
+// for the connection-scale row.
 package load
 
 import (
@@ -23,6 +30,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +59,20 @@ type Options struct {
 	BodyLen int
 	// H2C sends HTTP/2 with prior knowledge instead of HTTP/1.1 (open loop only).
 	H2C bool
+	// Dispatch runs open loop HTTP/1.1 from one scheduler: the rate is
+	// spread over the connections round robin (request k goes to
+	// connection k mod Conns at start + k/Rate), each connection's
+	// requests queue on it and latency counts from the intended time, as
+	// in the per-connection open loop. For hundreds of connections, where
+	// a sleeping thread per connection would cost the generator more than
+	// the proxy.
+	Dispatch bool
+	// Source returns the local address connection i dials from (nil, or
+	// the zero Addr: the kernel's choice). Many connections spread over
+	// several loopback addresses do not run out of ephemeral ports.
+	Source func(i int) netip.Addr
+	// ReadBuffer is each HTTP/1.1 connection's read buffer (default 16 KiB).
+	ReadBuffer int
 	// OnWindow is called with true when the measured window opens and false
 	// when it closes (from its own goroutine), to sample CPU and memory.
 	OnWindow func(open bool)
@@ -106,6 +128,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.H2C && o.Rate <= 0 {
 		return nil, errors.New("load: h2c runs open loop only")
 	}
+	if o.Dispatch && (o.H2C || o.Rate <= 0) {
+		return nil, errors.New("load: Dispatch is open loop HTTP/1.1 only")
+	}
 	r := &run{o: o, latency: hist.New(), lag: hist.New()}
 	r.req = []byte("GET " + o.Path + " HTTP/1.1\r\nHost: " + o.Host + "\r\nUser-Agent: meshbench\r\n\r\n")
 	if o.Expect != "" {
@@ -146,7 +171,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}()
 
 	var wg sync.WaitGroup
-	for i := 0; i < o.Conns; i++ {
+	if o.Dispatch {
+		r.dispatch(ctx, conns)
+	}
+	for i := 0; i < o.Conns && !o.Dispatch; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
@@ -200,37 +228,90 @@ func (r *run) openLoop(ctx context.Context, i int, c *h1conn) {
 	free := r.start // when the connection finished its previous request
 	for ; intended.Before(r.end) && ctx.Err() == nil; intended = intended.Add(interval) {
 		sleepUntil(intended)
-		if c == nil {
-			var err error
-			if c, err = r.dial(ctx, i); err != nil {
-				r.fail(r.inWindow(intended), err)
-				continue
-			}
-		}
-		sent := time.Now()
-		err := c.do(r.req, r.expect, r.o.BodyLen)
-		done := time.Now()
-		if r.inWindow(intended) {
-			if err == nil {
-				r.requests.Add(1)
-				r.latency.Record(done.Sub(intended))
-			}
-			if !free.After(intended) {
-				r.lag.Record(sent.Sub(intended))
-			}
-		}
-		free = done
-		if err != nil {
-			r.fail(r.inWindow(intended), err)
-			if !c.keepAlive || !errors.Is(err, errProtocol) {
-				_ = c.Close()
-				c = nil
-			}
-		}
+		c, free = r.send(ctx, i, c, intended, free)
 	}
 	if c != nil {
 		_ = c.Close()
 	}
+}
+
+// send makes connection i's request intended for time intended (dialling
+// again when c is nil) and records it; free is when the connection finished
+// its previous request. It returns the connection (nil when it had to be
+// closed) and when this request finished.
+func (r *run) send(ctx context.Context, i int, c *h1conn, intended, free time.Time) (*h1conn, time.Time) {
+	if c == nil {
+		var err error
+		if c, err = r.dial(ctx, i); err != nil {
+			r.fail(r.inWindow(intended), err)
+			return nil, free
+		}
+	}
+	sent := time.Now()
+	err := c.do(r.req, r.expect, r.o.BodyLen)
+	done := time.Now()
+	if r.inWindow(intended) {
+		if err == nil {
+			r.requests.Add(1)
+			r.latency.Record(done.Sub(intended))
+		}
+		if !free.After(intended) {
+			r.lag.Record(sent.Sub(intended))
+		}
+	}
+	if err != nil {
+		r.fail(r.inWindow(intended), err)
+		if !c.keepAlive || !errors.Is(err, errProtocol) {
+			_ = c.Close()
+			c = nil
+		}
+	}
+	return c, done
+}
+
+// backlog is how many requests may wait on one connection in dispatch mode
+// before the scheduler counts further ones as failed (the connection is
+// stuck, and an unbounded queue would hide it).
+const backlog = 64
+
+// dispatch runs the open loop from this goroutine's thread for all conns:
+// request k at start + k/Rate on connection k mod len(conns).
+func (r *run) dispatch(ctx context.Context, conns []*h1conn) {
+	queues := make([]chan time.Time, len(conns))
+	var wg sync.WaitGroup
+	for i := range conns {
+		queues[i] = make(chan time.Time, backlog)
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c, free := conns[i], r.start
+			for intended := range queues[i] {
+				if ctx.Err() != nil {
+					continue // drain
+				}
+				c, free = r.send(ctx, i, c, intended, free)
+			}
+			if c != nil {
+				_ = c.Close()
+			}
+		}(i)
+	}
+	for k := 0; ctx.Err() == nil; k++ {
+		intended := r.start.Add(time.Duration(float64(k) / r.o.Rate * float64(time.Second)))
+		if !intended.Before(r.end) {
+			break
+		}
+		sleepUntil(intended)
+		select {
+		case queues[k%len(conns)] <- intended:
+		default:
+			r.fail(r.inWindow(intended), fmt.Errorf("connection %d has %d requests waiting", k%len(conns), backlog))
+		}
+	}
+	for _, q := range queues {
+		close(q)
+	}
+	wg.Wait()
 }
 
 // closedLoop sends on connection i as fast as responses come back.
@@ -284,12 +365,21 @@ func (r *run) dial(ctx context.Context, i int) (*h1conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &h1conn{Conn: c, br: bufio.NewReaderSize(c, 16<<10), keepAlive: true}, nil
+	size := r.o.ReadBuffer
+	if size <= 0 {
+		size = 16 << 10
+	}
+	return &h1conn{Conn: c, br: bufio.NewReaderSize(c, size), keepAlive: true}, nil
 }
 
 // dialRaw connects and writes the connection's header (PROXY v2), if any.
 func (r *run) dialRaw(ctx context.Context, i int) (net.Conn, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
+	if r.o.Source != nil {
+		if a := r.o.Source(i); a.IsValid() {
+			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 0))
+		}
+	}
 	c, err := d.DialContext(ctx, "tcp", r.o.Addr)
 	if err != nil {
 		return nil, err

@@ -102,13 +102,20 @@ func CPU(pid int) (time.Duration, error) {
 	return time.Duration(ticks) * ClockTick, nil
 }
 
-// Mem is resident memory in bytes.
+// Mem is resident memory in bytes, from /proc/PID/status.
 type Mem struct {
 	RSS  int64 // VmRSS: now
 	Peak int64 // VmHWM: the high-water mark since the process started
+	// RSS split by kind (RssAnon + RssFile + RssShmem = VmRSS): anonymous
+	// memory (heap, stacks: what the process allocated), file-backed pages
+	// (the mapped binary and libraries: shared with every process running
+	// the same file) and shared memory.
+	Anon, File, Shmem int64
 }
 
-// Memory returns VmRSS and VmHWM summed over pid and its descendants.
+// Memory returns the figures of Mem summed over pid and its descendants.
+// Pages shared between them (nginx's workers and their master) count once
+// per process, as VmRSS counts them.
 func Memory(pid int) (Mem, error) {
 	var m Mem
 	for i, p := range Tree(pid) {
@@ -119,34 +126,63 @@ func Memory(pid int) (Mem, error) {
 			}
 			continue
 		}
-		rss, hwm := parseStatus(b)
-		m.RSS += rss
-		m.Peak += hwm
+		one, err := ParseStatus(b)
+		if err != nil {
+			if i == 0 {
+				return Mem{}, fmt.Errorf("/proc/%d/status: %w", p, err)
+			}
+			continue // a child that exited while being read
+		}
+		m.RSS += one.RSS
+		m.Peak += one.Peak
+		m.Anon += one.Anon
+		m.File += one.File
+		m.Shmem += one.Shmem
 	}
 	return m, nil
 }
 
-func parseStatus(b []byte) (rss, hwm int64) {
+// ParseStatus reads the memory lines of a /proc/PID/status file ("VmRSS:
+// 1234 kB"). VmRSS is required (a status without it is not a live
+// process's); the others are zero when absent (VmHWM, and the Rss* split,
+// which Linux has reported since 4.5).
+func ParseStatus(b []byte) (Mem, error) {
+	var m Mem
+	haveRSS := false
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(line, ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
+		if !ok {
 			continue
 		}
-		f := strings.Fields(v) // "1234 kB"
-		if len(f) == 0 {
+		var dst *int64
+		switch k {
+		case "VmRSS":
+			dst, haveRSS = &m.RSS, true
+		case "VmHWM":
+			dst = &m.Peak
+		case "RssAnon":
+			dst = &m.Anon
+		case "RssFile":
+			dst = &m.File
+		case "RssShmem":
+			dst = &m.Shmem
+		default:
 			continue
+		}
+		f := strings.Fields(v)
+		if len(f) != 2 || f[1] != "kB" {
+			return Mem{}, fmt.Errorf("%s: %q is not a size in kB", k, strings.TrimSpace(v))
 		}
 		n, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			continue
+		if err != nil || n < 0 {
+			return Mem{}, fmt.Errorf("%s: %q is not a size in kB", k, strings.TrimSpace(v))
 		}
-		if k == "VmRSS" {
-			rss = n * 1024
-		} else {
-			hwm = n * 1024
-		}
+		*dst = n << 10
 	}
-	return rss, hwm
+	if !haveRSS {
+		return Mem{}, fmt.Errorf("no VmRSS line (a kernel thread or a zombie)")
+	}
+	return m, nil
 }
 
 // MachineBusy returns the CPU time all processes of the machine have used

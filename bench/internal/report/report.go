@@ -22,7 +22,10 @@ type Results struct {
 	Settings Settings  `json:"settings"`
 	Targets  []*Target `json:"targets"`
 	Scale    *Scale    `json:"scale,omitempty"`
-	Profile  string    `json:"profile,omitempty"` // pprof top of the waypoint under load
+	// ConnScale is the connection-scale row: many idle keep-alive
+	// connections and active ones at a fixed rate.
+	ConnScale *ConnScale `json:"conn_scale,omitempty"`
+	Profile   string     `json:"profile,omitempty"` // pprof top of the waypoint under load
 	// Background is the CPU (in cores) that other processes on the machine
 	// used during each phase: the benchmark competes with them.
 	Background map[string]float64 `json:"background_cores,omitempty"`
@@ -53,6 +56,9 @@ type Settings struct {
 	SaturationConns int     `json:"saturation_conns"`
 	SaturationSec   float64 `json:"saturation_s"`
 	BodyBytes       int     `json:"body_bytes"`
+	// FileLimit is RLIMIT_NOFILE for the generator and the proxies it
+	// starts (they inherit it).
+	FileLimit uint64 `json:"rlimit_nofile,omitempty"`
 }
 
 // Target is everything measured for one target.
@@ -81,6 +87,10 @@ type Run struct {
 	CPUCores   float64 `json:"cpu_cores,omitempty"`
 	RSSMB      float64 `json:"rss_mb,omitempty"`      // steady: median VmRSS in the window
 	PeakRSSMB  float64 `json:"peak_rss_mb,omitempty"` // VmHWM at the end of the window
+	// VmRSS split: median RssAnon (heap, stacks) and RssFile (mapped binary
+	// and libraries) in the window.
+	RSSAnonMB float64 `json:"rss_anon_mb,omitempty"`
+	RSSFileMB float64 `json:"rss_file_mb,omitempty"`
 }
 
 // Saturation is the closed-loop run with the proxy pinned to one core.
@@ -151,6 +161,51 @@ type Swap struct {
 	Latency    hist.Summary `json:"latency"`
 }
 
+// ConnScale is the connection-scale row: each target (a fresh instance, one
+// at a time) holds Idle keep-alive connections (each opened with a PROXY v2
+// header and one request, then left idle) while Active other connections
+// carry Rate requests per second spread over them.
+type ConnScale struct {
+	Idle        int                `json:"idle_conns"`
+	Active      int                `json:"active_conns"`
+	Rate        float64            `json:"rate_rps"`
+	DurationSec float64            `json:"duration_s"`
+	Targets     []*ConnScaleTarget `json:"targets"`
+}
+
+// ConnScaleTarget is one target's connection-scale figures.
+type ConnScaleTarget struct {
+	Name    string `json:"name"`
+	Skipped string `json:"skipped,omitempty"`
+	// Memory of the warmed-up proxy before the idle connections (Base) and
+	// with them open, the load not yet started (Idle); MB.
+	BaseRSSMB  float64 `json:"base_rss_mb"`
+	BaseAnonMB float64 `json:"base_anon_mb"`
+	IdleRSSMB  float64 `json:"idle_rss_mb"`
+	IdleAnonMB float64 `json:"idle_anon_mb"`
+	// PerIdleKB is (IdleRSS - BaseRSS) / idle connections, in KiB;
+	// PerIdleAnonKB the same for RssAnon. Kernel socket memory is not in
+	// either (it is not the process's RSS).
+	PerIdleKB     float64 `json:"per_idle_conn_kb"`
+	PerIdleAnonKB float64 `json:"per_idle_conn_anon_kb"`
+	// OpenSec is how long opening the idle connections took.
+	OpenSec float64 `json:"open_idle_s"`
+	// The active load, measured as the latency runs are: CPU per 1000
+	// requests, and memory during it (median VmRSS, RssAnon, RssFile).
+	Requests    int64        `json:"requests"`
+	Errors      int64        `json:"errors"`
+	TotalErrors int64        `json:"total_errors"`
+	FirstError  string       `json:"first_error,omitempty"`
+	Latency     hist.Summary `json:"latency"`
+	CPUMsPer1k  float64      `json:"cpu_ms_per_1k"`
+	RSSMB       float64      `json:"rss_mb"`
+	RSSAnonMB   float64      `json:"rss_anon_mb"`
+	RSSFileMB   float64      `json:"rss_file_mb"`
+	// IdleClosed is how many idle connections the proxy had closed by the
+	// end (it should be none).
+	IdleClosed int `json:"idle_closed"`
+}
+
 // Summary is the last line's figures. NaN means not measured.
 type Summary struct {
 	WaypointCPUMsPer1k float64 `json:"waypoint_cpu_ms_per_1k"`
@@ -162,6 +217,11 @@ type Summary struct {
 	SatRatioVsHAProxy  float64 `json:"sat_ratio_vs_haproxy"`
 	Translate10kMs     float64 `json:"translate_10k_ms"`
 	UpdateToSnapshotMs float64 `json:"update_to_snapshot_ms"`
+	// Caddy, the Go reverse proxy, and h2c (issue 13).
+	CaddyCPUMsPer1k      float64 `json:"caddy_cpu_ms_per_1k"`
+	CPURatioVsCaddy      float64 `json:"cpu_ratio_vs_caddy"`
+	SatRatioVsCaddy      float64 `json:"sat_ratio_vs_caddy"`
+	H2CCPURatioVsHAProxy float64 `json:"h2c_cpu_ratio_vs_haproxy"`
 }
 
 // JSON returns the figures keyed by their summary-line names, with nil for
@@ -174,6 +234,8 @@ func (s Summary) JSON() map[string]*float64 {
 		"haproxy_p99_added_ms": s.HAProxyP99AddedMs, "rss_mb": s.RSSMB,
 		"sat_ratio_vs_haproxy": s.SatRatioVsHAProxy, "translate_10k_ms": s.Translate10kMs,
 		"update_to_snapshot_ms": s.UpdateToSnapshotMs,
+		"caddy_cpu_ms_per_1k":   s.CaddyCPUMsPer1k, "cpu_ratio_vs_caddy": s.CPURatioVsCaddy,
+		"sat_ratio_vs_caddy": s.SatRatioVsCaddy, "h2c_cpu_ratio_vs_haproxy": s.H2CCPURatioVsHAProxy,
 	} {
 		if !math.IsNaN(v) && !math.IsInf(v, 0) {
 			out[k] = &v
@@ -184,11 +246,14 @@ func (s Summary) JSON() map[string]*float64 {
 	return out
 }
 
-// Line is the summary line, exactly as the issue specifies it.
+// Line is the summary line as the issues specify it: issue 7's figures in
+// their order, then issue 13's.
 func (s Summary) Line() string {
-	return fmt.Sprintf("summary: waypoint_cpu_ms_per_1k=%s haproxy_cpu_ms_per_1k=%s cpu_ratio_vs_haproxy=%s p99_added_ms=%s haproxy_p99_added_ms=%s rss_mb=%s sat_ratio_vs_haproxy=%s translate_10k_ms=%s update_to_snapshot_ms=%s",
+	return fmt.Sprintf("summary: waypoint_cpu_ms_per_1k=%s haproxy_cpu_ms_per_1k=%s cpu_ratio_vs_haproxy=%s p99_added_ms=%s haproxy_p99_added_ms=%s rss_mb=%s sat_ratio_vs_haproxy=%s translate_10k_ms=%s update_to_snapshot_ms=%s"+
+		" caddy_cpu_ms_per_1k=%s cpu_ratio_vs_caddy=%s sat_ratio_vs_caddy=%s h2c_cpu_ratio_vs_haproxy=%s",
 		f(s.WaypointCPUMsPer1k), f(s.HAProxyCPUMsPer1k), f(s.CPURatioVsHAProxy), f(s.P99AddedMs),
-		f(s.HAProxyP99AddedMs), f(s.RSSMB), f(s.SatRatioVsHAProxy), f(s.Translate10kMs), f(s.UpdateToSnapshotMs))
+		f(s.HAProxyP99AddedMs), f(s.RSSMB), f(s.SatRatioVsHAProxy), f(s.Translate10kMs), f(s.UpdateToSnapshotMs),
+		f(s.CaddyCPUMsPer1k), f(s.CPURatioVsCaddy), f(s.SatRatioVsCaddy), f(s.H2CCPURatioVsHAProxy))
 }
 
 // f formats a figure with three decimals; NaN (not measured) prints "nan".
@@ -223,13 +288,19 @@ func (t *Target) Run(proto string, conns int) *Run {
 }
 
 // Summarize computes the summary figures from the results: CPU and p99 at
-// the main connection count over HTTP/1.1, saturation throughput, and the
-// scale figures at 10,000 services.
+// the main connection count over HTTP/1.1 (and CPU over h2c), saturation
+// throughput per core of proxy CPU, and the scale figures at 10,000
+// services. A figure whose target was skipped (or not asked for) is NaN.
 func (r *Results) Summarize() Summary {
 	nan := math.NaN()
-	s := Summary{nan, nan, nan, nan, nan, nan, nan, nan, nan}
+	s := Summary{
+		WaypointCPUMsPer1k: nan, HAProxyCPUMsPer1k: nan, CPURatioVsHAProxy: nan, P99AddedMs: nan,
+		HAProxyP99AddedMs: nan, RSSMB: nan, SatRatioVsHAProxy: nan, Translate10kMs: nan, UpdateToSnapshotMs: nan,
+		CaddyCPUMsPer1k: nan, CPURatioVsCaddy: nan, SatRatioVsCaddy: nan, H2CCPURatioVsHAProxy: nan,
+	}
 	mc := r.Settings.MainConns
 	wp, hp, direct := r.Target("waypoint").Run("http1", mc), r.Target("haproxy").Run("http1", mc), r.Target("direct").Run("http1", mc)
+	cd := r.Target("caddy").Run("http1", mc)
 	if wp != nil {
 		s.WaypointCPUMsPer1k = wp.CPUMsPer1k
 		s.RSSMB = wp.RSSMB
@@ -237,9 +308,12 @@ func (r *Results) Summarize() Summary {
 	if hp != nil {
 		s.HAProxyCPUMsPer1k = hp.CPUMsPer1k
 	}
-	if wp != nil && hp != nil && hp.CPUMsPer1k > 0 {
-		s.CPURatioVsHAProxy = wp.CPUMsPer1k / hp.CPUMsPer1k
+	if cd != nil {
+		s.CaddyCPUMsPer1k = cd.CPUMsPer1k
 	}
+	s.CPURatioVsHAProxy = cpuRatio(wp, hp)
+	s.CPURatioVsCaddy = cpuRatio(wp, cd)
+	s.H2CCPURatioVsHAProxy = cpuRatio(r.Target("waypoint").Run("h2c", mc), r.Target("haproxy").Run("h2c", mc))
 	if direct != nil {
 		if wp != nil {
 			s.P99AddedMs = wp.Latency.P99 - direct.Latency.P99
@@ -251,9 +325,8 @@ func (r *Results) Summarize() Summary {
 	// Saturation is compared per core of proxy CPU (requests per second
 	// per CPU-second the proxy used), as the target is stated; on a shared
 	// machine a pinned proxy does not always get its whole core.
-	if w, h := r.Target("waypoint"), r.Target("haproxy"); w != nil && h != nil && w.Saturation != nil && h.Saturation != nil && h.Saturation.PerCore > 0 {
-		s.SatRatioVsHAProxy = w.Saturation.PerCore / h.Saturation.PerCore
-	}
+	s.SatRatioVsHAProxy = satRatio(r.Target("waypoint"), r.Target("haproxy"))
+	s.SatRatioVsCaddy = satRatio(r.Target("waypoint"), r.Target("caddy"))
 	if r.Scale != nil {
 		for _, p := range r.Scale.Points {
 			if p.Services == 10000 {
@@ -265,51 +338,106 @@ func (r *Results) Summarize() Summary {
 	return s
 }
 
+// cpuRatio is the waypoint's CPU per request over the other's, NaN when
+// either run is missing or the other's CPU was not measured.
+func cpuRatio(wp, other *Run) float64 {
+	if wp == nil || other == nil || other.CPUMsPer1k <= 0 {
+		return math.NaN()
+	}
+	return wp.CPUMsPer1k / other.CPUMsPer1k
+}
+
+// satRatio is the waypoint's saturated requests per second per core of
+// proxy CPU over the other's, NaN when either is missing.
+func satRatio(wp, other *Target) float64 {
+	if wp == nil || other == nil || wp.Saturation == nil || other.Saturation == nil || other.Saturation.PerCore <= 0 {
+		return math.NaN()
+	}
+	return wp.Saturation.PerCore / other.Saturation.PerCore
+}
+
 // Print writes the human-readable tables.
 func (r *Results) Print(w io.Writer) {
 	fmt.Fprintf(w, "\nmeshbench %s run, %s: %d cores (%s), %s, load average before: %s\n",
 		r.Mode, r.Started, r.Machine.NProc, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.LoadBefore)
 	fmt.Fprintf(w, "backend: %d-byte responses on loopback; latency in ms from the intended send time (open loop)\n\n", r.Settings.BodyBytes)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tproto\tconns\treq/s\trequests\terrors\tp50\tp90\tp99\tp99.9\tmax\tcpu ms/1k req\tcpu cores\trss MB\tpeak rss MB\tgen lag p99\t")
+	fmt.Fprintln(tw, "target\tproto\tconns\treq/s\trequests\terrors\tp50\tp90\tp99\tp99.9\tmax\tcpu ms/1k req\tcpu cores\trss MB\tanon MB\tfile MB\tpeak rss MB\tgen lag p99\t")
 	for _, t := range r.Targets {
 		if t.Skipped != "" {
-			fmt.Fprintf(tw, "%s\t(skipped: %s)\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", t.Name, t.Skipped)
+			// A skipped target's reason can be long (an install's output):
+			// it goes below the table, not into a cell.
+			fmt.Fprintf(tw, "%s\t(skipped)\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", t.Name)
 			continue
 		}
 		for _, run := range t.Runs {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%d\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%.3f\t\n",
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%d\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t\n",
 				t.Name, run.Proto, run.Conns, run.Rate, run.Requests, run.Errors,
 				run.Latency.P50, run.Latency.P90, run.Latency.P99, run.Latency.P999, run.Latency.Max,
-				opt(run.CPUMsPer1k, "%.1f"), opt(run.CPUCores, "%.3f"), opt(run.RSSMB, "%.1f"), opt(run.PeakRSSMB, "%.1f"),
+				opt(run.CPUMsPer1k, "%.1f"), opt(run.CPUCores, "%.3f"), opt(run.RSSMB, "%.1f"),
+				opt(run.RSSAnonMB, "%.1f"), opt(run.RSSFileMB, "%.1f"), opt(run.PeakRSSMB, "%.1f"),
 				run.SendLag.P99)
 		}
 	}
 	_ = tw.Flush()
+	for _, t := range r.Targets {
+		if t.Skipped != "" {
+			fmt.Fprintf(w, "%s skipped: %s\n", t.Name, t.Skipped)
+		}
+	}
 
 	fmt.Fprintf(w, "\nsaturation: closed loop, proxy pinned to one core, generator and backend on the other\n\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tconns\treq/s\terrors\tp50\tp99\tproxy cores\treq/s per proxy core\tvs haproxy (req/s)\tvs haproxy (per core)\t")
-	var hsat, hcore float64
+	fmt.Fprintln(tw, "target\tconns\treq/s\terrors\tp50\tp99\tproxy cores\treq/s per proxy core\tvs haproxy (req/s)\tvs haproxy (per core)\tvs caddy (per core)\t")
+	var hsat, hcore, ccore float64
 	if h := r.Target("haproxy"); h != nil && h.Saturation != nil {
 		hsat, hcore = h.Saturation.Throughput, h.Saturation.PerCore
+	}
+	if c := r.Target("caddy"); c != nil && c.Saturation != nil {
+		ccore = c.Saturation.PerCore
 	}
 	for _, t := range r.Targets {
 		s := t.Saturation
 		if s == nil {
 			continue
 		}
-		ratio, coreRatio := "-", "-"
+		ratio, coreRatio, caddyRatio := "-", "-", "-"
 		if hsat > 0 {
 			ratio = fmt.Sprintf("%.2f", s.Throughput/hsat)
 		}
 		if hcore > 0 && s.PerCore > 0 {
 			coreRatio = fmt.Sprintf("%.2f", s.PerCore/hcore)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%d\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t\n", t.Name, s.Conns, s.Throughput, s.Errors,
-			s.Latency.P50, s.Latency.P99, opt(s.ProxyCores, "%.2f"), opt(s.PerCore, "%.0f"), ratio, coreRatio)
+		if ccore > 0 && s.PerCore > 0 {
+			caddyRatio = fmt.Sprintf("%.2f", s.PerCore/ccore)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%d\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%s\t\n", t.Name, s.Conns, s.Throughput, s.Errors,
+			s.Latency.P50, s.Latency.P99, opt(s.ProxyCores, "%.2f"), opt(s.PerCore, "%.0f"), ratio, coreRatio, caddyRatio)
 	}
 	_ = tw.Flush()
+
+	if c := r.ConnScale; c != nil {
+		fmt.Fprintf(w, "\nconnection scale: %d idle keep-alive connections (PROXY v2 header and one request each), then %d active ones at %.0f req/s in all for %.0f s; one target at a time\n\n",
+			c.Idle, c.Active, c.Rate, c.DurationSec)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "target\tbase rss MB\twith idle rss MB\tKB per idle conn\tanon KB per idle conn\topen idle s\trequests\terrors\tp50\tp99\tcpu ms/1k req\trss MB\tanon MB\tfile MB\tidle closed\t")
+		for _, t := range c.Targets {
+			if t.Skipped != "" {
+				fmt.Fprintf(tw, "%s\t(skipped)\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", t.Name)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%d\t\n", t.Name,
+				t.BaseRSSMB, t.IdleRSSMB, t.PerIdleKB, t.PerIdleAnonKB, t.OpenSec, t.Requests, t.Errors,
+				t.Latency.P50, t.Latency.P99, opt(t.CPUMsPer1k, "%.1f"), opt(t.RSSMB, "%.1f"), opt(t.RSSAnonMB, "%.1f"),
+				opt(t.RSSFileMB, "%.1f"), t.IdleClosed)
+		}
+		_ = tw.Flush()
+		for _, t := range c.Targets {
+			if t.Skipped != "" {
+				fmt.Fprintf(w, "%s skipped: %s\n", t.Name, t.Skipped)
+			}
+		}
+	}
 
 	if r.Scale != nil {
 		fmt.Fprintf(w, "\ncontrol plane scale (each service: 2 ports, 2 endpoints; routes = services/5, policies = services/10)\n\n")
@@ -328,7 +456,7 @@ func (r *Results) Print(w io.Writer) {
 	}
 	if len(r.Background) > 0 {
 		var parts []string
-		for _, k := range []string{"latency", "saturation", "scale"} {
+		for _, k := range []string{"latency", "saturation", "conn-scale", "scale"} {
 			if v, ok := r.Background[k]; ok {
 				parts = append(parts, fmt.Sprintf("%s %.2f", k, v))
 			}

@@ -132,16 +132,24 @@ spec:
 // the same response header, keep-alive connections reused to the backend.
 // HAProxy 2.6 (Debian 12) cannot read TLV 0xD0 (fc_pp_tlv is 2.9+), so its
 // stand-in for the ALLOW policy is an ACL on the PROXY source address.
-func HAProxyConfig(listen, h2c string, backend netip.AddrPort) string {
+//
+// maxconn bounds the client connections. HAProxy sizes its file descriptor
+// table for two per connection (client and server) and by default refuses
+// to start when it cannot raise RLIMIT_NOFILE that far; strictLimits false
+// lets it start within the limit it has (with reused server connections it
+// needs little more than one per client connection).
+func HAProxyConfig(listen, h2c string, backend netip.AddrPort, maxconn int, strictLimits bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, `global
-    maxconn 4096
-defaults
+	fmt.Fprintf(&b, "global\n    maxconn %d\n", maxconn)
+	if !strictLimits {
+		b.WriteString("    no strict-limits\n")
+	}
+	fmt.Fprintf(&b, `defaults
     mode http
     timeout connect 5s
-    timeout client 60s
+    timeout client 300s
     timeout server 60s
-    timeout http-keep-alive 60s
+    timeout http-keep-alive 300s
     option http-keep-alive
 frontend mesh
     bind %s accept-proxy
@@ -164,13 +172,17 @@ backend backend
 // the ALLOW policy is allow/deny on the PROXY source address. Keep-alive
 // request limits are lifted so that nginx, like the others, never closes a
 // client or upstream connection during a run.
-func NginxConfig(dir, listen, h2c string, backend netip.AddrPort) string {
+//
+// workerConnections is per worker and counts upstream connections too; the
+// kernel does not spread connections evenly over the workers, so it must
+// cover all of them.
+func NginxConfig(dir, listen, h2c string, backend netip.AddrPort, workerConnections int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `worker_processes auto;
 daemon off;
 pid %[1]s/nginx.pid;
 error_log %[1]s/nginx-error.log warn;
-events { worker_connections 8192; }
+events { worker_connections %[4]d; }
 http {
   access_log off;
   client_body_temp_path %[1]s/tmp/body;
@@ -187,7 +199,7 @@ http {
   }
   server {
     listen %[3]s proxy_protocol;
-`, dir, backend, listen)
+`, dir, backend, listen, workerConnections)
 	if h2c != "" {
 		fmt.Fprintf(&b, "    listen %s http2 proxy_protocol;\n", h2c)
 	}
@@ -205,4 +217,54 @@ http {
 }
 `, AddedHeader, AddedValue)
 	return b.String()
+}
+
+// CaddyConfig does the same job in Caddy (a Caddyfile): the proxy_protocol
+// listener wrapper accepting PROXY v2 from any source address (as HAProxy's
+// accept-proxy and nginx's proxy_protocol do), HTTP/1.1 and h2c on the one
+// listener, reverse_proxy with keep-alive upstream connections and
+// header_down adding the same response header. Caddy cannot read TLV 0xD0
+// either, so its stand-in for the ALLOW policy is, as for the others, the
+// PROXY source address: remote_ip matches the address the PROXY header gave
+// (client_ip would be for X-Forwarded-For), and anything else gets 403.
+// Admin API, automatic HTTPS and config persistence are off, so it binds
+// nothing but listen and writes nothing outside dir.
+func CaddyConfig(dir, listen string, backend netip.AddrPort) (string, error) {
+	ap, err := netip.ParseAddrPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("caddy listen address: %w", err)
+	}
+	return fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	storage file_system %[1]s/data
+	servers {
+		listener_wrappers {
+			proxy_protocol {
+				timeout 5s
+				allow 0.0.0.0/0 ::/0
+			}
+		}
+		protocols h1 h2c
+		timeouts {
+			idle 5m
+		}
+	}
+}
+
+http://:%[3]d {
+	bind %[2]s
+	@outsider not remote_ip 127.0.0.0/8
+	respond @outsider 403
+	reverse_proxy %[4]s {
+		header_down +%[5]s %[6]s
+		transport http {
+			keepalive 5m
+			keepalive_idle_conns 256
+			keepalive_idle_conns_per_host 256
+		}
+	}
+}
+`, dir, ap.Addr(), ap.Port(), backend, AddedHeader, AddedValue), nil
 }

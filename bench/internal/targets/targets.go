@@ -1,10 +1,13 @@
 // Package targets starts what the benchmark measures, on loopback: the
-// backend, our waypoint (the real binary, standalone mode), HAProxy and
-// nginx configured for the same job, and the direct path with no proxy.
+// backend, our waypoint (the real binary, standalone mode), HAProxy, nginx
+// and Caddy configured for the same job, and the direct path with no proxy.
 package targets
 
 import (
 	"context"
+	"crypto/sha256"
+	"debug/buildinfo"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -65,6 +69,12 @@ func (p *Proc) LogTail() string {
 
 // start runs bin with args, pinned to cpus when cpus is not empty.
 func start(dir, name, cpus, bin string, args ...string) (*Proc, error) {
+	return startEnv(dir, name, cpus, nil, bin, args...)
+}
+
+// startEnv is start with env added to the inherited environment. The
+// process inherits this one's RLIMIT_NOFILE (meshbench raises it).
+func startEnv(dir, name, cpus string, env []string, bin string, args ...string) (*Proc, error) {
 	if cpus != "" {
 		args = append([]string{"-c", cpus, bin}, args...)
 		bin = "taskset"
@@ -75,6 +85,9 @@ func start(dir, name, cpus, bin string, args ...string) (*Proc, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the benchmark
 	if err := cmd.Start(); err != nil {
@@ -142,12 +155,24 @@ type Target struct {
 // Stop ends the target's process.
 func (t *Target) Stop() { t.Proc.Stop() }
 
+// Opts are how one target is started.
+type Opts struct {
+	// CPUs pins the proxy (a taskset CPU list); "" leaves it unpinned.
+	CPUs string
+	// Conns is how many client connections it must hold at once; 0 means
+	// the latency and saturation runs' few dozen. HAProxy (maxconn) and
+	// nginx (worker_connections) are configured for it; the waypoint and
+	// Caddy have no such setting that these counts reach.
+	Conns int
+}
+
 // Env is what every target shares.
 type Env struct {
 	// Dir is a scratch directory for configs and logs.
 	Dir string
-	// WaypointBin is the built kgateway-waypoint binary.
-	WaypointBin string
+	// WaypointBin is the built kgateway-waypoint binary; CaddyBin the
+	// Caddy binary (BuildCaddy).
+	WaypointBin, CaddyBin string
 	// Backend serves HTTP/1.1; Backend2 is the same server on a second
 	// loopback address (a second endpoint); BackendH2C serves HTTP/1.1 and h2c.
 	Backend, Backend2, BackendH2C netip.AddrPort
@@ -186,7 +211,7 @@ func Direct(env *Env) *Target {
 
 // StartWaypoint runs our waypoint, the real binary in standalone mode, on
 // the scenario's manifests.
-func StartWaypoint(env *Env, cpus string) (*Target, error) {
+func StartWaypoint(env *Env, o Opts) (*Target, error) {
 	mdir := filepath.Join(env.Dir, "waypoint-manifests")
 	if err := os.MkdirAll(mdir, 0o755); err != nil {
 		return nil, err
@@ -202,7 +227,7 @@ func StartWaypoint(env *Env, cpus string) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := start(env.Dir, "waypoint", cpus, env.WaypointBin, "standalone", "-f", mdir,
+	p, err := start(env.Dir, "waypoint", o.CPUs, env.WaypointBin, "standalone", "-f", mdir,
 		"--inbound-address", in.String(), "--status-address", st.String(),
 		"--metrics-address", "127.0.0.1:0", "--admin-address", "off")
 	if err != nil {
@@ -237,7 +262,7 @@ func WaitReady(p *Proc, status string) error {
 }
 
 // StartHAProxy runs HAProxy (foreground, no master) for the same job.
-func StartHAProxy(env *Env, cpus string) (*Target, error) {
+func StartHAProxy(env *Env, o Opts) (*Target, error) {
 	in, err := FreePort("127.0.0.1")
 	if err != nil {
 		return nil, err
@@ -247,10 +272,13 @@ func StartHAProxy(env *Env, cpus string) (*Target, error) {
 		return nil, err
 	}
 	cfg := filepath.Join(env.Dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(HAProxyConfig(in.String(), h2.String(), env.Backend)), 0o644); err != nil {
+	maxconn := max(4096, o.Conns+1024)
+	// HAProxy wants two descriptors per connection and a few more.
+	strict := uint64(2*maxconn+128) <= FileLimit()
+	if err := os.WriteFile(cfg, []byte(HAProxyConfig(in.String(), h2.String(), env.Backend, maxconn, strict)), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := start(env.Dir, "haproxy", cpus, "haproxy", "-db", "-f", cfg)
+	p, err := start(env.Dir, "haproxy", o.CPUs, "haproxy", "-db", "-f", cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +290,7 @@ func StartHAProxy(env *Env, cpus string) (*Target, error) {
 }
 
 // StartNginx runs nginx (foreground master and its workers) for the same job.
-func StartNginx(env *Env, cpus string) (*Target, error) {
+func StartNginx(env *Env, o Opts) (*Target, error) {
 	in, err := FreePort("127.0.0.1")
 	if err != nil {
 		return nil, err
@@ -276,10 +304,10 @@ func StartNginx(env *Env, cpus string) (*Target, error) {
 		return nil, err
 	}
 	cfg := filepath.Join(ndir, "nginx.conf")
-	if err := os.WriteFile(cfg, []byte(NginxConfig(ndir, in.String(), h2.String(), env.Backend)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(NginxConfig(ndir, in.String(), h2.String(), env.Backend, max(8192, o.Conns+1024))), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := start(env.Dir, "nginx", cpus, "nginx", "-p", ndir, "-c", cfg, "-e", filepath.Join(ndir, "startup-error.log"))
+	p, err := start(env.Dir, "nginx", o.CPUs, "nginx", "-p", ndir, "-c", cfg, "-e", filepath.Join(ndir, "startup-error.log"))
 	if err != nil {
 		return nil, err
 	}
@@ -288,6 +316,130 @@ func StartNginx(env *Env, cpus string) (*Target, error) {
 		return nil, err
 	}
 	return &Target{Name: "nginx", Addr: in.String(), H2CAddr: h2.String(), PROXY: true, Proc: p}, nil
+}
+
+// StartCaddy runs Caddy (env.CaddyBin, `caddy run` in the foreground) for
+// the same job; HTTP/1.1 and h2c share its one listener, as the waypoint's.
+func StartCaddy(env *Env, o Opts) (*Target, error) {
+	in, err := FreePort("127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	cdir := filepath.Join(env.Dir, "caddy")
+	if err := os.MkdirAll(cdir, 0o755); err != nil {
+		return nil, err
+	}
+	conf, err := CaddyConfig(cdir, in.String(), env.Backend)
+	if err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(cdir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	// Caddy's default folders are under $HOME and $XDG_*: keep them in dir.
+	env2 := []string{"HOME=" + cdir, "XDG_CONFIG_HOME=" + filepath.Join(cdir, "config"), "XDG_DATA_HOME=" + filepath.Join(cdir, "data")}
+	p, err := startEnv(env.Dir, "caddy", o.CPUs, env2, env.CaddyBin, "run", "--config", cfg, "--adapter", "caddyfile")
+	if err != nil {
+		return nil, err
+	}
+	if err := waitListening(p, in.String()); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return &Target{Name: "caddy", Addr: in.String(), H2CAddr: in.String(), PROXY: true, Proc: p}, nil
+}
+
+// CaddyModule is the module the Caddy target cannot do without. Debian 12's
+// caddy (2.6.2) lacks it, which is why meshbench builds its own.
+const CaddyModule = "caddy.listeners.proxy_protocol"
+
+// CaddyPath is where hack/caddy/build.sh puts the Caddy binary pinned by
+// hack/caddy/go.mod: .cache/caddy/<first 16 hex digits of the SHA-256 of
+// hack/caddy/go.sum>/caddy under the repository root.
+func CaddyPath(root string) (string, error) {
+	sum, err := os.ReadFile(filepath.Join(root, "hack", "caddy", "go.sum"))
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(sum)
+	return filepath.Join(root, ".cache", "caddy", hex.EncodeToString(h[:])[:16], "caddy"), nil
+}
+
+// BuildCaddy returns the pinned Caddy binary, building it with
+// hack/caddy/build.sh (from the Go module proxy, a few minutes) when it is
+// not there yet, and checks that it has the proxy_protocol listener wrapper.
+func BuildCaddy(ctx context.Context, root string, logf func(string, ...any)) (string, error) {
+	bin, err := CaddyPath(root)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		logf("building caddy (hack/caddy/build.sh: the version in hack/caddy/go.mod, from the Go module proxy)")
+		cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "caddy", "build.sh"))
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("hack/caddy/build.sh: %w: %s", err, lastLines(string(out), 5))
+		}
+		if _, err := os.Stat(bin); err != nil {
+			return "", fmt.Errorf("hack/caddy/build.sh built no %s: %s", bin, lastLines(string(out), 5))
+		}
+	}
+	out, err := exec.CommandContext(ctx, bin, "list-modules").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s list-modules: %w", bin, err)
+	}
+	if !slices.Contains(strings.Fields(string(out)), CaddyModule) {
+		return "", fmt.Errorf("%s has no %s module", bin, CaddyModule)
+	}
+	return bin, nil
+}
+
+// CaddyVersion is the version of the Caddy module bin was built from, read
+// from its build information ("unknown" if it has none).
+func CaddyVersion(bin string) string {
+	bi, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		return "unknown"
+	}
+	const mod = "github.com/caddyserver/caddy/v2"
+	if bi.Main.Path == mod {
+		return bi.Main.Version
+	}
+	for _, d := range bi.Deps {
+		if d.Path == mod {
+			return d.Version
+		}
+	}
+	return "unknown"
+}
+
+// FileLimit is this process's RLIMIT_NOFILE (soft) limit, which the
+// targets it starts inherit.
+func FileLimit() uint64 {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0
+	}
+	return l.Cur
+}
+
+// RaiseFileLimit raises RLIMIT_NOFILE's soft limit to the hard one and
+// returns it. Go raises its own soft limit at startup but gives children
+// the original one back unless the program sets the limit itself; after
+// this, the targets started here inherit the raised limit (their
+// `ulimit -n`).
+func RaiseFileLimit() (uint64, error) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0, err
+	}
+	l.Cur = l.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0, err
+	}
+	return l.Cur, nil
 }
 
 // Ensure makes sure bin is on PATH, installing the Debian package pkg with

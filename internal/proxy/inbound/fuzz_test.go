@@ -53,7 +53,7 @@ func FuzzReadRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := bufio.NewReader(bytes.NewReader(data))
-		req, body, err := readRequest(br, parseLimits{MaxHeaders: 100, MaxTrailerBytes: 60 << 10})
+		req, body, err := readRequest(br, parseLimits{MaxHeaders: 100, MaxHeaderBytes: 60 << 10, MaxTrailerBytes: 60 << 10}, new([]byte))
 		if err != nil {
 			return
 		}
@@ -159,7 +159,7 @@ func FuzzChunkedTrailers(f *testing.F) {
 		raw := "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + trailers + "\r\n"
 		br := bufio.NewReaderSize(bytes.NewReader([]byte(raw)), 4096)
 		lim := parseLimits{MaxHeaders: 10, MaxTrailerBytes: 1024}
-		req, body, err := readRequest(br, lim)
+		req, body, err := readRequest(br, lim, new([]byte))
 		if err != nil {
 			t.Fatalf("the head is fixed and valid: %v", err)
 		}

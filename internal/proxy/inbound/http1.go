@@ -19,17 +19,22 @@ import (
 )
 
 // serveHTTP1 serves HTTP/1.x requests on one connection, one at a time
-// (keep-alive, pipelining in order). Requests are parsed by net/http; the
-// responses are written here, so that header names go out in lower case as
-// Envoy writes them and so that every limit is ours to set.
+// (keep-alive, pipelining in order), with our own strict reader and
+// writer, so that header names go out in lower case as Envoy writes them
+// and so that every limit is ours to set. br holds what was read past the
+// PROXY header.
+//
+// An idle connection holds no buffer: between requests, with nothing
+// buffered, the read and write buffers go back to their pools and the
+// connection waits on a one-byte read; the next request's first byte
+// brings buffers back.
 func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handler, o *HTTPOptions, log *slog.Logger,
 	st *connState, draining func() bool, stats *Stats) {
-	bw := bufio.NewWriterSize(c, 4096)
-	pb := &pushback{r: br}
-	lr := &limitReader{r: pb, n: -1}
-	hr := bufio.NewReaderSize(lr, 4096)
-	watch := &connWatch{c: c, pb: pb}
+	cr := &connReader{c: c}
+	hr := br
+	watch := &connWatch{c: c}
 	defer watch.close()
+	var scratch []byte // the request heads' bytes, reused
 	info := InfoFromContext(ctx)
 	remote := info.Source.String()
 	served := 0
@@ -41,25 +46,38 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 			idle = o.ReadHeaderTimeout
 		}
 		_ = c.SetReadDeadline(time.Now().Add(idle))
-		if hr.Buffered() == 0 {
+		if hr == nil || hr.Buffered() == 0 {
 			if draining() {
 				return // between requests while draining: close now
 			}
 			st.idle.Store(true)
+			if hr != nil && !first {
+				putReader(hr) // nothing buffered, nobody reads it any more
+				hr = nil
+				scratch = nil
+			}
 		}
-		_, err := hr.Peek(1)
+		var err error
+		if hr == nil {
+			err = cr.wait()
+			if err == nil {
+				hr = getReader(cr)
+			}
+		} else {
+			_, err = hr.Peek(1)
+		}
 		st.idle.Store(false)
 		if err != nil {
 			return // closed, idle, or nothing sent: nothing to answer
 		}
 		_ = c.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
-		lr.n = int64(o.MaxHeaderBytes) + 4096 // headers plus one buffer's read-ahead
 		req, body, err := readRequest(hr, parseLimits{
-			MaxHeaders: o.MaxHeaders, MaxTrailerBytes: o.MaxHeaderBytes, AllowCustomMethods: o.AllowCustomMethods,
-		})
-		lr.n = -1
+			MaxHeaders: o.MaxHeaders, MaxHeaderBytes: o.MaxHeaderBytes, MaxTrailerBytes: o.MaxHeaderBytes,
+			AllowCustomMethods: o.AllowCustomMethods,
+		}, &scratch)
 		if err != nil {
-			if replyError(bw, err, lr, log, remote) {
+			bw := getWriter(c)
+			if replyError(bw, err, log, remote) {
 				stats.BadRequests.Add(1)
 			}
 			return
@@ -70,9 +88,10 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		// through the writer (Info), and learns of a client that left
 		// through OnClientGone, which spares a context and a copy of the
 		// request for every exchange.
+		bw := getWriter(c)
 		w := &responseWriter{bw: bw, req: req, header: make(http.Header, 8), status: 0, cl: -1, draining: draining,
 			conn: c, hr: hr, watch: watch, info: info}
-		watch.reset(w)
+		watch.reset(w, hr)
 		// While the exchange waits on the upstream, a client that closes
 		// its connection ends the request's context, as net/http does, so
 		// the upstream exchange is cancelled at once. The watch reads the
@@ -120,12 +139,77 @@ func serveHTTP1(ctx context.Context, c net.Conn, br *bufio.Reader, h http.Handle
 		if !body.finish(256 << 10) {
 			return
 		}
+		// The exchange is over and its body closed: nothing can write to
+		// the writer any more (retire stops a late 100 Continue), so it
+		// goes back to the pool.
+		w.retire()
+		putWriter(bw)
 		if o.MaxRequestsPerConnection > 0 {
 			if served++; served >= o.MaxRequestsPerConnection {
 				return
 			}
 		}
 	}
+}
+
+// connReader is the connection under a pooled bufio.Reader, with the byte
+// an idle wait read put back in front.
+type connReader struct {
+	c       net.Conn
+	pending [1]byte
+	has     bool
+}
+
+// wait blocks until the client sends a byte (or the read deadline), and
+// keeps it for the reader.
+func (r *connReader) wait() error {
+	n, err := r.c.Read(r.pending[:])
+	if n == 1 {
+		r.has = true
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if r.has && len(p) > 0 {
+		p[0] = r.pending[0]
+		r.has = false
+		return 1, nil
+	}
+	return r.c.Read(p)
+}
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+)
+
+// getReader returns a pooled 4 KiB reader of r.
+func getReader(r io.Reader) *bufio.Reader {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readerPool.Put(br)
+}
+
+// getWriter returns a pooled 4 KiB writer to w.
+func getWriter(w io.Writer) *bufio.Writer {
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
+}
+
+func putWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	writerPool.Put(bw)
 }
 
 // serveOne runs the handler, turning a panic into a 500 and a closed
@@ -153,12 +237,10 @@ func serveOne(h http.Handler, w *responseWriter, req *http.Request, log *slog.Lo
 
 // replyError answers a request that could not be read, then the caller
 // closes the connection.
-func replyError(bw *bufio.Writer, err error, lr *limitReader, log *slog.Logger, remote string) (answered bool) {
+func replyError(bw *bufio.Writer, err error, log *slog.Logger, remote string) (answered bool) {
 	var ne net.Error
 	var re *requestError
 	switch {
-	case lr.exceeded:
-		_ = writeSimple(bw, http.StatusRequestHeaderFieldsTooLarge, "request header too large", true)
 	case errors.As(err, &re):
 		log.Debug("refused HTTP/1 request", "remote", remote, "reason", re.msg)
 		_ = writeSimple(bw, re.status, re.msg, true)
@@ -185,48 +267,6 @@ func writeSimple(bw *bufio.Writer, status int, body string, closeConn bool) erro
 	return bw.Flush()
 }
 
-// limitReader fails reads past n bytes (n < 0: unlimited), to bound the
-// request head.
-type limitReader struct {
-	r        io.Reader
-	n        int64
-	exceeded bool
-}
-
-func (l *limitReader) Read(p []byte) (int, error) {
-	if l.n < 0 {
-		return l.r.Read(p)
-	}
-	if l.n == 0 {
-		l.exceeded = true
-		return 0, errHeaderTooLarge
-	}
-	if int64(len(p)) > l.n {
-		p = p[:l.n]
-	}
-	n, err := l.r.Read(p)
-	l.n -= int64(n)
-	return n, err
-}
-
-var errHeaderTooLarge = errors.New("request header too large")
-
-// pushback is the connection as the request reader reads it, with the
-// byte a connWatch read in the meantime put back in front.
-type pushback struct {
-	r       io.Reader
-	pending []byte
-}
-
-func (p *pushback) Read(b []byte) (int, error) {
-	if len(p.pending) > 0 {
-		n := copy(b, p.pending)
-		p.pending = p.pending[n:]
-		return n, nil
-	}
-	return p.r.Read(b)
-}
-
 // watchDelay is how long a request may wait on its upstream before the
 // connection is watched for the client leaving. Most exchanges end
 // sooner, and then cost no read, goroutine or wake-up for the watch.
@@ -239,7 +279,7 @@ const watchDelay = 200 * time.Millisecond
 // request's context. One per connection, armed per request.
 type connWatch struct {
 	c  net.Conn
-	pb *pushback
+	hr *bufio.Reader // the request's reader; watched only while it holds nothing
 
 	mu      sync.Mutex
 	timer   *time.Timer // fires start, reused across requests
@@ -248,13 +288,12 @@ type connWatch struct {
 	started bool
 	done    chan struct{}
 	gone    bool // the connection ended (written before done closes)
-	b       [1]byte
 }
 
 // reset prepares the watch for the next request.
-func (w *connWatch) reset(rw *responseWriter) {
+func (w *connWatch) reset(rw *responseWriter, hr *bufio.Reader) {
 	w.mu.Lock()
-	w.w, w.gone, w.armed, w.started = rw, false, false, false
+	w.w, w.hr, w.gone, w.armed, w.started = rw, hr, false, false, false
 	w.mu.Unlock()
 }
 
@@ -283,14 +322,12 @@ func (w *connWatch) start() {
 		return
 	}
 	w.started = true
-	done, rw := make(chan struct{}), w.w
+	done, rw, hr := make(chan struct{}), w.w, w.hr
 	w.done = done
 	go func() {
 		defer close(done)
-		n, err := w.pb.r.Read(w.b[:])
-		if n > 0 {
-			w.pb.pending = append(w.pb.pending[:0], w.b[0])
-		}
+		// Peek keeps what it reads for the next request.
+		_, err := hr.Peek(1)
 		var ne net.Error
 		if err != nil && (!errors.As(err, &ne) || !ne.Timeout()) {
 			w.gone = true
@@ -341,7 +378,7 @@ func (c *continueReader) Read(p []byte) (int, error) {
 	c.w.mu.Lock()
 	if !c.sent {
 		c.sent = true
-		if !c.w.wroteHeader {
+		if !c.w.wroteHeader && !c.w.retired {
 			c.w.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 			if err := c.w.bw.Flush(); err != nil {
 				c.w.mu.Unlock()
@@ -385,10 +422,21 @@ type responseWriter struct {
 	watch    *connWatch
 	hijacked bool
 
+	retired bool // the exchange is over: its writer went back to the pool
+
 	info   *ConnInfo
 	goneMu sync.Mutex
 	gone   bool
 	onGone func()
+}
+
+// retire ends the writer's use: a late read of the body (an upstream
+// writer still holding it) can no longer write a 100 Continue into a
+// writer that went back to the pool.
+func (w *responseWriter) retire() {
+	w.mu.Lock()
+	w.retired = true
+	w.mu.Unlock()
 }
 
 // Info returns the facts of the connection the request arrived on.

@@ -412,7 +412,7 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 			_ = c.Close()
 		}
 	}()
-	br := bufio.NewReaderSize(c, 4096)
+	br := getReader(c) // pooled: serveHTTP1 gives it back when the connection idles
 	info, err := s.readProxyHeader(c, br)
 	if err != nil {
 		s.stats.RefusedHeader.Add(1)

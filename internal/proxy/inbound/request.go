@@ -40,6 +40,9 @@ type parseLimits struct {
 	// MaxHeaders bounds the header fields of the head, and again of the
 	// trailer section.
 	MaxHeaders int
+	// MaxHeaderBytes bounds the request line and headers, exactly (0: no
+	// bound but the caller's).
+	MaxHeaderBytes int
 	// MaxTrailerBytes bounds the trailer section of a chunked body.
 	MaxTrailerBytes int
 	// AllowCustomMethods accepts any method token, not only the
@@ -56,11 +59,12 @@ type parseLimits struct {
 // outside the registered set, targets of the wrong form, and more than
 // MaxHeaders header fields. The request's RequestURI is the target in
 // origin-form ("/path?query", or "*"), whatever form the client sent.
-func readRequest(br *bufio.Reader, lim parseLimits) (*http.Request, *reqBody, error) {
-	line, err := readLine(br)
+func readRequest(br *bufio.Reader, lim parseLimits, scratch *[]byte) (*http.Request, *reqBody, error) {
+	head, err := readHead(br, lim.MaxHeaderBytes, scratch)
 	if err != nil {
 		return nil, nil, err
 	}
+	line, fields := cutLine(head)
 	method, rest, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(rest, " ")
 	if !ok1 || !ok2 || method == "" || target == "" || !validToken(method) {
@@ -85,9 +89,9 @@ func readRequest(br *bufio.Reader, lim parseLimits) (*http.Request, *reqBody, er
 	}
 	req := &http.Request{
 		Method: method, URL: u, RequestURI: origin, Proto: proto, ProtoMajor: major, ProtoMinor: minor,
-		Header: make(http.Header, 16),
+		Header: make(http.Header, strings.Count(fields, "\n")),
 	}
-	if err := readFields(br, req.Header, lim.MaxHeaders, nil); err != nil {
+	if err := parseFields(fields, req.Header, lim.MaxHeaders); err != nil {
 		return nil, nil, err
 	}
 
@@ -163,6 +167,114 @@ func readRequest(br *bufio.Reader, lim parseLimits) (*http.Request, *reqBody, er
 		req.Body = body
 	}
 	return req, body, nil
+}
+
+var errHeadTooLarge = &requestError{status: http.StatusRequestHeaderFieldsTooLarge, msg: "request header too large"}
+
+// readHead reads a request head, up to and including its empty line, into
+// scratch (reused across requests) and returns it as one string that the
+// request line and the fields are cut from: one allocation for the head.
+// More than maxBytes (when > 0) is a 431; a CR not before LF is a 400.
+func readHead(br *bufio.Reader, maxBytes int, scratch *[]byte) (string, error) {
+	buf := (*scratch)[:0]
+	defer func() { *scratch = buf[:0] }()
+	for {
+		line, err := br.ReadSlice('\n')
+		if maxBytes > 0 && len(buf)+len(line) > maxBytes {
+			return "", errHeadTooLarge
+		}
+		buf = append(buf, line...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil {
+			if len(buf) > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return "", err
+		}
+		if n := len(line); n == 1 || (n == 2 && line[0] == '\r') {
+			if len(buf) == n {
+				return "", badRequest("malformed request line") // the head starts with an empty line
+			}
+			break
+		}
+	}
+	for i := bytes.IndexByte(buf, '\r'); i >= 0; {
+		if i+1 >= len(buf) || buf[i+1] != '\n' {
+			return "", badRequest("bare CR in request head")
+		}
+		j := bytes.IndexByte(buf[i+1:], '\r')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return string(buf), nil
+}
+
+// cutLine returns the first line of s without its CRLF (or LF), and the rest.
+func cutLine(s string) (string, string) {
+	i := strings.IndexByte(s, '\n')
+	if i < 0 {
+		return s, ""
+	}
+	return strings.TrimSuffix(s[:i], "\r"), s[i+1:]
+}
+
+// parseFields parses the header fields of a head read by readHead into h:
+// names as they are when already canonical (no copy), values sharing one
+// backing slice.
+func parseFields(fields string, h http.Header, maxFields int) error {
+	values := make([]string, 0, strings.Count(fields, "\n"))
+	count := 0
+	for {
+		var line string
+		line, fields = cutLine(fields)
+		if line == "" {
+			return nil
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return badRequest("obsolete line folding in headers")
+		}
+		count++
+		if count > maxFields {
+			return &requestError{status: http.StatusRequestHeaderFieldsTooLarge, msg: "too many request headers"}
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || !validToken(name) {
+			return badRequest("malformed header field")
+		}
+		value = strings.Trim(value, " \t")
+		if !ValidHeaderValue(value) {
+			return badRequest("invalid character in header value")
+		}
+		key := name
+		if !isCanonical(name) {
+			key = textproto.CanonicalMIMEHeaderKey(name)
+		}
+		if vv, seen := h[key]; seen {
+			h[key] = append(vv, value)
+			continue
+		}
+		values = append(values, value)
+		n := len(values)
+		h[key] = values[n-1 : n : n]
+	}
+}
+
+// isCanonical reports whether a header name is already in canonical form
+// ("Content-Type"), so it can be the map key as it is.
+func isCanonical(s string) bool {
+	upper := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			return false
+		}
+		upper = c == '-'
+	}
+	return true
 }
 
 // readFields reads header (or trailer) fields up to the empty line into h,
