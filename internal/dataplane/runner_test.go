@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -48,10 +49,14 @@ func waitFor(t *testing.T, what string, f func() bool) {
 	}
 }
 
-// freePort is a port nothing listens on right now.
+// freePort is a port no socket holds right now on any IPv4 address: the
+// runner binds the inbound on 0.0.0.0, which a socket on the same port of
+// any other address (a test's backend on 127.0.1.x, an outgoing
+// connection's local port) refuses, so probing 127.0.0.1 alone is not
+// enough.
 func freePort(t *testing.T) uint16 {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +69,35 @@ func portOf(a net.Addr) uint16 {
 		return 0
 	}
 	return uint16(a.(*net.TCPAddr).Port)
+}
+
+// setInboundPort makes the server's configuration for gw put the inbound
+// on a free port, and waits until the runner has bound it; it returns the
+// port. A free port can still be taken by another process before the
+// runner binds it, which the runner rightly refuses (NACK,
+// TestXDSRunnerKeepsConfigOnBindFailure): then it tries another port, a
+// few times.
+func setInboundPort(t *testing.T, srv *xds.Server, r *dataplane.Runner, gw ir.NamespacedName) uint16 {
+	t.Helper()
+	for range 3 {
+		p := freePort(t)
+		nacks := srv.Stats().NACKs
+		if _, err := srv.Set(map[ir.NamespacedName]*ir.Waypoint{gw: {Gateway: gw, TrustDomain: "cluster.local", InboundPort: p}}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, fmt.Sprintf("the inbound to be bound on port %d", p), func() bool {
+			return portOf(r.InboundAddr()) == p || srv.Stats().NACKs > nacks
+		})
+		if portOf(r.InboundAddr()) == p {
+			return p
+		}
+		if !strings.Contains(r.LastError(), "address already in use") {
+			t.Fatalf("the configuration with inbound port %d was refused: %s", p, r.LastError())
+		}
+		t.Logf("port %d was taken before the runner could bind it; trying another", p)
+	}
+	t.Fatal("no free port could be bound")
+	return 0
 }
 
 // The proxy's runner, fed over xDS: ready only after the first
@@ -94,14 +128,8 @@ func TestXDSRunnerFollowsTheConfiguration(t *testing.T) {
 		t.Fatalf("before any configuration: ready %d, inbound %v; want 503 and no listener", code, r.InboundAddr())
 	}
 
-	p1 := freePort(t)
-	if _, err := srv.Set(map[ir.NamespacedName]*ir.Waypoint{gw: {Gateway: gw, TrustDomain: "cluster.local", InboundPort: p1}}); err != nil {
-		t.Fatal(err)
-	}
+	p1 := setInboundPort(t, srv, r, gw)
 	waitFor(t, "readiness", func() bool { code, _ := status(t, ready); return code == 200 })
-	if got := portOf(r.InboundAddr()); got != p1 {
-		t.Fatalf("inbound bound on port %d, the configuration's InboundPort is %d", got, p1)
-	}
 	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p1))))
 	if err != nil {
 		t.Fatalf("dialling the inbound port: %v", err)
@@ -109,11 +137,7 @@ func TestXDSRunnerFollowsTheConfiguration(t *testing.T) {
 	_ = c.Close()
 
 	// The Gateway's PROXY listener moves: so does the inbound.
-	p2 := freePort(t)
-	if _, err := srv.Set(map[ir.NamespacedName]*ir.Waypoint{gw: {Gateway: gw, TrustDomain: "cluster.local", InboundPort: p2}}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the inbound to move", func() bool { return portOf(r.InboundAddr()) == p2 })
+	p2 := setInboundPort(t, srv, r, gw)
 	if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p2)))); err != nil {
 		t.Errorf("dialling the new inbound port: %v", err)
 	} else {
@@ -125,6 +149,7 @@ func TestXDSRunnerFollowsTheConfiguration(t *testing.T) {
 	}
 
 	// The controller goes away: the configuration stays in force.
+	refused := srv.Stats().NACKs // ports taken before the runner bound them
 	srv.Stop()
 	waitFor(t, "the proxy to see the controller go", func() bool { return feed.Debug()["connected"] == false })
 	if code, _ := status(t, ready); code != 200 || r.Version() != 2 {
@@ -135,7 +160,8 @@ func TestXDSRunnerFollowsTheConfiguration(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &dbg); err != nil {
 		t.Fatalf("/debug/status: %v: %s", err, body)
 	}
-	if dbg["feed"] != "xds" || dbg["gateway"] != "ns/wp" || dbg["version"] != float64(2) || dbg["lastError"] != "" || dbg["received"] != float64(2) {
+	if dbg["feed"] != "xds" || dbg["gateway"] != "ns/wp" || dbg["version"] != float64(2) || dbg["lastError"] != "" ||
+		dbg["received"] != float64(2+refused) || dbg["nacked"] != float64(refused) {
 		t.Errorf("/debug/status = %s", body)
 	}
 	if _, body := status(t, "http://"+r.MetricsAddr().String()+"/stats/prometheus"); !strings.Contains(body, "# TYPE") {
@@ -161,11 +187,11 @@ func TestXDSRunnerKeepsConfigOnBindFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	p1 := freePort(t)
-	if _, err := srv.Set(map[ir.NamespacedName]*ir.Waypoint{gw: {Gateway: gw, TrustDomain: "cluster.local", InboundPort: p1}}); err != nil {
-		t.Fatal(err)
+	p1 := setInboundPort(t, srv, r, gw)
+	if r.Version() != 1 {
+		t.Fatalf("version %d after the first configuration", r.Version())
 	}
-	waitFor(t, "the first configuration", func() bool { return r.Version() == 1 })
+	refused := srv.Stats().NACKs
 	// A port taken by someone else: the listener cannot move there.
 	taken, err := net.Listen("tcp", "0.0.0.0:0")
 	if err != nil {
@@ -175,7 +201,7 @@ func TestXDSRunnerKeepsConfigOnBindFailure(t *testing.T) {
 	if _, err := srv.Set(map[ir.NamespacedName]*ir.Waypoint{gw: {Gateway: gw, TrustDomain: "cluster.local", InboundPort: portOf(taken.Addr())}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the NACK", func() bool { return srv.Stats().NACKs == 1 })
+	waitFor(t, "the NACK", func() bool { return srv.Stats().NACKs == refused+1 })
 	if got := portOf(r.InboundAddr()); got != p1 || r.Version() != 1 || r.Applied().InboundPort != p1 ||
 		!strings.Contains(r.LastError(), "address already in use") {
 		t.Errorf("after a port that cannot be bound: inbound on %d (want %d), version %d (want 1), last error %q",

@@ -107,12 +107,6 @@ type ServicePort struct {
 	// JWTRules are the RequestAuthentication rules that apply to this port,
 	// sorted by policy namespace/name.
 	JWTRules []*JWTRule `json:"jwtRules,omitempty"`
-	// Fingerprint is a digest of every other field of this port, including
-	// the full content of its routes, policies and JWT rules. Two ports with
-	// the same non-zero Fingerprint are configured identically, so the proxy
-	// can keep what it compiled for the previous configuration instead of
-	// compiling the port again. Zero means unknown: always compile.
-	Fingerprint uint64 `json:"fingerprint,omitempty"`
 }
 
 // HTTPRouteRule is one match of one rule of an HTTPRoute. A rule with several
@@ -307,11 +301,6 @@ type Backend struct {
 	// (Waypoint.HBONE): the waypoint tunnels to them over HBONE, and sends
 	// plain TCP to the other endpoints.
 	HBONE []MeshEndpoint `json:"hbone,omitempty"`
-	// Fingerprint is a digest of every other field of this backend. Two
-	// backends with the same key and the same non-zero Fingerprint are
-	// identical, so the proxy can keep the one it already has. Zero means
-	// unknown: always build it again.
-	Fingerprint uint64 `json:"fingerprint,omitempty"`
 }
 
 // MeshEndpoint is an endpoint reached over HBONE.

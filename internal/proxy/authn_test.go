@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,8 +15,11 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/source/files"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 )
 
 // signer makes RS256 tokens and the inline JWKS that verifies them.
@@ -176,5 +180,105 @@ spec:
 	}
 	if resp, _ := w2.do(vip, curlID, get("/public")); resp.StatusCode != 200 {
 		t.Errorf("unknown provider, unselected path: %d", resp.StatusCode)
+	}
+}
+
+// The external authorizers come with each configuration: a provider the
+// mesh config adds is used from the next update on, one whose settings
+// change gets a new client, and the authorizer's Service (in a namespace
+// the waypoint does not serve) is reached at the endpoint the translator
+// resolved it to, which no name lookup could find.
+func TestCustomPolicyFollowsTheConfiguration(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	host, port := startAuthorizer(t)
+	authzSvc := fmt.Sprintf(`---
+apiVersion: v1
+kind: Namespace
+metadata: {name: authz}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext-authz, namespace: authz}
+spec:
+  clusterIP: 127.0.100.9
+  ports: [{name: http, port: 9000}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: ext-authz-1
+  namespace: authz
+  labels: {kubernetes.io/service-name: ext-authz}
+addressType: IPv4
+ports: [{name: http, port: %d}]
+endpoints:
+- addresses: [%q]
+`, port, host)
+	manifests := svcManifests(b.addr) + authzSvc + `
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: ns}
+spec:
+  targetRefs: [{group: "", kind: Service, name: svc}]
+  action: CUSTOM
+  provider: {name: ext-http}
+  rules: [{to: [{operation: {paths: ["/ext/*"]}}]}]
+`
+	mesh := func(headers string) string {
+		return `extensionProviders:
+- name: ext-http
+  envoyExtAuthzHttp:
+    service: ext-authz.authz.svc.cluster.local
+    port: 9000
+    includeRequestHeadersInCheck: [` + headers + `]
+    headersToUpstreamOnAllow: [x-ext-user]
+`
+	}
+	w, _ := startWithMesh(t, manifests, "", proxy.Options{}, inbound.Options{})
+	update := func(meshDoc string) {
+		t.Helper()
+		snap, err := files.LoadBytes("m.yaml", []byte(manifests))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snap.MeshConfig, err = meshconfig.Parse([]byte(meshDoc)); err != nil {
+			t.Fatal(err)
+		}
+		res, err := translate.Translate(snap, translate.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.proxy.Update(res.Waypoint); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp, _ := w.do(vip, curlID, get("/ext/a", "X-Allow", "yes")); resp.StatusCode != 403 {
+		t.Fatalf("no provider yet: %d, want 403", resp.StatusCode)
+	}
+
+	update(mesh("x-allow"))
+	resp, body := w.do(vip, curlID, get("/ext/a", "X-Allow", "yes"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("provider added: %d %q, want 200 from the authorizer", resp.StatusCode, body)
+	}
+	if got := decodeEcho(t, body).Headers["X-Ext-User"]; len(got) != 1 || got[0] != "alice" {
+		t.Errorf("headersToUpstreamOnAllow: backend got x-ext-user %q", got)
+	}
+	if resp, body := w.do(vip, curlID, get("/ext/b")); resp.StatusCode != 401 || body != "denied by ext" {
+		t.Errorf("denied by the authorizer: %d %q", resp.StatusCode, body)
+	}
+
+	// The provider no longer sends x-allow: a new client, which the
+	// authorizer then denies.
+	update(mesh("x-other"))
+	if resp, body := w.do(vip, curlID, get("/ext/a", "X-Allow", "yes")); resp.StatusCode != 401 {
+		t.Errorf("provider changed: %d %q, want 401 (x-allow no longer sent)", resp.StatusCode, body)
+	}
+
+	// The provider gone again: denied without asking.
+	update("{}")
+	if resp, _ := w.do(vip, curlID, get("/ext/a", "X-Allow", "yes")); resp.StatusCode != 403 {
+		t.Errorf("provider removed: %d, want 403", resp.StatusCode)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
-	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 )
 
@@ -137,7 +136,7 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 	var retryCodes []int
 	var backoff time.Duration
 	// The mesh's defaultHttpRetryPolicy stands in for a route's own.
-	rt := x.c.ir.DefaultRetry
+	rt := x.cfg.IR().DefaultRetry
 	if rule := x.rule; rule != nil {
 		if ms := rule.IR.RequestTimeoutMs; ms > 0 {
 			var cancel context.CancelFunc
@@ -178,7 +177,7 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 	for attempt := 0; ; attempt++ {
 		ep, ok := b.Pick()
 		if !ok {
-			p.localReply(x, http.StatusServiceUnavailable, bodyNoHealthy, telemetry.FlagNoHealthyUpstream, telemetry.DetailsNoHealthyUpstream)
+			p.localReply(x, replyNoHealthy)
 			return
 		}
 		x.upstreamHost = ep
@@ -222,22 +221,22 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 		}
 		if errors.Is(context.Cause(ctx), errStreamIdle) {
 			x.w.Header()["Connection"] = []string{"close"}
-			p.localReply(x, http.StatusRequestTimeout, bodyStreamTimeout, telemetry.FlagStreamIdleTimeout, telemetry.DetailsStreamIdleTimeout)
+			p.localReply(x, replyStreamTimeout)
 			return
 		}
 		if berr := body.failure(); berr != nil {
 			p.clientBodyFailed(x, berr)
 			return
 		}
-		p.log.Debug("upstream request failed", "service", x.sp.name, "error", err.Error())
+		p.log.Debug("upstream request failed", "service", x.sp.Name, "error", err.Error())
 		var perr *upstream.ProtocolError
 		switch {
 		case errors.As(err, &perr):
-			p.localReply(x, http.StatusBadGateway, bodyProtocolError, telemetry.FlagUpstreamProtocolError, telemetry.DetailsProtocolError)
+			p.localReply(x, replyProtocolError)
 		case isTimeout(err) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-			p.localReply(x, http.StatusGatewayTimeout, bodyTimeout, telemetry.FlagUpstreamRequestTimeout, telemetry.DetailsUpstreamTimeout)
+			p.localReply(x, replyTimeout)
 		default:
-			p.localReply(x, http.StatusServiceUnavailable, bodyConnectFailed, telemetry.FlagUpstreamConnectionFailure, telemetry.DetailsConnectionFailure)
+			p.localReply(x, replyConnectFailed)
 		}
 		return
 	}
@@ -246,7 +245,7 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 		if !x.upgrade {
 			// net/http's h2 transport never returns one; H1Client refuses
 			// an unsolicited 101 itself. Belt and braces.
-			p.localReply(x, http.StatusBadGateway, bodyProtocolError, telemetry.FlagUpstreamProtocolError, telemetry.DetailsProtocolError)
+			p.localReply(x, replyProtocolError)
 			return
 		}
 		p.tunnel(x, resp, start)
@@ -267,9 +266,9 @@ func (p *Proxy) clientBodyFailed(x *exchange, err error) {
 		}
 		status = http.StatusBadRequest
 	}
-	p.log.Debug("client request body failed", "service", x.sp.name, "error", err.Error())
+	p.log.Debug("client request body failed", "service", x.sp.Name, "error", err.Error())
 	x.w.Header()["Connection"] = []string{"close"}
-	p.localReply(x, status, http.StatusText(status), telemetry.FlagDownstreamProtocolError, telemetry.DetailsDownstreamProtocolError)
+	p.localReply(x, replyClientBody(status))
 }
 
 // roundTrip sends one try to one endpoint.
@@ -378,7 +377,7 @@ func (p *Proxy) relay(x *exchange, resp *http.Response, start time.Time) {
 		if rerr != nil {
 			// The upstream broke mid-body (or the stream went idle): the
 			// only honest signal left is to abort the client's response too.
-			p.log.Debug("upstream response body failed", "service", x.sp.name, "error", rerr.Error())
+			p.log.Debug("upstream response body failed", "service", x.sp.Name, "error", rerr.Error())
 			panic(http.ErrAbortHandler)
 		}
 	}
@@ -392,12 +391,12 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 // mirror sends copies of the request to the rule's mirror backends, in the
 // background; their responses are discarded. A request body is mirrored
 // when it is small enough to hold (64 KiB); larger bodies are not mirrored.
-func (p *Proxy) mirror(c *config, x *exchange) {
+func (p *Proxy) mirror(x *exchange) {
 	r := x.r
 	var payload []byte
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		if r.ContentLength < 0 || r.ContentLength > 64<<10 {
-			p.log.Debug("request body too large to mirror", "service", x.sp.name)
+			p.log.Debug("request body too large to mirror", "service", x.sp.Name)
 			return
 		}
 		data, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
@@ -411,7 +410,7 @@ func (p *Proxy) mirror(c *config, x *exchange) {
 		if m.Backend == "" || (m.Percent < 100 && mrand.Float64()*100 >= m.Percent) {
 			continue
 		}
-		b := c.backends[m.Backend]
+		b := x.cfg.Backend(m.Backend)
 		if b == nil {
 			continue
 		}
@@ -437,7 +436,7 @@ func (p *Proxy) mirror(c *config, x *exchange) {
 		}
 		tr := p.pool.Transport(b)
 		if !p.mirrors.start() {
-			p.log.Debug("mirror dropped: too many mirrored requests in flight", "service", x.sp.name)
+			p.log.Debug("mirror dropped: too many mirrored requests in flight", "service", x.sp.Name)
 			continue
 		}
 		go func() {

@@ -17,6 +17,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/config"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/extauthz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/pathnorm"
@@ -24,26 +25,17 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 )
 
-// Bodies of the waypoint's own replies, as Envoy words them.
-const (
-	bodyDenied        = "RBAC: access denied"
-	bodyNoHealthy     = "no healthy upstream"
-	bodyConnectFailed = "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
-	bodyTimeout       = "upstream request timeout"
-	bodyProtocolError = "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
-	bodyStreamTimeout = "stream timeout"
-)
-
 // exchange is one request's state on its way through the proxy.
 type exchange struct {
-	c       *config // the configuration the exchange started with
 	w       http.ResponseWriter
 	r       *http.Request
 	ctx     context.Context // the request's, ended by the stream idle timeout too
 	idle    *idleTimer
 	upgrade bool // a WebSocket upgrade request
 	info    *inbound.ConnInfo
-	sp      *servicePort
+	cfg     *config.Config // the generation serving the exchange
+	auth    *authorizers   // that generation's external authorizers
+	sp      *config.ServicePort
 	rule    *route.Rule
 	backend *ir.WeightedBackend // the backendRef chosen (nil: the service itself)
 	path    string              // the normalized path, percent-encoded as sent
@@ -81,8 +73,7 @@ func (p *Proxy) responseHeaders(x *exchange, h http.Header) {
 // ServeHTTP handles one request: route, authorize, forward.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := inbound.Info(w, r)
-	c := p.config.Load()
-	x := &exchange{c: c, w: w, r: r, info: info}
+	x := &exchange{w: w, r: r, info: info}
 	if p.tel != nil {
 		x.start, x.origPath, x.host = time.Now(), r.RequestURI, r.Host
 		x.rec = &recorder{ResponseWriter: w}
@@ -94,14 +85,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.tel.RequestStarted()
 		defer p.record(x)
 	}
-	if info != nil && c != nil {
-		x.sp = c.lookup(info)
+	// The exchange is served by the configuration in force: the one the
+	// connection was classified in while it still is (no lookup), else the
+	// service port looked up again in the newer one.
+	if info != nil {
+		t := info.Target
+		if g := p.cfg.Load(); g != nil {
+			if t.Config != g.Config {
+				t, _ = g.Lookup(info.Destination, info.Hostname)
+			}
+			x.auth = g.auth
+		}
+		x.cfg, x.sp = t.Config, t.Port
 	}
 	if x.sp == nil {
 		// The service left the configuration after the connection was
 		// accepted: finish this exchange and close.
 		w.Header().Set("Connection", "close")
-		p.localReply(x, http.StatusServiceUnavailable, bodyNoHealthy, telemetry.FlagNoHealthyUpstream, telemetry.DetailsNoHealthyUpstream)
+		p.localReply(x, replyNoHealthy)
 		return
 	}
 	sp := x.sp
@@ -118,16 +119,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header["X-Request-Id"] = []string{newRequestID()}
 	}
 	if p.tel != nil {
-		_, x.span = p.tel.StartSpan(r.Context(), r.Header, sp.name+"/*")
+		_, x.span = p.tel.StartSpan(r.Context(), r.Header, sp.Name+"/*")
 	}
 	var ok bool
-	if x.path, ok = normalize(r, c.ir.PathNormalization); !ok {
-		p.localReply(x, http.StatusBadRequest, "Bad Request", telemetry.FlagNone, "path_normalization_failed")
+	if x.path, ok = normalize(r, x.cfg.IR().PathNormalization); !ok {
+		p.localReply(x, replyBadPath)
 		return
 	}
 	routed := false
-	if sp.routes != nil {
-		x.rule, routed = sp.routes.Match(r, namespaceOf(info.Identity))
+	if sp.Routes != nil {
+		x.rule, routed = sp.Routes.Match(r, namespaceOf(info.Identity))
 	}
 	// CORS preflights are answered before authorization, as browsers send
 	// them without credentials.
@@ -138,43 +139,43 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// RequestAuthentication: an invalid token is refused; a valid one
 	// gives the request principal and claims policies see.
 	var jwt authn.Result
-	if !sp.authn.Empty() {
-		res, err := sp.authn.Authenticate(r)
+	if !sp.Authn.Empty() {
+		res, err := sp.Authn.Authenticate(r)
 		var ae *authn.Error
 		if errors.As(err, &ae) {
 			x.w.Header()["Www-Authenticate"] = []string{ae.WWWAuthenticate(r)}
-			p.localReply(x, ae.Code(), ae.Body(), telemetry.FlagNone, "jwt_authn_access_denied")
+			p.localReply(x, replyJWT(ae))
 			return
 		}
 		jwt = res
 	}
-	if !sp.authz.Empty() {
+	if !sp.Authz.Empty() {
 		areq := p.authzRequest(info, r, x.path, &jwt)
 		// CUSTOM first: the external authorizer decides the requests its
 		// policies select, before DENY and ALLOW.
-		if provider, policy, matched := sp.authz.Custom(areq); matched {
+		if provider, policy, matched := sp.Authz.Custom(areq); matched {
 			if !p.checkExternal(x, provider, policy) {
 				return
 			}
 		}
-		d := sp.authz.Evaluate(areq)
+		d := sp.Authz.Evaluate(areq)
 		p.logShadow(sp, info, r.Method, r.URL.Path, d)
 		if !d.Allowed {
-			p.log.Debug("request denied", "service", sp.name, "policy", d.Policy, "reason", d.Reason,
+			p.log.Debug("request denied", "service", sp.Name, "policy", d.Policy, "reason", d.Reason,
 				"identity", info.Identity, "method", r.Method, "path", r.URL.Path)
-			p.localReply(x, http.StatusForbidden, bodyDenied, telemetry.FlagNone, telemetry.RBACDeniedDetails(d.Policy))
+			p.localReply(x, replyDenied(d.Policy))
 			return
 		}
 	}
 	if routed && x.rule == nil {
-		p.localReply(x, http.StatusNotFound, "", telemetry.FlagNoRouteFound, telemetry.DetailsRouteNotFound)
+		p.localReply(x, replyNoRoute)
 		return
 	}
-	backend := sp.defaultBackend
+	backend := sp.DefaultBackend
 	if rule := x.rule; rule != nil {
 		switch {
 		case rule.IR.Unsupported != "":
-			p.localReply(x, http.StatusInternalServerError, "", telemetry.FlagNone, telemetry.DetailsDirectResponse)
+			p.localReply(x, replyUnsupported)
 			return
 		case rule.IR.Redirect != nil:
 			p.redirect(x)
@@ -182,10 +183,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		x.backend = rule.PickBackend(mrand.Uint32())
 		if x.backend == nil || x.backend.Backend == "" {
-			p.localReply(x, http.StatusInternalServerError, "", telemetry.FlagNoClusterFound, telemetry.DetailsClusterNotFound)
+			p.localReply(x, replyNoCluster)
 			return
 		}
-		backend = c.backends[x.backend.Backend]
+		backend = x.cfg.Backend(x.backend.Backend)
 		route.ApplyHeaders(r.Header, rule.IR.RequestHeaders)
 		route.ApplyHeaders(r.Header, x.backend.RequestHeaders)
 		if rw := rule.IR.Rewrite; rw != nil {
@@ -197,11 +198,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if len(rule.IR.Mirrors) > 0 {
-			p.mirror(c, x)
+			p.mirror(x)
 		}
 	}
 	if backend == nil {
-		p.localReply(x, http.StatusServiceUnavailable, bodyNoHealthy, telemetry.FlagNoHealthyUpstream, telemetry.DetailsNoHealthyUpstream)
+		p.localReply(x, replyNoHealthy)
 		return
 	}
 	// The waypoint answers Expect: 100-continue itself (as Envoy does by
@@ -212,9 +213,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // logShadow logs what AUDIT and dry-run policies decided: they never
 // change the outcome, so the log is their only effect.
-func (p *Proxy) logShadow(sp *servicePort, info *inbound.ConnInfo, method, path string, d authz.Decision) {
+func (p *Proxy) logShadow(sp *config.ServicePort, info *inbound.ConnInfo, method, path string, d authz.Decision) {
 	for _, s := range d.DryRunResults {
-		p.log.Info("authorization shadow result", "service", sp.name, "policy", s.Policy, "action", string(s.Action),
+		p.log.Info("authorization shadow result", "service", sp.Name, "policy", s.Policy, "action", string(s.Action),
 			"dryRun", s.DryRun, "matched", s.Matched, "identity", info.Identity, "method", method, "path", path)
 	}
 }
@@ -280,10 +281,14 @@ func namespaceOf(identity string) string {
 // denies, as istiod makes Envoy do.
 func (p *Proxy) checkExternal(x *exchange, provider, policy string) bool {
 	r, sp := x.r, x.sp
-	client, known := x.c.auth.clients[provider]
-	if !known || client == nil || len(sp.authz.CustomProviders()) > 1 {
-		p.log.Debug("CUSTOM policy without a usable provider: denied", "service", sp.name, "policy", policy, "provider", provider)
-		p.localReply(x, http.StatusForbidden, bodyDenied, telemetry.FlagUnauthorizedExternalService, telemetry.DetailsExtAuthzDenied)
+	var client extauthz.Client
+	known := false
+	if x.auth != nil {
+		client, known = x.auth.clients[provider]
+	}
+	if !known || client == nil || len(sp.Authz.CustomProviders()) > 1 {
+		p.log.Debug("CUSTOM policy without a usable provider: denied", "service", sp.Name, "policy", policy, "provider", provider)
+		p.localReply(x, replyNoProvider)
 		return false
 	}
 	req := &extauthz.Request{
@@ -291,7 +296,7 @@ func (p *Proxy) checkExternal(x *exchange, provider, policy string) bool {
 		Headers: r.Header, Source: x.info.Source, Destination: x.info.Destination,
 		SourcePrincipal: x.info.Identity, Protocol: r.Proto,
 	}
-	if prov := x.c.auth.providers[provider]; prov != nil && prov.Body != nil && r.Body != nil && r.Body != http.NoBody {
+	if prov := x.auth.providers[provider]; prov != nil && prov.Body != nil && r.Body != nil && r.Body != http.NoBody {
 		buf, err := io.ReadAll(io.LimitReader(r.Body, int64(prov.Body.MaxRequestBytes)+1))
 		if err != nil {
 			panic(http.ErrAbortHandler)
@@ -308,10 +313,7 @@ func (p *Proxy) checkExternal(x *exchange, provider, policy string) bool {
 		for k, vv := range d.Headers {
 			h[k] = vv
 		}
-		if d.Status == 0 {
-			d.Status = http.StatusForbidden
-		}
-		p.localReply(x, d.Status, string(d.Body), telemetry.FlagUnauthorizedExternalService, telemetry.DetailsExtAuthzDenied)
+		p.localReply(x, replyExtAuthz(d.Status, string(d.Body)))
 		return false
 	}
 	d.ApplyUpstream(r.Header, r.URL)
@@ -348,8 +350,9 @@ func (p *Proxy) authzRequest(info *inbound.ConnInfo, r *http.Request, path strin
 // exchange's response header modifiers applied (the seed's 403 carries
 // traversed-waypoint). A gRPC request gets a gRPC answer: HTTP 200 with the
 // status in grpc-status, as Envoy maps it.
-func (p *Proxy) localReply(x *exchange, status int, body, flags, details string) {
-	x.flags, x.details = flags, details
+func (p *Proxy) localReply(x *exchange, rep reply) {
+	status, body := rep.status, rep.body
+	x.flags, x.details = rep.flags, rep.details
 	h := x.w.Header()
 	if isGRPC(x.r) {
 		h["Content-Type"] = []string{"application/grpc"}
@@ -416,7 +419,7 @@ func (p *Proxy) redirect(x *exchange) {
 		b.WriteString(r.URL.RawQuery)
 	}
 	x.w.Header()["Location"] = []string{b.String()}
-	p.localReply(x, rd.StatusCode, "", telemetry.FlagNone, telemetry.DetailsDirectResponse)
+	p.localReply(x, replyRedirect(rd.StatusCode))
 }
 
 // preflight answers a CORS preflight request without going upstream.

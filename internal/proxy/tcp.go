@@ -18,12 +18,18 @@ import (
 // ServeTCP authorizes a TCP connection with the L4 fields of the policies,
 // then copies bytes to one endpoint of the service, both ways, passing
 // half-closes on. A denied connection is closed.
+//
+// The whole connection is served by the configuration it was classified
+// in (info.Target): its policies, its TCPRoute's backends and their
+// endpoints. An update after that changes nothing for it; the next
+// connection gets the new configuration.
 func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *inbound.ConnInfo) {
-	sp, _ := info.Service.(*servicePort)
+	t := info.Target
+	sp := t.Port
 	if sp == nil {
 		return
 	}
-	if !sp.authz.Empty() {
+	if !sp.Authz.Empty() {
 		areq := &authz.Request{
 			SourceIP:        info.Source.Addr(),
 			SourcePrincipal: info.Identity,
@@ -33,45 +39,41 @@ func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *
 		// CUSTOM on a TCP port would need Envoy's network ext_authz, which
 		// this waypoint does not speak: a connection a CUSTOM policy selects
 		// is closed (fail closed).
-		if _, policy, matched := sp.authz.Custom(areq); matched {
-			p.log.Debug("connection selected by a CUSTOM policy on a TCP port: closed", "service", sp.name, "policy", policy)
+		if _, policy, matched := sp.Authz.Custom(areq); matched {
+			p.log.Debug("connection selected by a CUSTOM policy on a TCP port: closed", "service", sp.Name, "policy", policy)
 			return
 		}
-		d := sp.authz.Evaluate(areq)
+		d := sp.Authz.Evaluate(areq)
 		p.logShadow(sp, info, "", "", d)
 		if !d.Allowed {
-			p.log.Debug("connection denied", "service", sp.name, "policy", d.Policy, "identity", info.Identity)
+			p.log.Debug("connection denied", "service", sp.Name, "policy", d.Policy, "identity", info.Identity)
 			return
 		}
 	}
-	b := sp.defaultBackend
-	if len(sp.port.TCPBackends) > 0 {
-		wb := route.PickWeighted(sp.port.TCPBackends, mrand.Uint32())
+	b := sp.DefaultBackend
+	if len(sp.Port.TCPBackends) > 0 {
+		wb := route.PickWeighted(sp.Port.TCPBackends, mrand.Uint32())
 		if wb == nil || wb.Backend == "" {
-			p.log.Debug("TCPRoute has no usable backend; connection closed", "service", sp.name)
+			p.log.Debug("TCPRoute has no usable backend; connection closed", "service", sp.Name)
 			return
 		}
-		c := p.config.Load()
-		if c == nil {
-			return
-		}
-		b = c.backends[wb.Backend]
+		b = t.Backend(wb.Backend)
 	}
 	if b == nil {
 		return
 	}
 	ep, ok := b.Pick()
 	if !ok {
-		p.log.Debug("no endpoint for TCP service", "service", sp.name)
+		p.log.Debug("no endpoint for TCP service", "service", sp.Name)
 		return
 	}
 	var rec *telemetry.TCPRecord
 	if p.tel != nil {
 		rec = &telemetry.TCPRecord{
 			Start: time.Now(), Source: telemetry.PeerFromPrincipal(info.Identity),
-			Destination:        telemetry.Peer{Namespace: sp.svc.Namespace, CanonicalService: sp.svc.Name},
-			DestinationService: sp.svc.Hostname, DestinationServiceName: sp.svc.Name, DestinationServiceNamespace: sp.svc.Namespace,
-			UpstreamHost: ep, UpstreamCluster: telemetry.UpstreamCluster(int(sp.port.Port), "tcp", "", sp.svc.Hostname),
+			Destination:        telemetry.Peer{Namespace: sp.Service.Namespace, CanonicalService: sp.Service.Name},
+			DestinationService: sp.Service.Hostname, DestinationServiceName: sp.Service.Name, DestinationServiceNamespace: sp.Service.Namespace,
+			UpstreamHost: ep, UpstreamCluster: telemetry.UpstreamCluster(int(sp.Port.Port), "tcp", "", sp.Service.Hostname),
 			ResponseFlags: telemetry.FlagNone, ConnectionSecurityPolicy: "mutual_tls",
 			DownstreamRemote: info.Source.String(), DownstreamLocal: info.Destination.String(),
 		}
@@ -81,7 +83,7 @@ func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *
 	cancel()
 	b.Report(ep, err == nil)
 	if err != nil {
-		p.log.Debug("upstream connect failed", "service", sp.name, "endpoint", ep, "error", err.Error())
+		p.log.Debug("upstream connect failed", "service", sp.Name, "endpoint", ep, "error", err.Error())
 		if rec != nil {
 			rec.ResponseFlags = telemetry.FlagUpstreamConnectionFailure
 			rec.Duration = time.Since(rec.Start)

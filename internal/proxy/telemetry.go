@@ -100,9 +100,9 @@ func (p *Proxy) record(x *exchange) {
 		rec.DownstreamRemote, rec.DownstreamLocal = info.Source.String(), info.Destination.String()
 	}
 	if sp := x.sp; sp != nil {
-		rec.DestinationService, rec.DestinationServiceName, rec.DestinationServiceNamespace = sp.svc.Hostname, sp.svc.Name, sp.svc.Namespace
-		rec.Destination = telemetry.Peer{Namespace: sp.svc.Namespace, CanonicalService: sp.svc.Name}
-		rec.UpstreamCluster = telemetry.UpstreamCluster(int(sp.port.Port), "http", "", sp.svc.Hostname)
+		rec.DestinationService, rec.DestinationServiceName, rec.DestinationServiceNamespace = sp.Service.Hostname, sp.Service.Name, sp.Service.Namespace
+		rec.Destination = telemetry.Peer{Namespace: sp.Service.Namespace, CanonicalService: sp.Service.Name}
+		rec.UpstreamCluster = telemetry.UpstreamCluster(int(sp.Port.Port), "http", "", sp.Service.Hostname)
 	}
 	if x.rule != nil {
 		rec.RouteName = x.rule.IR.Route.Name

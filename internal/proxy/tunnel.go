@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 )
 
 // tunnel completes a WebSocket upgrade the upstream accepted (101): the
@@ -22,7 +20,7 @@ func (p *Proxy) tunnel(x *exchange, resp *http.Response, start time.Time) {
 	up, ok := resp.Body.(io.ReadWriteCloser)
 	hj, ok2 := x.w.(http.Hijacker)
 	if !ok || !ok2 {
-		p.localReply(x, http.StatusBadGateway, bodyProtocolError, telemetry.FlagUpstreamProtocolError, telemetry.DetailsProtocolError)
+		p.localReply(x, replyProtocolError)
 		return
 	}
 	h := x.w.Header()

@@ -99,7 +99,6 @@ func (t *translator) run() *Result {
 	t.attachRoutes()
 	t.attachPolicies()
 	t.attachRequestAuthentications()
-	fingerprints(t.out)
 	sortConditions(t.conditions)
 	t.countAttachedRoutes()
 	return &Result{Waypoint: t.out, Gateway: t.verdict, Conditions: t.conditions}
@@ -390,9 +389,8 @@ func (t *translator) addBackend(key string, b *ir.Backend) {
 	}
 }
 
-// newBackend builds the backend of a service port (with its fingerprint:
-// a backend never changes once built) and returns it with its key. It only
-// reads the translator.
+// newBackend builds the backend of a service port and returns it with its
+// key. It only reads the translator.
 func (t *translator) newBackend(svc *corev1.Service, p *corev1.ServicePort) (string, *ir.Backend) {
 	proto := "HTTP1"
 	switch {
@@ -410,7 +408,6 @@ func (t *translator) newBackend(svc *corev1.Service, p *corev1.ServicePort) (str
 	if t.pods != nil {
 		b.HBONE = t.meshEndpoints(svc, p)
 	}
-	b.Fingerprint = backendFingerprint(b)
 	return ir.BackendKey(svc.Namespace, svc.Name, uint16(p.Port)), b
 }
 

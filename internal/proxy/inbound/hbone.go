@@ -325,7 +325,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		}
 		info.Hostname = host
 	}
-	proto, svc, ok := s.h.Classify(info)
+	target, ok := s.h.Classify(info)
 	if !ok {
 		s.hstats.StreamsUnknownDest.Add(1)
 		s.stats.RefusedDestination.Add(1)
@@ -369,7 +369,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	br := bufio.NewReaderSize(c, 4096)
-	handedOff = s.dispatch(c, br, info, proto, svc, st)
+	handedOff = s.dispatch(c, br, info, target, st)
 }
 
 // parseForwarded reads ztunnel's forwarded header (RFC 7239):

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/identity"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/config"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/hbone"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 )
@@ -34,20 +35,24 @@ var (
 	tcpDst  = netip.MustParseAddrPort("10.0.0.1:9000")
 )
 
-func (echoHandler) Classify(info *inbound.ConnInfo) (ir.Protocol, any, bool) {
+func target(name string, proto ir.Protocol) config.Target {
+	return config.Target{Port: &config.ServicePort{Service: &ir.Service{Name: name}, Port: &ir.ServicePort{Protocol: proto}}}
+}
+
+func (echoHandler) Classify(info *inbound.ConnInfo) (config.Target, bool) {
 	switch info.Destination {
 	case httpDst:
-		return ir.ProtocolHTTP, "http-svc", true
+		return target("http-svc", ir.ProtocolHTTP), true
 	case tcpDst:
-		return ir.ProtocolTCP, "tcp-svc", true
+		return target("tcp-svc", ir.ProtocolTCP), true
 	}
-	return "", nil, false
+	return config.Target{}, false
 }
 
 func (echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ci := inbound.Info(w, r)
 	body := fmt.Sprintf("id=%s src=%s dst=%s host=%s svc=%v baggage=%s traceparent=%s proto=%s path=%s",
-		ci.Identity, ci.Source, ci.Destination, ci.Hostname, ci.Service, ci.Baggage, ci.Traceparent, r.Proto, r.URL.Path)
+		ci.Identity, ci.Source, ci.Destination, ci.Hostname, ci.Target.Port.Service.Name, ci.Baggage, ci.Traceparent, r.Proto, r.URL.Path)
 	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 	_, _ = io.WriteString(w, body)
 }
@@ -479,7 +484,11 @@ func TestHBONERotationUnderLoad(t *testing.T) {
 		issued = append(issued, b.Certificate.Leaf.SerialNumber.String())
 	}
 	target := done.Load() + 50
-	waitFor(t, "requests after the last rotation", func() bool { return done.Load() >= target || failures.Load() > 0 })
+	last := issued[len(issued)-1]
+	waitFor(t, "requests and a handshake after the last rotation", func() bool {
+		_, seen := serials.Load(last)
+		return (done.Load() >= target && seen) || failures.Load() > 0
+	})
 	close(stop)
 	wg.Wait()
 	if failures.Load() != 0 {

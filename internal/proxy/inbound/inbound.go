@@ -27,6 +27,7 @@ import (
 	proxyproto "github.com/pires/go-proxyproto"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/config"
 )
 
 // TLV types ztunnel writes into the PROXY v2 header.
@@ -53,9 +54,9 @@ type ConnInfo struct {
 	// (native HBONE only), for telemetry and tracing.
 	Baggage     string
 	Traceparent string
-	// Service is the handler's state for the destination, as returned by
-	// Handler.Classify; the handler may look it up again per request.
-	Service any
+	// Target is the service port the connection was classified to, with
+	// the configuration generation it belongs to (Handler.Classify).
+	Target config.Target
 }
 
 type ctxKey struct{}
@@ -88,10 +89,11 @@ func InfoFromContext(ctx context.Context) *ConnInfo {
 
 // Handler serves the connections the listener accepts.
 type Handler interface {
-	// Classify says how to serve a connection to info.Destination: HTTP or
-	// TCP, with the handler's state for it. ok=false refuses the connection
-	// (a destination this waypoint does not serve).
-	Classify(info *ConnInfo) (proto ir.Protocol, service any, ok bool)
+	// Classify finds the service port a connection is for, in the
+	// configuration in force; its protocol says whether to serve HTTP or
+	// TCP. ok=false refuses the connection (a destination this waypoint
+	// does not serve).
+	Classify(info *ConnInfo) (target config.Target, ok bool)
 	// ServeHTTP serves one request; InfoFromContext gives its connection.
 	http.Handler
 	// ServeTCP serves a TCP connection; r holds bytes already read from conn.
@@ -436,24 +438,24 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 		s.opts.Logger.Debug("refused connection", "remote", c.RemoteAddr().String(), "reason", err.Error())
 		return
 	}
-	proto, svc, ok := s.h.Classify(info)
+	target, ok := s.h.Classify(info)
 	if !ok {
 		s.stats.RefusedDestination.Add(1)
 		s.opts.Logger.Debug("refused connection to a destination this waypoint does not serve",
 			"destination", info.Destination.String(), "source", info.Source.String(), "identity", info.Identity)
 		return
 	}
-	handedOff = s.dispatch(c, br, info, proto, svc, st)
+	handedOff = s.dispatch(c, br, info, target, st)
 }
 
 // dispatch serves a connection whose destination is classified: TCP, or
 // HTTP/1.1 or h2c by its first bytes. It reports whether the connection
 // was handed to the h2c server, which then owns it. The PROXY listener and
 // the HBONE listener (each CONNECT stream) share it.
-func (s *Server) dispatch(c net.Conn, br *bufio.Reader, info *ConnInfo, proto ir.Protocol, svc any, st *connState) (handedOff bool) {
-	info.Service = svc
+func (s *Server) dispatch(c net.Conn, br *bufio.Reader, info *ConnInfo, target config.Target, st *connState) (handedOff bool) {
+	info.Target = target
 	ctx := context.WithValue(context.Background(), ctxKey{}, info)
-	if proto == ir.ProtocolTCP {
+	if target.Protocol() == ir.ProtocolTCP {
 		s.connEvent("tcp", true)
 		defer s.connEvent("tcp", false)
 		s.h.ServeTCP(ctx, c, br, info)
