@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -20,6 +21,7 @@ func newProxy(g *globalFlags) *cobra.Command {
 		feed      xds.Feed
 		gateway   string
 		tokenFile string
+		ca        caFlags
 	)
 	c := &cobra.Command{
 		Use:   "proxy --xds-address HOST:PORT --gateway NAMESPACE/NAME",
@@ -56,6 +58,16 @@ is applied and the inbound listener is bound.`,
 			if o.ServiceName == "" {
 				o.ServiceName = gw.Name + "." + gw.Namespace
 			}
+			if ca.address != "" && o.CertDir == "" {
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				client, err := ca.start(ctx, gw.Namespace, log)
+				if err != nil {
+					return err
+				}
+				defer func() { _ = client.Close() }()
+				o.Identity = client
+			}
 			r, err := dataplane.Run(o, &feed, dataplane.RunOptions{})
 			if err != nil {
 				return err
@@ -85,6 +97,7 @@ is applied and the inbound listener is bound.`,
 	f.StringVar(&gateway, "gateway", "", "the waypoint Gateway this proxy runs, NAMESPACE/NAME")
 	f.StringVar(&tokenFile, "token-file", deployer.TokenFile, "the projected ServiceAccount token presented to the controller")
 	f.StringVar(&feed.Client.NodeID, "node-id", os.Getenv("POD_NAME"), "name of this proxy in the controller's logs (default $POD_NAME, else the host name)")
+	ca.bind(f)
 	dataplane.BindFlags(f, &o)
 	return c
 }

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kgateway-dev/kgateway-waypoint/internal/identity"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/admin"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
@@ -69,6 +70,14 @@ type Options struct {
 	// Inbound are the listener's limits; Upstream tunes the pools.
 	Inbound  inbound.Options
 	Upstream upstream.Options
+	// Identity is the waypoint's certificate for native HBONE (a Gateway
+	// listener {protocol: HBONE, port: 15008}): files (--cert-dir) or the
+	// Istio CA. Without it a native configuration is refused.
+	Identity identity.Provider
+	// CertDir, when set and Identity is not, is a directory of
+	// cert-chain.pem, key.pem and root-cert.pem that Start loads as the
+	// Identity and follows (--cert-dir).
+	CertDir string
 	// Streams are the per-request bounds: the stream idle timeout, the
 	// retry cap and the mirrors in flight (see proxy.Options).
 	Streams StreamLimits
@@ -100,11 +109,14 @@ type DataPlane struct {
 	// still be open until they drain).
 	retired []*inbound.Server
 
-	mu       sync.Mutex
-	ready    bool
-	closed   bool
-	errc     chan error
-	refusals sync.Once
+	mu        sync.Mutex
+	ready     bool
+	closed    bool
+	errc      chan error
+	refusals  sync.Once
+	hrefusals sync.Once
+	// stopIdentity stops following CertDir.
+	stopIdentity func()
 }
 
 // registerRefusals exposes the inbound listener's refusals as
@@ -121,6 +133,35 @@ func (d *DataPlane) registerRefusals(st *inbound.Stats) {
 	} {
 		err := d.tel.RegisterCounterFunc("downstream_connections_refused_total",
 			"Connections the PROXY protocol listener closed without serving, by reason (source, header, destination, limit).",
+			map[string]string{"reason": r.reason}, func() float64 { return float64(r.n.Load()) })
+		if err != nil {
+			d.log.Warn("could not register a listener metric", "error", err.Error())
+		}
+	}
+}
+
+// registerHBONERefusals exposes the native HBONE listener's refusals as
+// kgateway_waypoint_hbone_refused_total{reason}: mTLS handshakes refused
+// and CONNECT streams not answered 200.
+func (d *DataPlane) registerHBONERefusals(st *inbound.HBONEStats) {
+	for _, r := range []struct {
+		reason string
+		n      *atomic.Uint64
+	}{
+		{"no_client_certificate", &st.RefusedNoCert},
+		{"untrusted_certificate", &st.RefusedUntrusted},
+		{"expired_certificate", &st.RefusedExpired},
+		{"trust_domain", &st.RefusedTrustDomain},
+		{"bad_identity", &st.RefusedIdentity},
+		{"tls_version", &st.RefusedTLSVersion},
+		{"alpn", &st.RefusedALPN},
+		{"handshake", &st.RefusedHandshake},
+		{"bad_request", &st.StreamsBadRequest},
+		{"no_identity", &st.StreamsNoIdentity},
+		{"destination", &st.StreamsUnknownDest},
+	} {
+		err := d.tel.RegisterCounterFunc("hbone_refused_total",
+			"Native HBONE connections refused at the mTLS handshake, and CONNECT streams answered other than 200, by reason.",
 			map[string]string{"reason": r.reason}, func() float64 { return float64(r.n.Load()) })
 		if err != nil {
 			d.log.Warn("could not register a listener metric", "error", err.Error())
@@ -151,11 +192,22 @@ func Start(o Options) (*DataPlane, error) {
 	}
 	d := &DataPlane{opts: o, log: o.Logger, errc: make(chan error, 2)}
 	var err error
+	if o.Identity == nil && o.CertDir != "" {
+		files, err := identity.NewFiles(o.CertDir, o.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("--cert-dir: %w", err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go files.Run(ctx)
+		d.stopIdentity = cancel
+		o.Identity, d.opts.Identity = files, files
+	}
 	if d.tel, d.logFile, err = newTelemetry(o); err != nil {
 		return nil, err
 	}
 	up := o.Upstream
 	up.OnDial, up.OnClose = d.tel.UpstreamDialed, d.tel.UpstreamConnClosed
+	up.Identity = o.Identity
 	d.Proxy = proxy.New(proxy.Options{
 		ServerHeader: o.ServerHeader, Logger: o.Logger, Upstream: up, Telemetry: d.tel,
 		StreamIdleTimeout: o.Streams.IdleTimeout, MaxRetries: o.Streams.MaxRetries, MaxMirrorsInFlight: o.Streams.MaxMirrors,
@@ -209,7 +261,27 @@ func (d *DataPlane) Listen(addr string) error {
 // Serve serves the PROXY-protocol inbound on ln. Called again (the inbound
 // port of the configuration changed), it moves: the old listener stops
 // accepting and its connections get DrainTimeout to finish.
-func (d *DataPlane) Serve(ln net.Listener) error {
+func (d *DataPlane) Serve(ln net.Listener) error { return d.serveInbound(ln, false) }
+
+// ServeHBONE serves the native HBONE inbound on ln (mTLS with Identity's
+// certificate, peers of the trust domains of the configuration in force),
+// moving from the inbound served before as Serve does.
+func (d *DataPlane) ServeHBONE(ln net.Listener) error {
+	if d.opts.Identity == nil {
+		_ = ln.Close()
+		return errors.New("native HBONE needs a certificate of the waypoint's own: --cert-dir, or the Istio CA (proxy --ca-address)")
+	}
+	return d.serveInbound(ln, true)
+}
+
+func (d *DataPlane) trustDomains() (string, []string) {
+	if w := d.Proxy.Current(); w != nil {
+		return w.TrustDomain, w.TrustDomainAliases
+	}
+	return "", nil
+}
+
+func (d *DataPlane) serveInbound(ln net.Listener, native bool) error {
 	in := d.opts.Inbound
 	in.Logger = d.log
 	in.OnConn = func(protocol string, opened bool) {
@@ -233,8 +305,18 @@ func (d *DataPlane) Serve(ln net.Listener) error {
 	}
 	d.mu.Unlock()
 	d.refusals.Do(func() { d.registerRefusals(srv.Stats()) })
+	if native {
+		d.hrefusals.Do(func() { d.registerHBONERefusals(srv.HBONEStats()) })
+	}
 	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, net.ErrClosed) {
+		var err error
+		if native {
+			err = srv.ServeHBONE(ln, inbound.HBONEOptions{Identity: d.opts.Identity, TrustDomains: d.trustDomains,
+				MaxConcurrentStreams: uint32(in.HTTP.MaxConcurrentStreams)})
+		} else {
+			err = srv.Serve(ln)
+		}
+		if !errors.Is(err, net.ErrClosed) {
 			select {
 			case d.errc <- fmt.Errorf("inbound listener: %w", err):
 			default:
@@ -346,6 +428,9 @@ func (d *DataPlane) Close() {
 		_ = s.Close()
 	}
 	d.Proxy.Close()
+	if d.stopIdentity != nil {
+		d.stopIdentity()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = d.tel.Shutdown(ctx)

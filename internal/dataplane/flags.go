@@ -13,7 +13,7 @@ import (
 // `proxy`: the listeners, telemetry, limits and drain. Defaults are the
 // flags' defaults.
 func BindFlags(f *pflag.FlagSet, o *Options) {
-	f.StringVar(&o.InboundAddress, "inbound-address", "", "PROXY protocol listener (default 0.0.0.0:<the Gateway's istio.io/PROXY listener port, 15088>)")
+	f.StringVar(&o.InboundAddress, "inbound-address", "", "inbound listener (default 0.0.0.0:<the port of the Gateway's istio.io/PROXY listener, 15088, or of its HBONE listener, 15008>)")
 	f.StringVar(&o.StatusAddress, "status-address", "0.0.0.0:15021", "readiness listener (GET /healthz/ready, /debug/status)")
 	f.StringVar(&o.MetricsAddress, "metrics-address", "0.0.0.0:15020", "Prometheus metrics listener (/stats/prometheus, /metrics); \"off\" to disable")
 	f.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1:15000", "admin listener (/config_dump, /stats, /logging, /debug/pprof/, /healthz); loopback only unless --admin-allow-remote; \"off\" to disable")
@@ -25,6 +25,7 @@ func BindFlags(f *pflag.FlagSet, o *Options) {
 	f.Float64Var(&o.TracingSampling, "tracing-sampling", 0.01, "ratio (0 to 1) of new traces sampled")
 	f.Var(cidrList{&o.Inbound.AllowedSources}, "proxy-protocol-allowed-cidrs", proxyProtocolSourcesUsage)
 	f.BoolVar(&o.Inbound.HTTP.AllowCustomMethods, "allow-custom-methods", false, "serve request methods outside the registered set (default: 400, as Envoy)")
+	f.StringVar(&o.CertDir, "cert-dir", "", "native HBONE: directory of the waypoint's cert-chain.pem, key.pem and root-cert.pem (followed when they change)")
 	bindLimits(f, o)
 }
 

@@ -137,6 +137,13 @@ func (r *Runner) install(load func() (*ir.Waypoint, error)) error {
 	return err
 }
 
+func (r *Runner) serveMode(ln net.Listener, native bool) error {
+	if native {
+		return r.ServeHBONE(ln)
+	}
+	return r.Serve(ln)
+}
+
 // put compiles w, puts it in force and binds (or moves) the inbound
 // listener. r.mu is held.
 func (r *Runner) put(w *ir.Waypoint) error {
@@ -151,10 +158,20 @@ func (r *Runner) put(w *ir.Waypoint) error {
 		}
 		addr = "0.0.0.0:" + strconv.Itoa(int(port))
 	}
+	if w.HBONE && r.opts.Identity == nil {
+		return fmt.Errorf("gateway %s selects native HBONE (its HBONE listener), which needs a certificate of the waypoint's own: "+
+			"--cert-dir, or the Istio CA (proxy --ca-address)", w.Gateway)
+	}
+	// boundTo names the mode with the address: moving between sandwich
+	// and native mode binds anew even on the same address.
+	bound := addr
+	if w.HBONE {
+		bound = "hbone " + addr
+	}
 	// The listener is bound before the configuration goes in force, so a
 	// port that cannot be bound refuses the configuration whole.
 	var ln net.Listener
-	if !r.draining && r.boundTo != addr {
+	if !r.draining && r.boundTo != bound {
 		var err error
 		if ln, err = net.Listen("tcp", addr); err != nil {
 			err = fmt.Errorf("inbound address: %w", err)
@@ -181,20 +198,20 @@ func (r *Runner) put(w *ir.Waypoint) error {
 	case ln == nil:
 		r.log.Info("configuration applied", "gateway", w.Gateway.String(), "version", r.Proxy.Version(), "services", len(w.Services))
 	case r.boundTo == "":
-		if err := r.Serve(ln); err != nil {
+		if err := r.serveMode(ln, w.HBONE); err != nil {
 			return err
 		}
-		r.boundTo = addr
+		r.boundTo = bound
 		r.SetReady(true)
 		r.log.Info("waypoint ready", "gateway", w.Gateway.String(), "inbound", ln.Addr().String(),
 			"status", addrString(r.StatusAddr()), "services", len(w.Services))
 	default:
-		// The Gateway's PROXY listener moved to another port.
-		if err := r.Serve(ln); err != nil {
+		// The Gateway's listener moved to another port or mode.
+		if err := r.serveMode(ln, w.HBONE); err != nil {
 			return err
 		}
-		r.log.Info("inbound listener moved", "old", r.boundTo, "new", ln.Addr().String())
-		r.boundTo = addr
+		r.log.Info("inbound listener moved", "old", r.boundTo, "new", bound)
+		r.boundTo = bound
 	}
 	return nil
 }
