@@ -112,6 +112,15 @@ func New(cfg *rest.Config, o Options) (*Controller, error) {
 	if o.HealthAddress == "" {
 		o.HealthAddress = "0"
 	}
+	if o.Deployer.CAAddress == "" && o.IstioNamespace != "" {
+		// Native waypoints get their certificate from istiod (of the
+		// revision, when one is followed), as Istio's agent does.
+		istiod := "istiod"
+		if o.Revision != "" && o.Revision != "default" {
+			istiod += "-" + o.Revision
+		}
+		o.Deployer.CAAddress = istiod + "." + o.IstioNamespace + ".svc:15012"
+	}
 	if o.Deployer.TokenAudience == "" {
 		o.Deployer.TokenAudience = deployer.DefaultTokenAudience
 	}

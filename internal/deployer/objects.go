@@ -44,6 +44,18 @@ const (
 	// DefaultTokenAudience is the audience of that token; the xDS server
 	// reviews tokens for it.
 	DefaultTokenAudience = "kgateway-waypoint"
+
+	// Native HBONE (an HBONE listener only): the proxy gets its certificate
+	// from the Istio CA with a projected token of audience istio-ca, and
+	// trusts the mesh root of the istio-ca-root-cert ConfigMap, both
+	// mounted where Istio's agent has them.
+	CATokenDir          = "/var/run/secrets/tokens"
+	CATokenAudience     = "istio-ca"
+	CARootDir           = "/var/run/secrets/istio"
+	CARootConfigMap     = "istio-ca-root-cert"
+	DefaultCAAddress    = "istiod.istio-system.svc:15012"
+	DefaultTrustDomain  = "cluster.local"
+	nativeDataplaneMode = "none"
 )
 
 // Config is what the deployer needs besides the Gateway.
@@ -57,6 +69,11 @@ type Config struct {
 	TokenAudience string
 	// ExtraArgs are appended to the proxy's command line (log level, ...).
 	ExtraArgs []string
+	// CAAddress is the Istio CA native waypoints get their certificate
+	// from (DefaultCAAddress when empty); TrustDomain the mesh's
+	// (DefaultTrustDomain when empty).
+	CAAddress   string
+	TrustDomain string
 }
 
 // Objects are the desired objects of one waypoint. HPA and PDB are nil when
@@ -131,6 +148,7 @@ func Desired(gw *gwv1.Gateway, p *Parameters, cfg Config) *Objects {
 			Annotations: annotations(nil), OwnerReferences: []metav1.OwnerReference{owner}}
 	}
 	selector := map[string]string{LabelGatewayName: name}
+	native := translate.ValidateGateway(gw).NativeHBONE
 
 	sa := &corev1.ServiceAccount{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
@@ -154,6 +172,10 @@ func Desired(gw *gwv1.Gateway, p *Parameters, cfg Config) *Objects {
 			},
 		},
 	}
+	if native {
+		// The waypoint itself listens on 15008; nothing else is exposed.
+		svc.Spec.Ports = svc.Spec.Ports[:1]
+	}
 
 	resources := corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
@@ -162,11 +184,15 @@ func Desired(gw *gwv1.Gateway, p *Parameters, cfg Config) *Objects {
 	if p.Resources != nil {
 		resources = *p.Resources
 	}
+	inboundPort := int32(PortProxy)
+	if native {
+		inboundPort = PortHBONE
+	}
 	args := []string{"proxy",
 		"--xds-address", cfg.XDSAddress,
 		"--gateway", ns + "/" + name,
 		"--token-file", TokenFile,
-		"--inbound-address", "0.0.0.0:" + strconv.Itoa(PortProxy),
+		"--inbound-address", "0.0.0.0:" + strconv.Itoa(int(inboundPort)),
 		"--status-address", "0.0.0.0:" + strconv.Itoa(PortStatus),
 		"--metrics-address", "0.0.0.0:" + strconv.Itoa(PortMetrics),
 	}
@@ -176,13 +202,19 @@ func Desired(gw *gwv1.Gateway, p *Parameters, cfg Config) *Objects {
 	if pullPolicy == "" {
 		pullPolicy = corev1.PullIfNotPresent
 	}
-	podLabels := labels(map[string]string{LabelDataplaneMode: "ambient"})
-	podAnnotations := annotations(map[string]string{
+	mode := "ambient" // sandwich: the pod's own ztunnel terminates HBONE
+	podAnn := map[string]string{
 		AnnotationDNSCapture:   "false",
 		"prometheus.io/scrape": "true",
 		"prometheus.io/port":   strconv.Itoa(PortMetrics),
 		"prometheus.io/path":   "/stats/prometheus",
-	})
+	}
+	if native {
+		mode = nativeDataplaneMode // the waypoint terminates HBONE itself
+		delete(podAnn, AnnotationDNSCapture)
+	}
+	podLabels := labels(map[string]string{LabelDataplaneMode: mode})
+	podAnnotations := annotations(podAnn)
 	readiness := &corev1.Probe{
 		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 			Path: "/healthz/ready", Port: intstr.FromInt32(PortStatus), Scheme: corev1.URISchemeHTTP}},
@@ -218,7 +250,7 @@ func Desired(gw *gwv1.Gateway, p *Parameters, cfg Config) *Objects {
 							{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory"}}},
 						},
 						Ports: []corev1.ContainerPort{
-							{Name: "proxy", ContainerPort: PortProxy, Protocol: corev1.ProtocolTCP},
+							{Name: inboundPortName(native), ContainerPort: inboundPort, Protocol: corev1.ProtocolTCP},
 							{Name: "status", ContainerPort: PortStatus, Protocol: corev1.ProtocolTCP},
 							{Name: "metrics", ContainerPort: PortMetrics, Protocol: corev1.ProtocolTCP},
 						},
@@ -244,6 +276,9 @@ func Desired(gw *gwv1.Gateway, p *Parameters, cfg Config) *Objects {
 				},
 			},
 		},
+	}
+	if native {
+		nativeIdentity(&dep.Spec.Template.Spec, cfg)
 	}
 	if p.HPA == nil {
 		r := int32(1)
@@ -278,4 +313,44 @@ func Desired(gw *gwv1.Gateway, p *Parameters, cfg Config) *Objects {
 		}
 	}
 	return out
+}
+
+func inboundPortName(native bool) string {
+	if native {
+		return "hbone"
+	}
+	return "proxy"
+}
+
+// nativeIdentity gives a native waypoint's pod what the Istio CA client
+// needs, as Istio's agent has it: the istio-ca token, the mesh root, and
+// the CA's address, trust domain and the pod's ServiceAccount in the
+// environment.
+func nativeIdentity(spec *corev1.PodSpec, cfg Config) {
+	caAddr := cfg.CAAddress
+	if caAddr == "" {
+		caAddr = DefaultCAAddress
+	}
+	td := cfg.TrustDomain
+	if td == "" {
+		td = DefaultTrustDomain
+	}
+	c := &spec.Containers[0]
+	c.Env = append(c.Env,
+		corev1.EnvVar{Name: "CA_ADDR", Value: caAddr},
+		corev1.EnvVar{Name: "TRUST_DOMAIN", Value: td},
+		corev1.EnvVar{Name: "SERVICE_ACCOUNT", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.serviceAccountName"}}},
+	)
+	c.VolumeMounts = append(c.VolumeMounts,
+		corev1.VolumeMount{Name: "istio-token", MountPath: CATokenDir, ReadOnly: true},
+		corev1.VolumeMount{Name: "istiod-ca-cert", MountPath: CARootDir, ReadOnly: true},
+	)
+	spec.Volumes = append(spec.Volumes,
+		corev1.Volume{Name: "istio-token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience: CATokenAudience, ExpirationSeconds: ptr.To[int64](43200), Path: "istio-token"}}},
+		}}},
+		corev1.Volume{Name: "istiod-ca-cert", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: CARootConfigMap}}}},
+	)
 }
