@@ -139,7 +139,7 @@ fails to load is reported and the last good configuration stays in force.`,
 }
 
 func newDemo(g *globalFlags) *cobra.Command {
-	var keep bool
+	var keep, useHBONE bool
 	c := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the waypoint walkthrough locally: httpbin, the waypoint and a curl client on loopback",
@@ -154,9 +154,10 @@ func newDemo(g *globalFlags) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return demo.Run(ctx, demo.Options{Out: os.Stdout, Logger: log, Keep: keep})
+			return demo.Run(ctx, demo.Options{Out: os.Stdout, Logger: log, Keep: keep, HBONE: useHBONE})
 		},
 	}
 	c.Flags().BoolVar(&keep, "keep", false, "keep the waypoint running after the walkthrough")
+	c.Flags().BoolVar(&useHBONE, "hbone", false, "through a native HBONE waypoint: a local mesh CA, mTLS HBONE from the curl pod's ztunnel and to the httpbin pod's")
 	return c
 }

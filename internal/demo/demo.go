@@ -34,6 +34,7 @@ import (
 	examples "github.com/kgateway-dev/kgateway-waypoint/examples/waypoint"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/dataplane"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/meshclient"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/hbone"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/standalone"
 )
 
@@ -56,6 +57,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Keep leaves the waypoint running after the walkthrough until ctx ends.
 	Keep bool
+	// HBONE runs the walkthrough through a native HBONE waypoint (hbone.go).
+	HBONE bool
 }
 
 // Run performs the walkthrough. It returns an error when any outcome
@@ -67,7 +70,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &demo{out: o.Out, log: o.Logger}
+	d := &demo{out: o.Out, log: o.Logger, hbone: o.HBONE}
 	defer d.cleanup()
 	if err := d.setup(); err != nil {
 		return err
@@ -77,8 +80,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	fmt.Fprintf(d.out, "\nAll outcomes match the walkthrough.\n")
 	if o.Keep {
-		fmt.Fprintf(d.out, "The waypoint keeps running (PROXY listener %s, manifests in %s); Ctrl-C to stop.\n",
-			d.runner.InboundAddr(), d.dir)
+		fmt.Fprintf(d.out, "The waypoint keeps running (%s listener %s, manifests in %s); Ctrl-C to stop.\n",
+			d.listenerKind(), d.runner.InboundAddr(), d.dir)
 		<-ctx.Done()
 	}
 	return nil
@@ -92,6 +95,15 @@ type demo struct {
 	podAddr  netip.AddrPort
 	runner   *standalone.Runner
 	failures []string
+	hbone    bool
+	mesh     *meshCA
+}
+
+func (d *demo) listenerKind() string {
+	if d.hbone {
+		return "HBONE"
+	}
+	return "PROXY"
 }
 
 func (d *demo) cleanup() {
@@ -100,6 +112,9 @@ func (d *demo) cleanup() {
 	}
 	if d.httpbin != nil {
 		_ = d.httpbin.Close()
+	}
+	if d.mesh != nil {
+		d.mesh.close()
 	}
 	if d.dir != "" {
 		_ = os.RemoveAll(d.dir)
@@ -146,12 +161,32 @@ func (d *demo) setup() error {
 	if err := d.write("httpbin-mesh.yaml", mesh); err != nil {
 		return err
 	}
-	if err := d.write("zz-cluster-endpoints.yaml", []byte(endpointSlice(d.podAddr))); err != nil {
+	if err := d.write("zz-cluster-endpoints.yaml", []byte(endpointSlice(d.podAddr, d.hbone))); err != nil {
 		return err
+	}
+	if d.hbone {
+		if err := d.write("zz-cluster-pod.yaml", []byte(podManifest(d.podAddr))); err != nil {
+			return err
+		}
+		if err := d.setupMesh(); err != nil {
+			return err
+		}
 	}
 	// kubectl apply -f examples/waypoint/waypoint-gw.yaml
 	d.say("$ kubectl apply -f examples/waypoint/waypoint-gw.yaml")
-	if err := d.copyExample("waypoint-gw.yaml"); err != nil {
+	if d.hbone {
+		gw, err := fs.ReadFile(examples.Manifests, "waypoint-gw.yaml")
+		if err != nil {
+			return err
+		}
+		if gw, err = hboneGateway(gw); err != nil {
+			return err
+		}
+		d.say("# (--hbone: its listener is {name: mesh, protocol: HBONE, port: 15008})")
+		if err := d.write("waypoint-gw.yaml", gw); err != nil {
+			return err
+		}
+	} else if err := d.copyExample("waypoint-gw.yaml"); err != nil {
 		return err
 	}
 	// kubectl apply -f examples/waypoint/waypoint-http-route.yaml
@@ -161,7 +196,11 @@ func (d *demo) setup() error {
 	}
 
 	// The waypoint: our standalone pipeline on the manifests directory.
-	inbound, err := freeAddr(waypointPod, 15088)
+	inboundPort := uint16(15088)
+	if d.hbone {
+		inboundPort = hbone.Port
+	}
+	inbound, err := freeAddr(waypointPod, inboundPort)
 	if err != nil {
 		return err
 	}
@@ -169,9 +208,14 @@ func (d *demo) setup() error {
 	if err != nil {
 		return err
 	}
+	dp := dataplane.Options{InboundAddress: inbound, StatusAddress: status, MetricsAddress: "off", AdminAddress: "off"}
+	if d.hbone {
+		dp.CertDir = d.mesh.certDir
+		dp.Upstream.HBONEPort = uint16(d.mesh.ztunnel.Addr().(*net.TCPAddr).Port)
+	}
 	d.runner, err = standalone.Start(standalone.Options{
 		Paths:     []string{d.dir},
-		DataPlane: dataplane.Options{InboundAddress: inbound, StatusAddress: status, MetricsAddress: "off", AdminAddress: "off"},
+		DataPlane: dp,
 		Logger:    d.log,
 	})
 	if err != nil {
@@ -180,8 +224,8 @@ func (d *demo) setup() error {
 	if err := waitReady(d.runner.StatusAddr().String()); err != nil {
 		return err
 	}
-	d.say("# waypoint httpbin/httpbin-waypoint ready: PROXY listener %s, GET http://%s/healthz/ready = 200",
-		d.runner.InboundAddr(), d.runner.StatusAddr())
+	d.say("# waypoint httpbin/httpbin-waypoint ready: %s listener %s, GET http://%s/healthz/ready = 200",
+		d.listenerKind(), d.runner.InboundAddr(), d.runner.StatusAddr())
 	return nil
 }
 
@@ -258,8 +302,14 @@ func assignClusterIPs(manifest []byte, vip netip.Addr) ([]byte, error) {
 	return bytes.Join(docs, []byte("\n---")), nil
 }
 
-// endpointSlice is what the endpoint controller would write for httpbin.
-func endpointSlice(pod netip.AddrPort) string {
+// endpointSlice is what the endpoint controller would write for httpbin
+// (with the pod's targetRef in native mode, where the pod's identity
+// matters).
+func endpointSlice(pod netip.AddrPort, withPod bool) string {
+	ref := ""
+	if withPod {
+		ref = "\n  targetRef: {kind: Pod, name: httpbin-demo, namespace: httpbin}"
+	}
 	return fmt.Sprintf(`# Written by the demo in place of the Kubernetes endpoint controller.
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -276,8 +326,8 @@ ports:
 endpoints:
 - addresses: ["%s"]
   conditions:
-    ready: true
-`, pod.Port(), pod.Addr())
+    ready: true%s
+`, pod.Port(), pod.Addr(), ref)
 }
 
 // walkthrough performs the README's requests and checks each outcome.
@@ -323,6 +373,9 @@ func (d *demo) walkthrough() error {
 	d.expect(r.header("x-envoy-upstream-service-time") != "", "POST /post: want header x-envoy-upstream-service-time")
 	d.expect(r.header("server") == "envoy", "POST /post: want server envoy, got %q", r.header("server"))
 
+	if d.hbone {
+		d.checkMesh()
+	}
 	if len(d.failures) > 0 {
 		return fmt.Errorf("the walkthrough did not go as documented:\n  %s", strings.Join(d.failures, "\n  "))
 	}
@@ -363,11 +416,18 @@ func (r *response) header(name string) string { return r.headers.Get(name) }
 func (d *demo) curl(method, path string, withBody bool) (*response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := meshclient.Dial(ctx, d.runner.InboundAddr().String(), meshclient.Conn{
-		Source:      netip.AddrPortFrom(curlPod, 40000+uint16(time.Now().UnixNano()%20000)),
-		Destination: netip.AddrPortFrom(serviceVIP, servicePort),
-		Identity:    curlIdentity,
-	})
+	src := netip.AddrPortFrom(curlPod, 40000+uint16(time.Now().UnixNano()%20000))
+	var conn net.Conn
+	var err error
+	if d.hbone {
+		conn, err = d.dialHBONE(ctx, src)
+	} else {
+		conn, err = meshclient.Dial(ctx, d.runner.InboundAddr().String(), meshclient.Conn{
+			Source:      src,
+			Destination: netip.AddrPortFrom(serviceVIP, servicePort),
+			Identity:    curlIdentity,
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the waypoint: %w", err)
 	}

@@ -382,6 +382,25 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestDemoHBONE: the walkthrough through a native HBONE waypoint, mTLS
+// HBONE both ways with the demo's local CA; the existing demo stays as it
+// is (TestDemo).
+func TestDemoHBONE(t *testing.T) {
+	out, err := exec.Command(binary, "demo", "--hbone").CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo --hbone failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"HBONE listener", "HTTP/1.1 200 OK", "traversed-waypoint: httpbin-waypoint", "HTTP/1.1 403 Forbidden",
+		"RBAC: access denied", "from spiffe://cluster.local/ns/httpbin/sa/httpbin-waypoint (0 from other clients)",
+		"All outcomes match the walkthrough.",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo --hbone output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestStandaloneMeshConfig(t *testing.T) {
 	pod := startHTTPBackend(t, "127.0.201.4")
 	dir := t.TempDir()
