@@ -34,9 +34,9 @@ var (
 
 // meshCA holds the demo's CA and what it issued.
 type meshCA struct {
-	ca       *identity.CA
-	certDir  string // the waypoint's cert-chain.pem, key.pem, root-cert.pem
-	curl     *hbone.Pool
+	ca      *identity.CA
+	certDir string // the waypoint's cert-chain.pem, key.pem, root-cert.pem
+	curl    *hbone.Pool
 	ztunnel net.Listener // the httpbin pod's ztunnel
 	// tunnels counts the CONNECTs the httpbin pod's ztunnel served;
 	// strangers those from a client other than the waypoint.
