@@ -329,6 +329,13 @@ func TestStandaloneBadInvocations(t *testing.T) {
 		"port: 15088", "port: 15089", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Native HBONE (Istio's HBONE listener) needs a certificate of the
+	// waypoint's own; --cert-dir must hold a loadable set.
+	native := filepath.Join(dir, "native.yaml")
+	if err := os.WriteFile(native, []byte(strings.Replace(seedManifests(netip.MustParseAddrPort("127.0.201.3:1")),
+		"protocol: istio.io/PROXY, port: 15088", "protocol: HBONE, port: 15008", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: 99999}]}\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -346,6 +353,8 @@ func TestStandaloneBadInvocations(t *testing.T) {
 		{"invalid object", []string{"standalone", "-f", bad}, "Service default/x"},
 		{"PROXY listener off 15088", []string{"standalone", "-f", offPort}, "the istio.io/PROXY listener must use port 15088"},
 		{"unknown flag", []string{"standalone", "--bogus"}, "unknown flag"},
+		{"native HBONE without a certificate", []string{"standalone", "-f", native}, "needs a certificate of the waypoint's own: --cert-dir"},
+		{"empty --cert-dir", []string{"standalone", "-f", native, "--cert-dir", dir}, "--cert-dir: certificate directory"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
