@@ -77,6 +77,9 @@ func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *
 			ResponseFlags: telemetry.FlagNone, ConnectionSecurityPolicy: "mutual_tls",
 			DownstreamRemote: info.Source.String(), DownstreamLocal: info.Destination.String(),
 		}
+		// Native HBONE: the source ztunnel's baggage on the CONNECT says
+		// what the client workload is (as far as its identity backs it).
+		telemetry.ParseBaggage(info.Baggage, &rec.Source)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	up, err := p.pool.Dial(dctx, ep)

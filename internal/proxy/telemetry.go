@@ -96,6 +96,9 @@ func (p *Proxy) record(x *exchange) {
 	}
 	if info != nil {
 		rec.Source = telemetry.PeerFromPrincipal(info.Identity)
+		// The source ztunnel's CONNECT baggage (native HBONE) first, then
+		// the request's: ParseBaggage fills only what is still empty.
+		telemetry.ParseBaggage(info.Baggage, &rec.Source)
 		telemetry.ParseBaggage(r.Header.Get("Baggage"), &rec.Source)
 		rec.DownstreamRemote, rec.DownstreamLocal = info.Source.String(), info.Destination.String()
 	}
