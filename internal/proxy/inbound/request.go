@@ -7,10 +7,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/httpwire"
 )
 
 // requestError is a request the waypoint refuses, with the status it
@@ -64,7 +65,7 @@ func readRequest(br *bufio.Reader, lim parseLimits, scratch *[]byte) (*http.Requ
 	if err != nil {
 		return nil, nil, err
 	}
-	line, fields := cutLine(head)
+	line, fields := httpwire.CutLine(head)
 	method, rest, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(rest, " ")
 	if !ok1 || !ok2 || method == "" || target == "" || !validToken(method) {
@@ -213,68 +214,23 @@ func readHead(br *bufio.Reader, maxBytes int, scratch *[]byte) (string, error) {
 	return string(buf), nil
 }
 
-// cutLine returns the first line of s without its CRLF (or LF), and the rest.
-func cutLine(s string) (string, string) {
-	i := strings.IndexByte(s, '\n')
-	if i < 0 {
-		return s, ""
-	}
-	return strings.TrimSuffix(s[:i], "\r"), s[i+1:]
-}
-
-// parseFields parses the header fields of a head read by readHead into h:
-// names as they are when already canonical (no copy), values sharing one
-// backing slice.
+// parseFields parses the header fields of a head read by readHead into h,
+// answering a refusal as Envoy does: 431 past maxFields, else 400.
 func parseFields(fields string, h http.Header, maxFields int) error {
-	values := make([]string, 0, strings.Count(fields, "\n"))
-	count := 0
-	for {
-		var line string
-		line, fields = cutLine(fields)
-		if line == "" {
-			return nil
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return badRequest("obsolete line folding in headers")
-		}
-		count++
-		if count > maxFields {
-			return &requestError{status: http.StatusRequestHeaderFieldsTooLarge, msg: "too many request headers"}
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || !validToken(name) {
-			return badRequest("malformed header field")
-		}
-		value = strings.Trim(value, " \t")
-		if !ValidHeaderValue(value) {
-			return badRequest("invalid character in header value")
-		}
-		key := name
-		if !isCanonical(name) {
-			key = textproto.CanonicalMIMEHeaderKey(name)
-		}
-		if vv, seen := h[key]; seen {
-			h[key] = append(vv, value)
-			continue
-		}
-		values = append(values, value)
-		n := len(values)
-		h[key] = values[n-1 : n : n]
-	}
+	return fieldError(httpwire.ParseFields(fields, h, maxFields))
 }
 
-// isCanonical reports whether a header name is already in canonical form
-// ("Content-Type"), so it can be the map key as it is.
-func isCanonical(s string) bool {
-	upper := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			return false
-		}
-		upper = c == '-'
+// fieldError maps a refused field line to the answer: 431 for too many
+// fields, 400 for the rest.
+func fieldError(err error) error {
+	var fe *httpwire.FieldError
+	if !errors.As(err, &fe) {
+		return err
 	}
-	return true
+	if fe.Kind == httpwire.TooMany {
+		return &requestError{status: http.StatusRequestHeaderFieldsTooLarge, msg: "too many request headers"}
+	}
+	return badRequest(fe.Error())
 }
 
 // readFields reads header (or trailer) fields up to the empty line into h,
@@ -297,23 +253,14 @@ func readFields(br *bufio.Reader, h http.Header, maxFields int, budget *int) err
 		if line == "" {
 			return nil
 		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return badRequest("obsolete line folding in headers")
+		if count++; count > maxFields {
+			return fieldError(&httpwire.FieldError{Kind: httpwire.TooMany})
 		}
-		count++
-		if count > maxFields {
-			return &requestError{status: http.StatusRequestHeaderFieldsTooLarge, msg: "too many request headers"}
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || !validToken(name) {
-			return badRequest("malformed header field")
-		}
-		value = strings.Trim(value, " \t")
-		if !ValidHeaderValue(value) {
-			return badRequest("invalid character in header value")
+		key, value, err := httpwire.ParseLine(line)
+		if err != nil {
+			return fieldError(err)
 		}
 		if h != nil {
-			key := textproto.CanonicalMIMEHeaderKey(name)
 			h[key] = append(h[key], value)
 		}
 	}
@@ -371,20 +318,6 @@ func readLineLimited(br *bufio.Reader, budget *int) (string, error) {
 		}
 		return string(b), nil
 	}
-}
-
-// validToken reports an RFC 9110 token (method and header names).
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // reqBody is a request body read from the connection. It may be read from

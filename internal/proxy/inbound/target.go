@@ -3,6 +3,8 @@ package inbound
 import (
 	"net/url"
 	"strings"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/httpwire"
 )
 
 // registeredMethods are the methods the waypoint accepts unless custom
@@ -207,32 +209,13 @@ func isUnreserved(c byte) bool {
 
 func isSubDelim(c byte) bool { return strings.IndexByte("!$&'()*+,;=", c) >= 0 }
 
-// ValidHeaderValue reports an RFC 9110 field value: visible characters,
-// obs-text, spaces and tabs; no other control character (NUL, CR, LF,
-// VT, DEL ...), which backends split or strip in ways that differ.
-func ValidHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
+// ValidHeaderValue reports an RFC 9110 field value (httpwire.ValidFieldValue).
+func ValidHeaderValue(v string) bool { return httpwire.ValidFieldValue(v) }
 
 // HasToken reports whether a comma-separated header value list holds the
 // token (case-insensitive), as Connection and Upgrade are read.
-func HasToken(values []string, token string) bool { return hasToken(values, token) }
+func HasToken(values []string, token string) bool { return httpwire.HasToken(values, token) }
 
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for v != "" {
-			var item string
-			item, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.Trim(item, " \t"), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
+func hasToken(values []string, token string) bool { return httpwire.HasToken(values, token) }
+
+func validToken(s string) bool { return httpwire.ValidToken(s) }

@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/httpwire"
 )
 
 // countingReader counts the bytes read from it.
@@ -160,7 +162,7 @@ func FuzzWriteRequestAgreesWithNetHTTP(f *testing.F) {
 		if path == "*" && method != "OPTIONS" {
 			return // the inbound listener refuses asterisk-form for other methods
 		}
-		if !validFieldName(method) || !validFieldName(hk) || strings.Trim(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") != "" || host == "" {
+		if !httpwire.ValidToken(method) || !httpwire.ValidToken(hk) || strings.Trim(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") != "" || host == "" {
 			return // hosts and names are checked before they get here (inbound, translate)
 		}
 		mk := func() *http.Request {

@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
 	"strconv"
 	"strings"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/httpwire"
 )
 
 // readResponse reads one HTTP/1.x response head from br and sets up its
@@ -48,56 +51,20 @@ func readResponse(br *bufio.Reader, req *http.Request, scratch *[]byte) (*http.R
 	*scratch = buf
 	head := string(buf) // the one allocation the fields are cut from
 
-	line, rest := cutLine(head)
+	line, rest := httpwire.CutLine(head)
 	resp := &http.Response{Request: req}
 	if err := parseStatusLine(line, resp); err != nil {
 		return nil, err
 	}
-	fields := strings.Count(rest, "\n") - 1
-	h := make(http.Header, fields)
-	values := make([]string, 0, fields)
-	for {
-		line, rest = cutLine(rest)
-		if line == "" {
-			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return nil, errors.New("obsolete line folding in response headers")
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || !validFieldName(name) {
-			return nil, errors.New("malformed response header field")
-		}
-		value = strings.Trim(value, " \t")
-		if !validFieldValue(value) {
-			return nil, errors.New("invalid character in a response header value")
-		}
-		key := name
-		if !isCanonical(name) {
-			key = textproto.CanonicalMIMEHeaderKey(name)
-		}
-		if vv, seen := h[key]; seen {
-			h[key] = append(vv, value)
-			continue
-		}
-		values = append(values, value)
-		n := len(values)
-		h[key] = values[n-1 : n : n]
+	h := make(http.Header, strings.Count(rest, "\n"))
+	if err := httpwire.ParseFields(rest, h, math.MaxInt); err != nil {
+		return nil, err // the caller counts the fields against its own bound
 	}
 	resp.Header = h
 	if err := frame(br, req, resp); err != nil {
 		return nil, err
 	}
 	return resp, nil
-}
-
-// cutLine returns the first line of s without its CRLF (or LF), and the rest.
-func cutLine(s string) (string, string) {
-	i := strings.IndexByte(s, '\n')
-	if i < 0 {
-		return s, ""
-	}
-	return strings.TrimSuffix(s[:i], "\r"), s[i+1:]
 }
 
 // parseStatusLine reads "HTTP/1.x SP 3DIGIT [SP reason]".
@@ -134,9 +101,9 @@ func parseStatusLine(line string, resp *http.Response) error {
 func frame(br *bufio.Reader, req *http.Request, resp *http.Response) error {
 	h := resp.Header
 	conn := h["Connection"]
-	hasClose := hasToken(conn, "close")
+	hasClose := httpwire.HasToken(conn, "close")
 	if resp.ProtoMinor == 0 {
-		resp.Close = hasClose || !hasToken(conn, "keep-alive")
+		resp.Close = hasClose || !httpwire.HasToken(conn, "keep-alive")
 	} else {
 		resp.Close = hasClose
 	}
@@ -304,73 +271,15 @@ func (b *chunkedBody) readTrailers() error {
 			return nil
 		}
 		s := string(line[:len(line)-2])
-		name, value, ok := strings.Cut(s, ":")
-		if !ok || !validFieldName(name) {
-			return errors.New("malformed response trailer")
-		}
-		value = strings.Trim(value, " \t")
-		if !validFieldValue(value) {
-			return errors.New("invalid character in a response trailer")
+		key, value, err := httpwire.ParseLine(s)
+		if err != nil {
+			return err
 		}
 		if b.resp.Trailer == nil {
 			b.resp.Trailer = http.Header{}
 		}
-		b.resp.Trailer.Add(name, value)
+		b.resp.Trailer[key] = append(b.resp.Trailer[key], value)
 	}
 }
 
 func (b *chunkedBody) Close() error { return nil }
-
-// validFieldName reports an RFC 9110 token.
-func validFieldName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// validFieldValue reports a value without control characters other than
-// HTAB (and without DEL).
-func validFieldValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// isCanonical reports whether a header name is already in canonical form
-// ("Content-Type"), so it can be used as the map key without a copy.
-func isCanonical(s string) bool {
-	upper := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case upper && 'a' <= c && c <= 'z', !upper && 'A' <= c && c <= 'Z':
-			return false
-		}
-		upper = c == '-'
-	}
-	return true
-}
-
-// hasToken reports whether a comma-separated list holds the token.
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for v != "" {
-			var item string
-			item, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.Trim(item, " \t"), token) {
-				return true
-			}
-		}
-	}
-	return false
-}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/httpwire"
 )
 
 // writeRequest writes req to bw as HTTP/1.1, as http.Request.Write does
@@ -48,7 +50,7 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 				continue // net/http: an empty User-Agent means none
 			}
 		}
-		if !validFieldName(k) {
+		if !httpwire.ValidToken(k) {
 			continue
 		}
 		for _, v := range vv {
@@ -141,7 +143,7 @@ func writeChunked(bw *bufio.Writer, body io.Reader) error {
 // and the rest but HTAB) and DEL as spaces, so no value can end the head
 // early or be split by a backend (net/http turns only newlines to spaces).
 func writeValue(bw *bufio.Writer, s string) {
-	if validFieldValue(s) {
+	if httpwire.ValidFieldValue(s) {
 		bw.WriteString(s)
 		return
 	}
