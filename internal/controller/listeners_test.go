@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/dataplane"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/identity"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/standalone"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 )
@@ -132,8 +133,19 @@ func standaloneVerdict(t *testing.T, manifest string) (translate.Verdict, []tran
 	if err := os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A certificate of the waypoint's own, for the Gateways that select
+	// native HBONE (Istio's HBONE listener).
+	ca, err := identity.NewCA("cluster.local", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := ca.IssueBundle(identity.ID{TrustDomain: "cluster.local", Namespace: "ns", ServiceAccount: "wp"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r, err := standalone.Start(standalone.Options{Paths: []string{dir},
-		DataPlane: dataplane.Options{InboundAddress: "127.0.0.1:0", StatusAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0", AdminAddress: "127.0.0.1:0"}})
+		DataPlane: dataplane.Options{InboundAddress: "127.0.0.1:0", StatusAddress: "127.0.0.1:0", MetricsAddress: "127.0.0.1:0", AdminAddress: "127.0.0.1:0",
+			Identity: identity.NewStatic(own)}})
 	if err != nil {
 		var na *translate.NotAcceptedError
 		if !errors.As(err, &na) {
