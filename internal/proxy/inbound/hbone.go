@@ -175,35 +175,15 @@ func (s *Server) ServeHBONE(ln net.Listener, o HBONEOptions) error {
 	}
 	hs := s.hboneServer(&o)
 	cfg := s.hboneTLS(&o)
-	s.mu.Lock()
-	if s.closed || s.draining.Load() {
-		s.mu.Unlock()
-		return net.ErrClosed
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		s.stats.Accepted.Add(1)
+	return s.acceptLoop(ln, func(c net.Conn) {
 		if s.stats.Active.Load() >= int64(s.opts.MaxConnections) {
 			s.stats.RefusedOverLimit.Add(1)
 			_ = c.Close()
-			continue
+			return
 		}
 		s.wg.Add(1)
 		go s.serveHBONEConn(hs, c, cfg, o.HandshakeTimeout)
-	}
+	})
 }
 
 func (s *Server) serveHBONEConn(hs *hboneState, c net.Conn, cfg *tls.Config, timeout time.Duration) {

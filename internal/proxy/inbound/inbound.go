@@ -281,6 +281,38 @@ func NewServer(h Handler, opts Options) *Server {
 
 // Serve accepts connections on ln until it is closed.
 func (s *Server) Serve(ln net.Listener) error {
+	return s.acceptLoop(ln, func(c net.Conn) {
+		if !peerAllowed(c.RemoteAddr(), s.opts.AllowedSources) {
+			s.stats.RefusedSource.Add(1)
+			if s.sourceLog.allow() {
+				s.opts.Logger.Warn("connection from a peer outside the allowed PROXY protocol sources; closed",
+					"remote", c.RemoteAddr().String())
+			}
+			_ = c.Close()
+			return
+		}
+		if s.stats.Active.Load() >= int64(s.opts.MaxConnections) {
+			s.stats.RefusedOverLimit.Add(1)
+			if s.limitLog.allow() {
+				s.opts.Logger.Warn("connection limit reached; closing new connections", "limit", s.opts.MaxConnections)
+			}
+			_ = c.Close()
+			return
+		}
+		st := &connState{}
+		if !s.track(c, st) {
+			_ = c.Close()
+			return
+		}
+		s.wg.Add(1)
+		go s.serveConn(c, st)
+	})
+}
+
+// acceptLoop registers ln, then accepts connections until it is closed,
+// counting each and handing it to handle; a temporary failure (out of
+// file descriptors) backs off and keeps serving.
+func (s *Server) acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 	s.mu.Lock()
 	if s.closed || s.draining.Load() {
 		s.mu.Unlock()
@@ -294,7 +326,6 @@ func (s *Server) Serve(ln net.Listener) error {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors or similar: back off, keep serving.
 				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
 				time.Sleep(delay)
 				continue
@@ -303,30 +334,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		s.stats.Accepted.Add(1)
-		if !peerAllowed(c.RemoteAddr(), s.opts.AllowedSources) {
-			s.stats.RefusedSource.Add(1)
-			if s.sourceLog.allow() {
-				s.opts.Logger.Warn("connection from a peer outside the allowed PROXY protocol sources; closed",
-					"remote", c.RemoteAddr().String())
-			}
-			_ = c.Close()
-			continue
-		}
-		if s.stats.Active.Load() >= int64(s.opts.MaxConnections) {
-			s.stats.RefusedOverLimit.Add(1)
-			if s.limitLog.allow() {
-				s.opts.Logger.Warn("connection limit reached; closing new connections", "limit", s.opts.MaxConnections)
-			}
-			_ = c.Close()
-			continue
-		}
-		st := &connState{}
-		if !s.track(c, st) {
-			_ = c.Close()
-			continue
-		}
-		s.wg.Add(1)
-		go s.serveConn(c, st)
+		handle(c)
 	}
 }
 
