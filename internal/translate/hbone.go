@@ -42,17 +42,8 @@ func (t *translator) inAmbient(p *corev1.Pod) bool {
 func (t *translator) meshEndpoints(svc *corev1.Service, p *corev1.ServicePort) []ir.MeshEndpoint {
 	var out []ir.MeshEndpoint
 	for _, es := range t.slices[ir.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}] {
-		var port int32 = -1
-		for _, ep := range es.Ports {
-			name := ""
-			if ep.Name != nil {
-				name = *ep.Name
-			}
-			if name == p.Name && ep.Port != nil {
-				port = *ep.Port
-			}
-		}
-		if port < 0 {
+		port, ok := slicePort(es, p)
+		if !ok {
 			continue
 		}
 		for _, e := range es.Endpoints {

@@ -427,17 +427,8 @@ func (t *translator) endpoints(svc *corev1.Service, p *corev1.ServicePort) []str
 		if es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6 {
 			continue
 		}
-		var port int32 = -1
-		for _, ep := range es.Ports {
-			name := ""
-			if ep.Name != nil {
-				name = *ep.Name
-			}
-			if name == p.Name && ep.Port != nil {
-				port = *ep.Port
-			}
-		}
-		if port < 0 {
+		port, ok := slicePort(es, p)
+		if !ok {
 			continue
 		}
 		for _, e := range es.Endpoints {
@@ -515,4 +506,20 @@ func parentIndex(c *Condition) int {
 		return -1
 	}
 	return c.Parent.Index
+}
+
+// slicePort is the target port an EndpointSlice gives the service port p
+// (matched by name, the last one listed winning); ok is false when it
+// gives none.
+func slicePort(es *discoveryv1.EndpointSlice, p *corev1.ServicePort) (port int32, ok bool) {
+	for _, ep := range es.Ports {
+		name := ""
+		if ep.Name != nil {
+			name = *ep.Name
+		}
+		if name == p.Name && ep.Port != nil {
+			port, ok = *ep.Port, true
+		}
+	}
+	return port, ok && port >= 0
 }
