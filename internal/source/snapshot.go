@@ -22,6 +22,8 @@ type Snapshot struct {
 	Services               []*corev1.Service
 	EndpointSlices         []*discoveryv1.EndpointSlice
 	Pods                   []*corev1.Pod
+	// Nodes give endpoints their region and zone (topology labels).
+	Nodes []*corev1.Node
 	GatewayClasses         []*gwv1.GatewayClass
 	Gateways               []*gwv1.Gateway
 	HTTPRoutes             []*gwv1.HTTPRoute
@@ -29,6 +31,7 @@ type Snapshot struct {
 	TCPRoutes              []*gwv1.TCPRoute
 	ReferenceGrants        []*gwv1.ReferenceGrant
 	ServiceEntries         []*istionet.ServiceEntry
+	WorkloadEntries        []*istionet.WorkloadEntry
 	AuthorizationPolicies  []*istiosec.AuthorizationPolicy
 	RequestAuthentications []*istiosec.RequestAuthentication
 	// MeshConfig is Istio's mesh config, parsed; nil is Istio's default

@@ -64,6 +64,7 @@ var kinds = map[kindKey][]string{
 	{"", "Namespace"}:                     {"v1"},
 	{"", "Service"}:                       {"v1"},
 	{"", "Pod"}:                           {"v1"},
+	{"", "Node"}:                          {"v1"},
 	{"discovery.k8s.io", "EndpointSlice"}: {"v1"},
 	{"gateway.networking.k8s.io", "GatewayClass"}:   {"v1", "v1beta1"},
 	{"gateway.networking.k8s.io", "Gateway"}:        {"v1", "v1beta1"},
@@ -72,12 +73,13 @@ var kinds = map[kindKey][]string{
 	{"gateway.networking.k8s.io", "TCPRoute"}:       {"v1", "v1alpha2"},
 	{"gateway.networking.k8s.io", "ReferenceGrant"}: {"v1", "v1beta1", "v1alpha2"},
 	{"networking.istio.io", "ServiceEntry"}:         {"v1", "v1beta1", "v1alpha3"},
+	{"networking.istio.io", "WorkloadEntry"}:        {"v1", "v1beta1", "v1alpha3"},
 	{"security.istio.io", "AuthorizationPolicy"}:    {"v1", "v1beta1"},
 	{"security.istio.io", "RequestAuthentication"}:  {"v1", "v1beta1"},
 }
 
 // clusterScoped kinds have no namespace.
-var clusterScoped = map[string]bool{"Namespace": true, "GatewayClass": true}
+var clusterScoped = map[string]bool{"Namespace": true, "GatewayClass": true, "Node": true}
 
 // Load reads every manifest under paths (files, or directories searched
 // recursively for .yaml/.yml files) into a Snapshot. Any object that fails
@@ -362,6 +364,9 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	case "Pod":
 		o := &corev1.Pod{}
 		obj, meta = o, &o.ObjectMeta
+	case "Node":
+		o := &corev1.Node{}
+		obj, meta = o, &o.ObjectMeta
 	case "EndpointSlice":
 		o := &discoveryv1.EndpointSlice{}
 		obj, meta = o, &o.ObjectMeta
@@ -386,6 +391,9 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	case "ServiceEntry":
 		o := &istionet.ServiceEntry{}
 		obj, meta = o, &o.ObjectMeta
+	case "WorkloadEntry":
+		o := &istionet.WorkloadEntry{}
+		obj, meta = o, &o.ObjectMeta
 	case "AuthorizationPolicy":
 		o := &istiosec.AuthorizationPolicy{}
 		obj, meta = o, &o.ObjectMeta
@@ -408,6 +416,8 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	case *istiosec.RequestAuthentication:
 		spec = &o.Spec
 	case *istionet.ServiceEntry:
+		spec = &o.Spec
+	case *istionet.WorkloadEntry:
 		spec = &o.Spec
 	}
 	if spec != nil {
@@ -444,6 +454,8 @@ func (l *loader) add(obj any) {
 		s.Services = append(s.Services, o)
 	case *corev1.Pod:
 		s.Pods = append(s.Pods, o)
+	case *corev1.Node:
+		s.Nodes = append(s.Nodes, o)
 	case *discoveryv1.EndpointSlice:
 		s.EndpointSlices = append(s.EndpointSlices, o)
 	case *gwv1.GatewayClass:
@@ -460,6 +472,8 @@ func (l *loader) add(obj any) {
 		s.ReferenceGrants = append(s.ReferenceGrants, o)
 	case *istionet.ServiceEntry:
 		s.ServiceEntries = append(s.ServiceEntries, o)
+	case *istionet.WorkloadEntry:
+		s.WorkloadEntries = append(s.WorkloadEntries, o)
 	case *istiosec.AuthorizationPolicy:
 		s.AuthorizationPolicies = append(s.AuthorizationPolicies, o)
 	case *istiosec.RequestAuthentication:

@@ -65,6 +65,9 @@ func kinds() []*kind {
 		{name: "Pod", required: true, obj: func() client.Object { return &corev1.Pod{} },
 			list: func() client.ObjectList { return &corev1.PodList{} },
 			fill: func(s *source.Snapshot, l client.ObjectList) { s.Pods = ptrs(l.(*corev1.PodList).Items) }},
+		{name: "Node", required: true, status: true, obj: func() client.Object { return &corev1.Node{} },
+			list: func() client.ObjectList { return &corev1.NodeList{} },
+			fill: func(s *source.Snapshot, l client.ObjectList) { s.Nodes = ptrs(l.(*corev1.NodeList).Items) }},
 		{name: "GatewayClass", required: true, status: true, obj: func() client.Object { return &gwv1.GatewayClass{} },
 			list: func() client.ObjectList { return &gwv1.GatewayClassList{} },
 			fill: func(s *source.Snapshot, l client.ObjectList) {
@@ -101,6 +104,11 @@ func kinds() []*kind {
 			list: func() client.ObjectList { return &istionet.ServiceEntryList{} },
 			fill: func(s *source.Snapshot, l client.ObjectList) {
 				s.ServiceEntries = l.(*istionet.ServiceEntryList).Items
+			}},
+		{name: "WorkloadEntry", status: true, obj: func() client.Object { return &istionet.WorkloadEntry{} },
+			list: func() client.ObjectList { return &istionet.WorkloadEntryList{} },
+			fill: func(s *source.Snapshot, l client.ObjectList) {
+				s.WorkloadEntries = l.(*istionet.WorkloadEntryList).Items
 			}},
 		{name: "AuthorizationPolicy", status: true, obj: func() client.Object { return &istiosec.AuthorizationPolicy{} },
 			list: func() client.ObjectList { return &istiosec.AuthorizationPolicyList{} },
@@ -382,18 +390,21 @@ func sortSnapshot(s *source.Snapshot) {
 	sortObjs(s.TCPRoutes)
 	sortObjs(s.ReferenceGrants)
 	sortObjs(s.ServiceEntries)
+	sortObjs(s.WorkloadEntries)
 	sortObjs(s.AuthorizationPolicies)
 	sortObjs(s.RequestAuthentications)
 }
 
 // CacheOptions are the manager cache settings the source expects: managed
 // fields stripped from every object, and Pods reduced to what the
-// translator reads (metadata and IPs), since a cluster has many.
+// translator reads (metadata and IPs), since a cluster has many; Nodes to
+// their name and labels (their region and zone).
 func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}: {Transform: slimPod},
+			&corev1.Pod{}:  {Transform: slimPod},
+			&corev1.Node{}: {Transform: slimNode},
 		},
 	}
 }
@@ -413,5 +424,21 @@ func slimPod(obj any) (any, error) {
 		Spec: corev1.PodSpec{NodeName: p.Spec.NodeName, ServiceAccountName: p.Spec.ServiceAccountName},
 		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs,
 			HostIP: p.Status.HostIP, Conditions: p.Status.Conditions},
+	}, nil
+}
+
+// slimNode keeps a Node's name and labels: the translator reads only its
+// topology labels, and a Node's status is large and changes often.
+func slimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Node{
+		TypeMeta: n.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion,
+			Generation: n.Generation, Labels: n.Labels, DeletionTimestamp: n.DeletionTimestamp,
+		},
 	}, nil
 }
