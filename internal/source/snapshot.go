@@ -18,12 +18,12 @@ import (
 // Snapshot is one consistent view of the objects that matter to waypoints.
 // Objects are real API types. A Snapshot is never modified after it is built.
 type Snapshot struct {
-	Namespaces             []*corev1.Namespace
-	Services               []*corev1.Service
-	EndpointSlices         []*discoveryv1.EndpointSlice
-	Pods                   []*corev1.Pod
+	Namespaces     []*corev1.Namespace
+	Services       []*corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
+	Pods           []*corev1.Pod
 	// Nodes give endpoints their region and zone (topology labels).
-	Nodes []*corev1.Node
+	Nodes                  []*corev1.Node
 	GatewayClasses         []*gwv1.GatewayClass
 	Gateways               []*gwv1.Gateway
 	HTTPRoutes             []*gwv1.HTTPRoute
