@@ -54,7 +54,7 @@ func captureCases() []captureCase {
 		// The Service's own label; a Service without one is not bound.
 		name:    "service-label",
 		gateway: ir.NamespacedName{Namespace: "cap-svc", Name: "wp"},
-		manifest: namespace("cap-svc", nil) + waypointGateway("cap-svc", "wp", "Same", nil) +
+		manifest: namespace("cap-svc", nil) + waypointGateway("cap-svc", "wp", "Same", nil, nil) +
 			app("cap-svc", "bound", map[string]string{"istio.io/use-waypoint": "wp"}) +
 			app("cap-svc", "plain", nil),
 		services: []string{"cap-svc/bound.cap-svc.svc.cluster.local"},
@@ -64,7 +64,7 @@ func captureCases() []captureCase {
 		name:    "none",
 		gateway: ir.NamespacedName{Namespace: "cap-none", Name: "wp"},
 		manifest: namespace("cap-none", map[string]string{"istio.io/use-waypoint": "wp"}) +
-			waypointGateway("cap-none", "wp", "Same", nil) +
+			waypointGateway("cap-none", "wp", "Same", nil, nil) +
 			app("cap-none", "bound", nil) +
 			app("cap-none", "optout", map[string]string{"istio.io/use-waypoint": "none"}),
 		services: []string{"cap-none/bound.cap-none.svc.cluster.local"},
@@ -73,7 +73,7 @@ func captureCases() []captureCase {
 		// namespace; its listener admits All namespaces.
 		name:    "use-waypoint-namespace",
 		gateway: ir.NamespacedName{Namespace: "cap-xns-wp", Name: "wp"},
-		manifest: namespace("cap-xns-wp", nil) + waypointGateway("cap-xns-wp", "wp", "All", nil) +
+		manifest: namespace("cap-xns-wp", nil) + waypointGateway("cap-xns-wp", "wp", "All", nil, nil) +
 			namespace("cap-xns-a", map[string]string{"istio.io/use-waypoint": "wp", "istio.io/use-waypoint-namespace": "cap-xns-wp"}) +
 			app("cap-xns-a", "bound", nil),
 		services: []string{"cap-xns-a/bound.cap-xns-a.svc.cluster.local"},
@@ -82,7 +82,7 @@ func captureCases() []captureCase {
 		// is refused, the waypoint's own namespace's is bound.
 		name:    "use-waypoint-namespace-denied",
 		gateway: ir.NamespacedName{Namespace: "cap-deny-wp", Name: "wp"},
-		manifest: namespace("cap-deny-wp", nil) + waypointGateway("cap-deny-wp", "wp", "Same", nil) +
+		manifest: namespace("cap-deny-wp", nil) + waypointGateway("cap-deny-wp", "wp", "Same", nil, nil) +
 			app("cap-deny-wp", "local", map[string]string{"istio.io/use-waypoint": "wp"}) +
 			namespace("cap-deny-a", nil) +
 			app("cap-deny-a", "denied", map[string]string{"istio.io/use-waypoint": "wp", "istio.io/use-waypoint-namespace": "cap-deny-wp"}),
@@ -91,7 +91,7 @@ func captureCases() []captureCase {
 		// allowedRoutes from a Selector: only the namespace it matches.
 		name:    "use-waypoint-namespace-selector",
 		gateway: ir.NamespacedName{Namespace: "cap-sel-wp", Name: "wp"},
-		manifest: namespace("cap-sel-wp", nil) + waypointGateway("cap-sel-wp", "wp", "Selector", map[string]string{"team": "a"}) +
+		manifest: namespace("cap-sel-wp", nil) + waypointGateway("cap-sel-wp", "wp", "Selector", map[string]string{"team": "a"}, nil) +
 			namespace("cap-sel-a", map[string]string{"team": "a", "istio.io/use-waypoint": "wp", "istio.io/use-waypoint-namespace": "cap-sel-wp"}) +
 			app("cap-sel-a", "svc", nil) +
 			namespace("cap-sel-b", map[string]string{"team": "b", "istio.io/use-waypoint": "wp", "istio.io/use-waypoint-namespace": "cap-sel-wp"}) +
@@ -103,10 +103,19 @@ func captureCases() []captureCase {
 		name:    "serviceentry",
 		gateway: ir.NamespacedName{Namespace: "cap-se", Name: "wp"},
 		manifest: namespace("cap-se", map[string]string{"istio.io/use-waypoint": "wp"}) +
-			waypointGateway("cap-se", "wp", "Same", nil) +
+			waypointGateway("cap-se", "wp", "Same", nil, nil) +
 			serviceEntry("cap-se", "api", "api.example.com", "240.240.0.10", nil) +
 			serviceEntry("cap-se", "optout", "optout.example.com", "240.240.0.11", map[string]string{"istio.io/use-waypoint": "none"}),
 		services: []string{"cap-se/api.example.com"},
+	}, {
+		// istio.io/waypoint-for: none on the Gateway: no traffic at all,
+		// though the namespace names the waypoint.
+		name:    "waypoint-for-none",
+		gateway: ir.NamespacedName{Namespace: "cap-wfn", Name: "wp"},
+		manifest: namespace("cap-wfn", map[string]string{"istio.io/use-waypoint": "wp", "istio.io/dataplane-mode": "ambient"}) +
+			waypointGateway("cap-wfn", "wp", "Same", nil, map[string]string{"istio.io/waypoint-for": "none"}) +
+			app("cap-wfn", "svc", nil),
+		services: []string{},
 	}}
 }
 
@@ -692,8 +701,8 @@ func namespace(name string, l map[string]string) string {
 }
 
 // waypointGateway is a Gateway of class kgateway-waypoint like the seed's,
-// its listener admitting from (Same, All or Selector with sel).
-func waypointGateway(ns, name, from string, sel map[string]string) string {
+// its listener admitting from (Same, All or Selector with sel), with labels l.
+func waypointGateway(ns, name, from string, sel, l map[string]string) string {
 	selector := ""
 	if from == "Selector" {
 		selector = fmt.Sprintf("\n        selector: {matchLabels: %s}", labelsYAML(sel))
@@ -704,6 +713,7 @@ kind: Gateway
 metadata:
   name: %s
   namespace: %s
+  labels: %s
 spec:
   gatewayClassName: kgateway-waypoint
   listeners:
@@ -713,7 +723,7 @@ spec:
     allowedRoutes:
       namespaces:
         from: %s%s
-`, name, ns, from, selector)
+`, name, ns, labelsYAML(l), from, selector)
 }
 
 // app is a Service (with labels l) and the Deployment behind it.
