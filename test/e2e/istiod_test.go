@@ -422,13 +422,13 @@ func startIstiod(t *testing.T, bins, kubeconfig, dir string) string {
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-p.done
+		exit := <-p.done
 		if t.Failed() {
 			out := p.output()
 			if len(out) > 20000 {
 				out = "...\n" + out[len(out)-20000:]
 			}
-			t.Logf("istiod's output:\n%s", out)
+			t.Logf("istiod's output (it ended: %v):\n%s", exit, out)
 		}
 	})
 	waitFor(t, 90*time.Second, "istiod to be ready", func() bool {
