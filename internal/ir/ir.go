@@ -295,6 +295,10 @@ type Backend struct {
 	// Endpoints are the ready endpoints (pod IP:targetPort), sorted. The
 	// waypoint sends to endpoints, never to the VIP.
 	Endpoints []string `json:"endpoints,omitempty"`
+	// Weights are the endpoints whose share of the traffic is not 1 (a
+	// ServiceEntry endpoint's or WorkloadEntry's weight): an endpoint of
+	// weight 3 gets three times the requests of one absent here.
+	Weights map[string]uint32 `json:"weights,omitempty"`
 	// HBONE are the endpoints enrolled in the ambient mesh (their pod, or
 	// its namespace, has istio.io/dataplane-mode: ambient), with their
 	// pod's identity, sorted by endpoint. Set in native mode only

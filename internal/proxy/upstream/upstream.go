@@ -27,6 +27,10 @@ type Backend struct {
 	health    []*endpointHealth // parallel to endpoints
 	index     map[string]int
 	next      atomic.Uint32
+	// order, for a backend with weighted endpoints (ir.Backend.Weights),
+	// is the round-robin sequence of endpoint indexes, each as often as
+	// its weight and spread out (weights.go); nil: each endpoint once.
+	order []int
 }
 
 // NewBackend compiles a backend; health state is shared through o so it
@@ -38,6 +42,9 @@ func NewBackend(key string, b *ir.Backend, o *Outlier) *Backend {
 		be.health[i] = o.state(ep)
 		be.index[ep] = i
 	}
+	if len(b.Weights) > 0 {
+		be.order = weightedOrder(b.Endpoints, b.Weights)
+	}
 	return be
 }
 
@@ -48,6 +55,9 @@ func (b *Backend) Pick() (addr string, ok bool) {
 	n := len(b.endpoints)
 	if n == 0 {
 		return "", false
+	}
+	if b.order != nil {
+		return b.pickWeighted()
 	}
 	start := b.next.Add(1) - 1
 	now := nanotime()
