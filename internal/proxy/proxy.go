@@ -160,6 +160,7 @@ func (p *Proxy) Update(w *ir.Waypoint) error {
 		prevAuth = prev.auth
 	}
 	p.pool.SetMesh(upstream.MeshOf(w))
+	p.pool.SetHostnames(upstream.HostnamesOf(w))
 	p.cfg.Store(&generation{Config: c, auth: p.authorizersFor(w, prevAuth)})
 	p.tel.SetConfigVersion(c.Version())
 	// The outlier detector forgets endpoints no backend has any more.
@@ -194,6 +195,9 @@ func (p *Proxy) Close() {
 		closeClients(g.auth.clients)
 	}
 }
+
+// DNSStats reports the resolver of hostname endpoints' counts.
+func (p *Proxy) DNSStats() upstream.DNSStats { return p.pool.DNSStats() }
 
 // EndpointEjected reports whether outlier detection has ejected an
 // endpoint (ip:port) right now.

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	netv1alpha3 "istio.io/api/networking/v1alpha3"
 	metav1alpha1 "istio.io/api/meta/v1alpha1"
+	netv1alpha3 "istio.io/api/networking/v1alpha3"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
