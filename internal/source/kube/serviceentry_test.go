@@ -2,6 +2,7 @@ package kube_test
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,12 +10,16 @@ import (
 	metav1alpha1 "istio.io/api/meta/v1alpha1"
 	netv1alpha3 "istio.io/api/networking/v1alpha3"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/kube/scheme"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/kubetest"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/source/kube"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 )
 
 // istiod writes a ServiceEntry's auto-allocated addresses into its status
@@ -47,7 +52,10 @@ func TestServiceEntryStatusAddressesPickedUp(t *testing.T) {
 	}
 
 	cl := env.Client
-	se := &istionet.ServiceEntry{ObjectMeta: metav1.ObjectMeta{Name: "ext", Namespace: "default"},
+	mustCreate(t, cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ext", Labels: map[string]string{"istio.io/use-waypoint": "wp"}}}))
+	mustCreate(t, cl.Create(ctx, &gwv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "wp", Namespace: "ext"},
+		Spec: gwv1.GatewaySpec{GatewayClassName: "kgateway-waypoint", Listeners: []gwv1.Listener{{Name: "mesh", Protocol: "istio.io/PROXY", Port: 15088}}}}))
+	se := &istionet.ServiceEntry{ObjectMeta: metav1.ObjectMeta{Name: "ext", Namespace: "ext"},
 		Spec: netv1alpha3.ServiceEntry{Hosts: []string{"api.example.com"}, Resolution: netv1alpha3.ServiceEntry_DNS,
 			Ports: []*netv1alpha3.ServicePort{{Number: 80, Name: "http", Protocol: "HTTP"}}}}
 	mustCreate(t, cl.Create(ctx, se))
@@ -92,6 +100,18 @@ func TestServiceEntryStatusAddressesPickedUp(t *testing.T) {
 	got := snapshotEntry().Status.GetAddresses()
 	if len(got) != 1 || got[0].GetValue() != "240.240.0.1" || got[0].GetHost() != "api.example.com" {
 		t.Fatalf("snapshot status.addresses = %v", got)
+	}
+	// And the translator serves the host on it.
+	snap, err := src.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := translate.Translate(snap, translate.Options{Gateway: ir.NamespacedName{Namespace: "ext", Name: "wp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(res.Waypoint.Services); n != 1 || !slices.Equal(res.Waypoint.Services[0].VIPs, []string{"240.240.0.1"}) {
+		t.Fatalf("served services %v, want api.example.com on 240.240.0.1", res.Waypoint.Services)
 	}
 
 	// A reallocation (another value) is a change too.
