@@ -292,8 +292,9 @@ type Backend struct {
 	// (HTTP/2 in clear text, for ports whose appProtocol asks for it, such
 	// as grpc) or "TCP" (bytes copied as they are).
 	Protocol string `json:"protocol"`
-	// Endpoints are the ready endpoints (pod IP:targetPort), sorted. The
-	// waypoint sends to endpoints, never to the VIP.
+	// Endpoints are the ready endpoints (pod IP:targetPort, or host:port
+	// for a ServiceEntry of DNS resolution: the proxy resolves the name),
+	// sorted. The waypoint sends to endpoints, never to the VIP.
 	Endpoints []string `json:"endpoints,omitempty"`
 	// Weights are the endpoints whose share of the traffic is not 1 (a
 	// ServiceEntry endpoint's or WorkloadEntry's weight): an endpoint of
