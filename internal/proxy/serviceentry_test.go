@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -344,5 +345,50 @@ spec:
 	}
 	if s := w.proxy.DNSStats(); s.Empty == 0 {
 		t.Errorf("DNSStats %+v: want the empty answer counted", s)
+	}
+}
+
+// A TCP port of a DNS entry connects to an address of the resolved name.
+func TestServiceEntryDNSTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.2.4:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer func() { _ = c.Close() }()
+				buf := make([]byte, 64)
+				n, _ := c.Read(buf)
+				_, _ = c.Write(append([]byte("echo:"), buf[:n]...))
+			}()
+		}
+	}()
+	d := startDNS(t)
+	d.set("db.dns.test.", "127.0.2.4", 30)
+	w := startWaypointWith(t, proxy.Options{Upstream: upstream.Options{DNS: upstream.DNSOptions{Servers: []string{d.addr}}}}, waypointManifests+`
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: ns}
+spec:
+  hosts: [db.dns.test]
+  addresses: [127.0.100.53]
+  ports: [{number: 5432, name: tcp, protocol: TCP, targetPort: `+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)+`}]
+  resolution: DNS
+`)
+	c := w.dial("127.0.100.53:5432", curlID)
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := io.ReadAtLeast(c, buf, len("echo:ping"))
+	if err != nil || string(buf[:n]) != "echo:ping" {
+		t.Fatalf("through the DNS entry's TCP port: %q, %v", buf[:n], err)
 	}
 }
