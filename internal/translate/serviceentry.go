@@ -9,6 +9,7 @@ import (
 
 	netv1alpha3 "istio.io/api/networking/v1alpha3"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
@@ -196,7 +197,7 @@ func (t *translator) serviceEntryEndpoints(se *istionet.ServiceEntry, host strin
 	sel := se.Spec.GetWorkloadSelector().GetLabels()
 	if len(se.Spec.GetEndpoints()) == 0 && len(sel) > 0 {
 		for _, pod := range t.snap.Pods {
-			if pod.Namespace != se.Namespace || pod.Status.PodIP == "" || pod.DeletionTimestamp != nil ||
+			if pod.Namespace != se.Namespace || pod.Status.PodIP == "" || !podServing(pod) ||
 				!labelSelectorMatches(sel, pod.Labels) {
 				continue
 			}
@@ -222,6 +223,20 @@ func (t *translator) serviceEntryEndpoints(se *istionet.ServiceEntry, host strin
 		}
 	}
 	return out, weights
+}
+
+// podServing reports whether a selected pod takes traffic, as istiod marks
+// a pod workload healthy: not terminal, Ready, not being deleted.
+func podServing(pod *corev1.Pod) bool {
+	if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return false
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // workloadEntryLabels are a WorkloadEntry's labels as istiod reads them:
