@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"sort"
@@ -78,13 +79,14 @@ func (t *translator) serviceEntryHost(se *istionet.ServiceEntry, host string) *i
 		}
 		port := uint16(p.GetNumber())
 		key := ir.BackendKey(se.Namespace, "ServiceEntry/"+host, port)
-		eps, weights := t.serviceEntryEndpoints(se, host, p)
+		eps, weights, mesh := t.serviceEntryEndpoints(se, host, p)
 		t.out.Backends[key] = &ir.Backend{
 			Service:   ir.NamespacedName{Namespace: se.Namespace, Name: host},
 			Port:      port,
 			Protocol:  backendProto,
 			Endpoints: eps,
 			Weights:   weights,
+			HBONE:     mesh,
 		}
 		out.Ports = append(out.Ports, &ir.ServicePort{Port: port, Name: p.GetName(), Protocol: proto, DefaultBackend: key})
 	}
@@ -151,8 +153,10 @@ const networkLabel = "topology.istio.io/network"
 // and DNS_ROUND_ROBIN resolution. Endpoints on another network than the
 // mesh's (the root namespace's topology.istio.io/network) are reached only
 // through that network's gateway, which this waypoint does not do: left
-// out. weights holds the endpoints whose weight is not 1.
-func (t *translator) serviceEntryEndpoints(se *istionet.ServiceEntry, host string, p *netv1alpha3.ServicePort) (out []string, weights map[string]uint32) {
+// out. weights holds the endpoints whose weight is not 1; mesh, in native
+// mode, the selected pods enrolled in ambient, with their identity (as a
+// Service's, hbone.go).
+func (t *translator) serviceEntryEndpoints(se *istionet.ServiceEntry, host string, p *netv1alpha3.ServicePort) (out []string, weights map[string]uint32, mesh []ir.MeshEndpoint) {
 	target := p.GetTargetPort()
 	if target == 0 {
 		target = p.GetNumber()
@@ -165,10 +169,10 @@ func (t *translator) serviceEntryEndpoints(se *istionet.ServiceEntry, host strin
 	}
 	seen := map[string]bool{}
 	all := map[string]uint32{}
-	addEndpoint := func(we *netv1alpha3.WorkloadEntry) {
+	addEndpoint := func(we *netv1alpha3.WorkloadEntry) string {
 		addr := we.GetAddress()
 		if addr == "" || strings.HasPrefix(addr, "unix://") || (we.GetNetwork() != "" && we.GetNetwork() != localNet) {
-			return
+			return ""
 		}
 		port := target
 		if n, ok := we.GetPorts()[p.GetName()]; ok && n != 0 {
@@ -180,7 +184,7 @@ func (t *translator) serviceEntryEndpoints(se *istionet.ServiceEntry, host strin
 		} else if dns {
 			ep = addr + ":" + strconv.Itoa(int(port))
 		} else {
-			return
+			return ""
 		}
 		w := max(we.GetWeight(), 1) // 0: the default, 1
 		if !seen[ep] {
@@ -190,6 +194,7 @@ func (t *translator) serviceEntryEndpoints(se *istionet.ServiceEntry, host strin
 		} else {
 			all[ep] += w // listed twice: both shares
 		}
+		return ep
 	}
 	for _, ep := range se.Spec.GetEndpoints() {
 		addEndpoint(ep)
@@ -201,7 +206,11 @@ func (t *translator) serviceEntryEndpoints(se *istionet.ServiceEntry, host strin
 				!labelSelectorMatches(sel, pod.Labels) {
 				continue
 			}
-			addEndpoint(&netv1alpha3.WorkloadEntry{Address: pod.Status.PodIP})
+			ep := addEndpoint(&netv1alpha3.WorkloadEntry{Address: pod.Status.PodIP})
+			if ep != "" && t.pods != nil && t.inAmbient(pod) {
+				mesh = append(mesh, ir.MeshEndpoint{Endpoint: ep,
+					Identity: "spiffe://" + t.opts.TrustDomain + "/ns/" + pod.Namespace + "/sa/" + cmp.Or(pod.Spec.ServiceAccountName, "default")})
+			}
 		}
 		for _, we := range t.snap.WorkloadEntries {
 			if we.Namespace != se.Namespace || !labelSelectorMatches(sel, workloadEntryLabels(we)) {
@@ -222,7 +231,9 @@ func (t *translator) serviceEntryEndpoints(se *istionet.ServiceEntry, host strin
 			weights[ep] = w
 		}
 	}
-	return out, weights
+	slices.SortFunc(mesh, func(a, b ir.MeshEndpoint) int { return cmp.Compare(a.Endpoint, b.Endpoint) })
+	mesh = slices.CompactFunc(mesh, func(a, b ir.MeshEndpoint) bool { return a.Endpoint == b.Endpoint })
+	return out, weights, mesh
 }
 
 // podServing reports whether a selected pod takes traffic, as istiod marks
