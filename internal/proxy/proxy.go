@@ -12,6 +12,7 @@ package proxy
 
 import (
 	"cmp"
+	"context"
 	"log/slog"
 	"net"
 	"strconv"
@@ -107,12 +108,15 @@ type generation struct {
 }
 
 // resolve finds where to dial a service hostname and port (an external
-// authorizer): an endpoint the configuration in force knows for it, else
-// the address itself.
+// authorizer): an endpoint the configuration in force knows for it (a
+// hostname endpoint, of a DNS ServiceEntry, resolved from the cache),
+// else the address itself.
 func (p *Proxy) resolve(host string, port uint16) (string, error) {
 	if c := p.cfg.Load(); c != nil {
 		if ep, ok := c.Resolve(host, port); ok {
-			return ep, nil
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return p.pool.Resolve(ctx, nil, ep)
 		}
 	}
 	return net.JoinHostPort(host, strconv.Itoa(int(port))), nil
