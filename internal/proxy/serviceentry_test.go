@@ -392,3 +392,53 @@ spec:
 		t.Fatalf("through the DNS entry's TCP port: %q, %v", buf[:n], err)
 	}
 }
+
+// An external authorizer whose service is a DNS ServiceEntry's host (in a
+// namespace this waypoint does not serve) is reached at the address the
+// resolver's DNS server gives, a name no system lookup finds.
+func TestServiceEntryDNSExternalAuthorizer(t *testing.T) {
+	b := startBackend(t, "a", "127.0.1.1", false)
+	host, port := startAuthorizer(t)
+	d := startDNS(t)
+	d.set("authz.dns.test.", host, 60)
+	mesh := `extensionProviders:
+- name: ext-http
+  envoyExtAuthzHttp:
+    service: authz.dns.test
+    port: 9000
+    includeRequestHeadersInCheck: [x-allow]
+`
+	manifests := svcManifests(b.addr) + `
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: authz}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: authz, namespace: authz}
+spec:
+  hosts: [authz.dns.test]
+  ports: [{number: 9000, name: http, protocol: HTTP, targetPort: ` + strconv.Itoa(int(port)) + `}]
+  resolution: DNS
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: ns}
+spec:
+  targetRefs: [{group: "", kind: Service, name: svc}]
+  action: CUSTOM
+  provider: {name: ext-http}
+  rules: [{to: [{operation: {paths: ["/ext/*"]}}]}]
+`
+	w, _ := startWithMesh(t, manifests, mesh, proxy.Options{Upstream: upstream.Options{DNS: upstream.DNSOptions{Servers: []string{d.addr}}}}, inbound.Options{})
+	if resp, body := w.do(vip, curlID, get("/ext/a", "X-Allow", "yes")); resp.StatusCode != 200 {
+		t.Fatalf("allowed by the authorizer behind the DNS entry: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := w.do(vip, curlID, get("/ext/b")); resp.StatusCode != 401 {
+		t.Errorf("denied by the authorizer behind the DNS entry: %d, want its 401", resp.StatusCode)
+	}
+	if d.queries("authz.dns.test.") == 0 {
+		t.Error("the authorizer's name was never asked of the DNS server")
+	}
+}
