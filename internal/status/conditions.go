@@ -230,10 +230,8 @@ func (w *Writer) readIstio(ctx context.Context, obj client.Object) ([]metav1.Con
 		}
 		return nil, "", fmt.Errorf("reading %s %s/%s: %w", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
 	}
-	raw, found, err := unstructured.NestedSlice(u.Object, "status", IstioStatusField, "conditions")
-	if err != nil || !found {
-		return nil, u.GetResourceVersion(), nil
-	}
+	// Absent, or not a list (not ours to read): none.
+	raw, _, _ := unstructured.NestedSlice(u.Object, "status", IstioStatusField, "conditions")
 	var cur []metav1.Condition
 	for _, item := range raw {
 		b, err := json.Marshal(item)

@@ -307,6 +307,9 @@ func TestServerSideApplyOfStatus(t *testing.T) {
 	}
 	apply(ap, "istio-ambient-waypoint-policy", istiod)
 	st = apply(ap, status.FieldManager, `{"`+status.IstioStatusField+`":{"conditions":[{"type":"`+status.ConditionWaypointAccepted+`","status":"True","reason":"Accepted"}]}}`)
+	if got := condTypes(st, "conditions"); len(got) != 1 || got[0] != "WaypointAccepted" {
+		t.Errorf("istiod's status.conditions after our apply of our own field = %v", got)
+	}
 	st = apply(ap, "istio-ambient-waypoint-policy", istiod)
 	if got, ours := condTypes(st, "conditions"), condTypes(st, status.IstioStatusField, "conditions"); len(got) != 1 || got[0] != "WaypointAccepted" ||
 		len(ours) != 1 || ours[0] != status.ConditionWaypointAccepted {
