@@ -96,6 +96,9 @@ func (w *Writer) Write(ctx context.Context, snap *source.Snapshot, wps []Waypoin
 				bound[k] = true
 			}
 		}
+		if wp.Result.Waypoint == nil {
+			continue
+		}
 		// The services this waypoint serves are bound to it: say so,
 		// unless the translator said otherwise.
 		for _, s := range wp.Result.Waypoint.Services {
