@@ -302,6 +302,22 @@ func TestStatusNextToIstiod(t *testing.T) {
 	if th := theirs(); th != istiodWant("rewritten") {
 		t.Errorf("after we rewrote: istiod's %q", th)
 	}
+	// Our writes settle: nothing of ours is rewritten while nothing changes.
+	rvs := func() string {
+		out := ""
+		for _, o := range []*unstructured.Unstructured{svcU, se, ap} {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
+				t.Fatal(err)
+			}
+			out += o.GetResourceVersion() + " "
+		}
+		return out
+	}
+	before := rvs()
+	time.Sleep(2 * time.Second)
+	if after := rvs(); after != before {
+		t.Errorf("our conditions keep being rewritten: %s-> %s", before, after)
+	}
 	istiod("rewritten again")
 	if o, th := oursWithoutGen(), theirs(); o != "True/Bound | True/Bound | True/Accepted" || th != istiodWant("rewritten again") {
 		t.Errorf("after istiod rewrote again: ours %q, istiod's %q", o, th)
