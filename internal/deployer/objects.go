@@ -16,6 +16,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/xds"
 )
 
 // Labels, annotations and ports of a waypoint's objects.
@@ -40,7 +41,7 @@ const (
 	// TokenDir and TokenFile locate the projected ServiceAccount token the
 	// proxy presents to the xDS server.
 	TokenDir  = "/var/run/secrets/kgateway-waypoint"
-	TokenFile = TokenDir + "/xds-token"
+	TokenFile = xds.DefaultTokenFile
 	// DefaultTokenAudience is the audience of that token; the xDS server
 	// reviews tokens for it.
 	DefaultTokenAudience = "kgateway-waypoint"

@@ -10,7 +10,10 @@
 // Once published, a Waypoint is never modified.
 package ir
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Waypoint is the complete configuration of one waypoint Gateway.
 type Waypoint struct {
@@ -57,6 +60,16 @@ type NamespacedName struct {
 }
 
 func (n NamespacedName) String() string { return n.Namespace + "/" + n.Name }
+
+// ParseNamespacedName reads "NAMESPACE/NAME"; ok is false unless both parts
+// are there and the name has no further slash.
+func ParseNamespacedName(s string) (n NamespacedName, ok bool) {
+	ns, name, found := strings.Cut(s, "/")
+	if !found || ns == "" || name == "" || strings.Contains(name, "/") {
+		return NamespacedName{}, false
+	}
+	return NamespacedName{Namespace: ns, Name: name}, true
+}
 
 // Protocol is how the waypoint treats a service port.
 type Protocol string
