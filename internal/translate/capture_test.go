@@ -78,6 +78,9 @@ func TestCaptureDecisions(t *testing.T) {
 		{"same namespace, Selector not matching it", "wpns", us, "service", "", sel, false, CaptureNotAllowed},
 		{"use-waypoint-namespace without use-waypoint", "wpns", map[string]string{LabelUseWaypointNamespace: "wpns"}, "service", "", all, false, CaptureNoWaypoint},
 		{"not allowed is reported before the traffic type", "apps", usFrom, "workload", "service", same, false, CaptureNotAllowed},
+		// istio.io/ingress-use-waypoint is for ingress gateways: no capture of its own.
+		{"ingress-use-waypoint beside use-waypoint", "wpns", map[string]string{LabelUseWaypoint: "wp", LabelIngressUseWaypoint: "true"}, "service", "", same, false, CaptureBound},
+		{"ingress-use-waypoint alone", "wpns", map[string]string{LabelIngressUseWaypoint: "true"}, "service", "", same, false, CaptureNoWaypoint},
 		// Waypoints themselves.
 		{"a waypoint's own service", "wpns", map[string]string{LabelUseWaypoint: "wp", LabelGatewayManaged: ManagedMeshController}, "service", "", same, false, CaptureWaypointInstance},
 		{"a pod of this waypoint", "wpns", map[string]string{LabelGatewayName: "wp"}, "workload", "all", same, false, CaptureWaypointInstance},
