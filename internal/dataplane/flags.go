@@ -26,6 +26,7 @@ func BindFlags(f *pflag.FlagSet, o *Options) {
 	f.Var(cidrList{&o.Inbound.AllowedSources}, "proxy-protocol-allowed-cidrs", proxyProtocolSourcesUsage)
 	f.BoolVar(&o.Inbound.HTTP.AllowCustomMethods, "allow-custom-methods", false, "serve request methods outside the registered set (default: 400, as Envoy)")
 	f.StringVar(&o.CertDir, "cert-dir", "", "native HBONE: directory of the waypoint's cert-chain.pem, key.pem and root-cert.pem (followed when they change)")
+	f.Uint16Var(&o.Upstream.HBONEPort, "upstream-hbone-port", 15008, "native HBONE: the port of an endpoint's pod that tunnels go to (15008 in a mesh; another port only to run several pods' ztunnels on one machine)")
 	bindLimits(f, o)
 }
 
