@@ -117,11 +117,12 @@ func (c *Config) Lookup(dst netip.AddrPort, hostname string) (Target, bool) {
 	}
 	if sp == nil {
 		// Workload traffic: addressed to a workload's IP, any port.
-		w := c.workloads[dst.Addr()]
+		ip := dst.Addr().Unmap()
+		w := c.workloads[ip]
 		if w == nil {
 			return Target{}, false
 		}
-		sp = w.port(dst.Addr(), dst.Port())
+		sp = w.port(ip, dst.Port())
 	}
 	return Target{Config: c, Port: sp}, true
 }
