@@ -21,18 +21,10 @@ import (
 // by hostname when ztunnel passes it (PROXY TLV 0xD1).
 func (t *translator) selectServiceEntries() {
 	for _, se := range t.snap.ServiceEntries {
-		wns, wname, ok, optedOut := useWaypoint(se.Labels, se.Namespace)
-		if !ok && !optedOut {
-			if ns := t.namespaces[se.Namespace]; ns != nil {
-				wns, wname, ok, _ = useWaypoint(ns.Labels, se.Namespace)
+		if r := t.capture.decide(se.Namespace, se.Labels, trafficKindService); r != CaptureBound {
+			if c := t.capture.notBound("ServiceEntry", se.Namespace, se.Name, r); c != nil {
+				t.cond(*c)
 			}
-		}
-		if !ok || wns != t.gw.Namespace || wname != t.gw.Name {
-			continue
-		}
-		if se.Namespace != t.gw.Namespace && !t.admitsNamespace(se.Namespace) {
-			t.cond(Condition{Kind: "ServiceEntry", Namespace: se.Namespace, Name: se.Name, Type: "WaypointBound",
-				Status: "False", Reason: "NotAllowed", Message: "the waypoint's listeners do not allow namespace " + se.Namespace})
 			continue
 		}
 		key := ir.NamespacedName{Namespace: se.Namespace, Name: se.Name}
