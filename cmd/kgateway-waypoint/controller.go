@@ -30,12 +30,14 @@ func newController(g *globalFlags) *cobra.Command {
 		Long: `Run the controller in a cluster with Istio ambient. It owns the GatewayClass
 (created when absent, with the ambient.istio.io/waypoint-inbound-binding
 annotation), deploys a proxy for each accepted Gateway of that class, writes
-Gateway, route and AuthorizationPolicy status, and streams each proxy its own
+Gateway and route status (addresses once a proxy replica is ready) and its own
+conditions on Services, ServiceEntries and AuthorizationPolicies (next to
+istiod's, never over them), and streams each proxy its own
 waypoint's configuration over xDS (proxies authenticate with their projected
 ServiceAccount token).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := g.logger(os.Stderr)
+			log, err := g.Logger(os.Stderr)
 			if err != nil {
 				return err
 			}
@@ -46,7 +48,7 @@ ServiceAccount token).`,
 				return fmt.Errorf("--proxy-xds-address is required (the controller's xDS Service as the proxies dial it)")
 			}
 			o.Deployer.ImagePullPolicy = corev1.PullPolicy(pullPolicy)
-			o.Deployer.ExtraArgs = append([]string{"--log-level", g.logLevel, "--log-format", g.logFormat}, proxyArgs...)
+			o.Deployer.ExtraArgs = append([]string{"--log-level", g.LogLevel, "--log-format", g.LogFormat}, proxyArgs...)
 			if o.LeaderElectionNamespace == "" {
 				o.LeaderElectionNamespace = os.Getenv("POD_NAMESPACE")
 			}

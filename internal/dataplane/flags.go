@@ -25,6 +25,7 @@ func BindFlags(f *pflag.FlagSet, o *Options) {
 	f.Float64Var(&o.TracingSampling, "tracing-sampling", 0.01, "ratio (0 to 1) of new traces sampled")
 	f.Var(cidrList{&o.Inbound.AllowedSources}, "proxy-protocol-allowed-cidrs", proxyProtocolSourcesUsage)
 	f.BoolVar(&o.Inbound.HTTP.AllowCustomMethods, "allow-custom-methods", false, "serve request methods outside the registered set (default: 400, as Envoy)")
+	f.StringSliceVar(&o.Upstream.DNS.Servers, "dns-server", nil, "DNS servers (IP or IP:port, port 53 by default; repeatable) that resolve hostname endpoints (ServiceEntry resolution DNS), re-asked when the answer's TTL runs out (default: the nameservers of /etc/resolv.conf)")
 	f.StringVar(&o.CertDir, "cert-dir", "", "native HBONE: directory of the waypoint's cert-chain.pem, key.pem and root-cert.pem (followed when they change)")
 	f.Uint16Var(&o.Upstream.HBONEPort, "upstream-hbone-port", 15008, "native HBONE: the port of an endpoint's pod that tunnels go to (15008 in a mesh; another port only to run several pods' ztunnels on one machine)")
 	bindLimits(f, o)

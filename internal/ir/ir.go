@@ -10,7 +10,10 @@
 // Once published, a Waypoint is never modified.
 package ir
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Waypoint is the complete configuration of one waypoint Gateway.
 type Waypoint struct {
@@ -35,6 +38,18 @@ type Waypoint struct {
 	// Backends are the upstream destinations referenced by routes and by the
 	// services' default routes, keyed by BackendKey.
 	Backends map[string]*Backend `json:"backends,omitempty"`
+	// Workloads are the pods, WorkloadEntries and ServiceEntry endpoints
+	// whose own traffic (addressed to their IP, on any port) passes
+	// through this waypoint (istio.io/waypoint-for: workload or all),
+	// sorted by namespace, kind and name.
+	Workloads []*Workload `json:"workloads,omitempty"`
+	// WorkloadPort is how traffic addressed to a workload is served, on
+	// whatever port it arrives: its protocol and policies (those that
+	// target the waypoint Gateway or its GatewayClass). Its Port and
+	// DefaultBackend are unused: the traffic goes to the workload's IP on
+	// the port it was addressed to. Nil when the waypoint takes no
+	// workload traffic.
+	WorkloadPort *ServicePort `json:"workloadPort,omitempty"`
 
 	// PathNormalization, ExtAuthzProviders and DefaultRetry come from the
 	// mesh config (see mesh.go).
@@ -58,6 +73,16 @@ type NamespacedName struct {
 
 func (n NamespacedName) String() string { return n.Namespace + "/" + n.Name }
 
+// ParseNamespacedName reads "NAMESPACE/NAME"; ok is false unless both parts
+// are there and the name has no further slash.
+func ParseNamespacedName(s string) (n NamespacedName, ok bool) {
+	ns, name, found := strings.Cut(s, "/")
+	if !found || ns == "" || name == "" || strings.Contains(name, "/") {
+		return NamespacedName{}, false
+	}
+	return NamespacedName{Namespace: ns, Name: name}, true
+}
+
 // Protocol is how the waypoint treats a service port.
 type Protocol string
 
@@ -67,7 +92,29 @@ const (
 	ProtocolHTTP Protocol = "HTTP"
 	// ProtocolTCP ports are authorized per connection and copied byte for byte.
 	ProtocolTCP Protocol = "TCP"
+	// ProtocolDetect connections are HTTP when their first bytes are an
+	// HTTP/1 request line or the HTTP/2 preface, else TCP (as Envoy's HTTP
+	// inspector decides for Istio's waypoint's workload traffic).
+	ProtocolDetect Protocol = "Detect"
 )
+
+// Workload is one pod, WorkloadEntry or ServiceEntry endpoint whose
+// traffic this waypoint serves (Waypoint.WorkloadPort).
+type Workload struct {
+	// Kind is "Pod", "WorkloadEntry" or "ServiceEntry" (an endpoint of the
+	// entry's spec.endpoints; Name is the entry's).
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Addresses are the workload's IPs; clients dial IP:port.
+	Addresses []string `json:"addresses"`
+	// Identity is the SPIFFE identity of the workload's service account.
+	Identity string `json:"identity"`
+	// HBONE: native mode (Waypoint.HBONE) and the workload is in the
+	// ambient mesh: the waypoint reaches it over HBONE to its IP:15008 and
+	// requires Identity of it; otherwise plain TCP to IP:port.
+	HBONE bool `json:"hbone,omitempty"`
+}
 
 // Service is one Kubernetes Service (or one host of an Istio ServiceEntry)
 // whose traffic passes through this waypoint.
@@ -292,9 +339,14 @@ type Backend struct {
 	// (HTTP/2 in clear text, for ports whose appProtocol asks for it, such
 	// as grpc) or "TCP" (bytes copied as they are).
 	Protocol string `json:"protocol"`
-	// Endpoints are the ready endpoints (pod IP:targetPort), sorted. The
-	// waypoint sends to endpoints, never to the VIP.
+	// Endpoints are the ready endpoints (pod IP:targetPort, or host:port
+	// for a ServiceEntry of DNS resolution: the proxy resolves the name),
+	// sorted. The waypoint sends to endpoints, never to the VIP.
 	Endpoints []string `json:"endpoints,omitempty"`
+	// Weights are the endpoints whose share of the traffic is not 1 (a
+	// ServiceEntry endpoint's or WorkloadEntry's weight): an endpoint of
+	// weight 3 gets three times the requests of one absent here.
+	Weights map[string]uint32 `json:"weights,omitempty"`
 	// HBONE are the endpoints enrolled in the ambient mesh (their pod, or
 	// its namespace, has istio.io/dataplane-mode: ambient), with their
 	// pod's identity, sorted by endpoint. Set in native mode only

@@ -72,7 +72,7 @@ func equalBackend(a, b *ir.Backend) bool {
 		return true
 	}
 	return a.Service == b.Service && a.Port == b.Port && a.Protocol == b.Protocol &&
-		slices.Equal(a.Endpoints, b.Endpoints) && slices.Equal(a.HBONE, b.HBONE)
+		slices.Equal(a.Endpoints, b.Endpoints) && slices.Equal(a.HBONE, b.HBONE) && maps.Equal(a.Weights, b.Weights)
 }
 
 // eqPtr compares two optional values: both nil, or both set and equal.

@@ -222,7 +222,7 @@ func TestSameProviderCoversEveryField(t *testing.T) {
 // to ir.Waypoint fails here until it is put in one of these lists, and,
 // if ports compile differently with it, compared in sameForPorts.
 func TestWaypointFieldsAreAccountedFor(t *testing.T) {
-	compiled := []string{"Services", "Backends"}
+	compiled := []string{"Services", "Backends", "Workloads", "WorkloadPort"}
 	forPorts := []string{"TrustDomain", "TrustDomainAliases"}
 	perRequest := []string{"PathNormalization", "DefaultRetry", "ExtAuthzProviders"}
 	// names and the listener (dataplane.Runner; HBONE also picks how the
