@@ -41,8 +41,8 @@ type captureCase struct {
 	workloads []string
 }
 
-// captureCases are the capture rules main implements, each with a case
-// that binds and one that does not.
+// captureCases are the capture rules (issue 17), most with an object that
+// binds and one that does not. New rules are new rows.
 func captureCases() []captureCase {
 	return []captureCase{{
 		// The seed walkthrough: the namespace's istio.io/use-waypoint.
@@ -116,6 +116,65 @@ func captureCases() []captureCase {
 			waypointGateway("cap-wfn", "wp", "Same", nil, map[string]string{"istio.io/waypoint-for": "none"}) +
 			app("cap-wfn", "svc", nil),
 		services: []string{},
+	}, {
+		// waypoint-for: all: the namespace's services and its pods.
+		name:    "waypoint-for-all",
+		gateway: ir.NamespacedName{Namespace: "cap-wfa", Name: "wp"},
+		manifest: namespace("cap-wfa", map[string]string{"istio.io/use-waypoint": "wp", "istio.io/dataplane-mode": "ambient"}) +
+			waypointGateway("cap-wfa", "wp", "Same", nil, map[string]string{"istio.io/waypoint-for": "all"}) +
+			app("cap-wfa", "svc", nil),
+		services:  []string{"cap-wfa/svc.cap-wfa.svc.cluster.local"},
+		workloads: []string{"cap-wfa/svc-e2e"},
+	}, {
+		// waypoint-for: workload: the pods only.
+		name:    "waypoint-for-workload",
+		gateway: ir.NamespacedName{Namespace: "cap-wfw", Name: "wp"},
+		manifest: namespace("cap-wfw", map[string]string{"istio.io/use-waypoint": "wp", "istio.io/dataplane-mode": "ambient"}) +
+			waypointGateway("cap-wfw", "wp", "Same", nil, map[string]string{"istio.io/waypoint-for": "workload"}) +
+			app("cap-wfw", "svc", nil),
+		services:  []string{},
+		workloads: []string{"cap-wfw/svc-e2e"},
+	}, {
+		// A Pod's own istio.io/use-waypoint (a workload waypoint); a pod
+		// without one, in a namespace that names no waypoint, is not bound.
+		name:    "pod-label",
+		gateway: ir.NamespacedName{Namespace: "cap-pod", Name: "wp"},
+		manifest: namespace("cap-pod", map[string]string{"istio.io/dataplane-mode": "ambient"}) +
+			waypointGateway("cap-pod", "wp", "Same", nil, map[string]string{"istio.io/waypoint-for": "workload"}) +
+			appPodLabels("cap-pod", "bound", nil, map[string]string{"istio.io/use-waypoint": "wp"}) +
+			app("cap-pod", "plain", nil),
+		services:  []string{},
+		workloads: []string{"cap-pod/bound-e2e"},
+	}, {
+		// A Pod's istio.io/use-waypoint: none opts out of its namespace's
+		// workload waypoint.
+		name:    "pod-none",
+		gateway: ir.NamespacedName{Namespace: "cap-podn", Name: "wp"},
+		manifest: namespace("cap-podn", map[string]string{"istio.io/use-waypoint": "wp", "istio.io/dataplane-mode": "ambient"}) +
+			waypointGateway("cap-podn", "wp", "Same", nil, map[string]string{"istio.io/waypoint-for": "workload"}) +
+			app("cap-podn", "bound", nil) +
+			appPodLabels("cap-podn", "optout", nil, map[string]string{"istio.io/use-waypoint": "none"}),
+		services:  []string{},
+		workloads: []string{"cap-podn/bound-e2e"},
+	}, {
+		// A WorkloadEntry's own istio.io/use-waypoint; one without it is
+		// not bound.
+		name:    "workloadentry-label",
+		gateway: ir.NamespacedName{Namespace: "cap-we", Name: "wp"},
+		manifest: namespace("cap-we", map[string]string{"istio.io/dataplane-mode": "ambient"}) +
+			waypointGateway("cap-we", "wp", "Same", nil, map[string]string{"istio.io/waypoint-for": "workload"}) +
+			workloadEntry("cap-we", "vm", "10.244.253.1", map[string]string{"istio.io/use-waypoint": "wp"}) +
+			workloadEntry("cap-we", "vm-plain", "10.244.253.2", nil),
+		services:  []string{},
+		workloads: []string{"cap-we/vm"},
+	}, {
+		// A headless Service takes its namespace's waypoint like any other.
+		name:    "headless",
+		gateway: ir.NamespacedName{Namespace: "cap-hl", Name: "wp"},
+		manifest: namespace("cap-hl", map[string]string{"istio.io/use-waypoint": "wp"}) +
+			waypointGateway("cap-hl", "wp", "Same", nil, nil) +
+			strings.Replace(app("cap-hl", "db", nil), "spec:\n  ports:", "spec:\n  clusterIP: None\n  ports:", 1),
+		services: []string{"cap-hl/db.cap-hl.svc.cluster.local"},
 	}}
 }
 
@@ -280,12 +339,15 @@ func assignedBy(v *ztunnelView, gwAddr string) captured {
 	return c
 }
 
-// servedBy is what our waypoint's configuration serves. The IR has no
-// workload (pod-addressed) entries yet, so it serves no workload.
+// servedBy is what our waypoint's configuration serves: its services (by
+// hostname) and its workloads (pod-addressed traffic).
 func servedBy(w *ir.Waypoint) captured {
 	c := captured{Services: []string{}, Workloads: []string{}}
 	for _, s := range w.Services {
 		c.Services = append(c.Services, s.Namespace+"/"+s.Hostname)
+	}
+	for _, wl := range w.Workloads {
+		c.Workloads = append(c.Workloads, wl.Namespace+"/"+wl.Name)
 	}
 	return c
 }
@@ -727,7 +789,14 @@ spec:
 }
 
 // app is a Service (with labels l) and the Deployment behind it.
-func app(ns, name string, l map[string]string) string {
+func app(ns, name string, l map[string]string) string { return appPodLabels(ns, name, l, nil) }
+
+// appPodLabels is app with labels pl on the pods too.
+func appPodLabels(ns, name string, l, pl map[string]string) string {
+	podLabels := map[string]string{"app": name}
+	for k, v := range pl {
+		podLabels[k] = v
+	}
 	return fmt.Sprintf(`---
 apiVersion: v1
 kind: ServiceAccount
@@ -754,11 +823,11 @@ spec:
   replicas: 1
   selector: {matchLabels: {app: %[1]s}}
   template:
-    metadata: {labels: {app: %[1]s}}
+    metadata: {labels: %[4]s}
     spec:
       serviceAccountName: %[1]s
       containers: [{name: app, image: app, ports: [{containerPort: 8080}]}]
-`, name, ns, labelsYAML(l))
+`, name, ns, labelsYAML(l), labelsYAML(podLabels))
 }
 
 // serviceEntry is a ServiceEntry with a VIP and one static endpoint.
@@ -778,4 +847,19 @@ spec:
   resolution: STATIC
   endpoints: [{address: 10.244.254.1}]
 `, name, ns, labelsYAML(l), host, vip)
+}
+
+// workloadEntry is a WorkloadEntry at address with labels l.
+func workloadEntry(ns, name, address string, l map[string]string) string {
+	return fmt.Sprintf(`---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: %s
+  namespace: %s
+  labels: %s
+spec:
+  address: %s
+  serviceAccount: vm
+`, name, ns, labelsYAML(l), address)
 }
