@@ -168,6 +168,16 @@ func captureCases() []captureCase {
 		services:  []string{},
 		workloads: []string{"cap-we/vm"},
 	}, {
+		// Native mode (an HBONE listener): the waypoint terminates HBONE
+		// itself, so its own pod is outside the mesh.
+		name:    "native-hbone",
+		gateway: ir.NamespacedName{Namespace: "cap-nat", Name: "wp"},
+		manifest: namespace("cap-nat", map[string]string{"istio.io/use-waypoint": "wp", "istio.io/dataplane-mode": "ambient"}) +
+			strings.Replace(strings.Replace(waypointGateway("cap-nat", "wp", "Same", nil, nil),
+				"protocol: istio.io/PROXY", "protocol: HBONE", 1), "port: 15088", "port: 15008", 1) +
+			app("cap-nat", "svc", nil),
+		services: []string{"cap-nat/svc.cap-nat.svc.cluster.local"},
+	}, {
 		// A headless Service takes its namespace's waypoint like any other.
 		name:    "headless",
 		gateway: ir.NamespacedName{Namespace: "cap-hl", Name: "wp"},
@@ -353,21 +363,27 @@ func servedBy(w *ir.Waypoint) captured {
 }
 
 // waypointInstance checks the workload entry istiod sends for the
-// waypoint's own pod: in the mesh (HBONE, so its ztunnel terminates the
-// tunnel), with no waypoint of its own, and with the application tunnel of
-// ambient.istio.io/waypoint-inbound-binding set to our inbound listener:
-// PROXY to InboundPort in sandwich mode, none in native HBONE mode.
+// waypoint's own pod, with no waypoint of its own. In sandwich mode its
+// ztunnel must terminate the tunnel (HBONE) and pass the traffic on with the
+// application tunnel of ambient.istio.io/waypoint-inbound-binding: PROXY to
+// our InboundPort. In native mode the pod must be outside the mesh (NONE:
+// the waypoint terminates HBONE itself); no ztunnel serves its inbound, so
+// the application tunnel istiod still derives from the GatewayClass's
+// annotation is not used, and only reported.
 func waypointInstance(v *ztunnelView, ns, pod string, w *ir.Waypoint) (string, bool) {
-	want := fmt.Sprintf("PROXY/%d", w.InboundPort)
-	if w.HBONE {
-		want = ""
-	}
 	for _, wl := range v.Workloads {
-		if wl.Namespace == ns && wl.Name == pod {
-			s := fmt.Sprintf("%s/%s tunnel %s, applicationTunnel %q (want %q), waypoint %q",
-				ns, pod, wl.TunnelProtocol, wl.ApplicationTunnel, want, wl.Waypoint)
-			return s, wl.ApplicationTunnel == want && wl.Waypoint == "" && (w.HBONE || wl.TunnelProtocol == "HBONE")
+		if wl.Namespace != ns || wl.Name != pod {
+			continue
 		}
+		if w.HBONE {
+			s := fmt.Sprintf("%s/%s tunnel %s (want NONE: native), applicationTunnel %q (unused), waypoint %q",
+				ns, pod, wl.TunnelProtocol, wl.ApplicationTunnel, wl.Waypoint)
+			return s, wl.TunnelProtocol == "NONE" && wl.Waypoint == ""
+		}
+		want := fmt.Sprintf("PROXY/%d", w.InboundPort)
+		s := fmt.Sprintf("%s/%s tunnel %s, applicationTunnel %q (want %q), waypoint %q",
+			ns, pod, wl.TunnelProtocol, wl.ApplicationTunnel, want, wl.Waypoint)
+		return s, wl.TunnelProtocol == "HBONE" && wl.ApplicationTunnel == want && wl.Waypoint == ""
 	}
 	return fmt.Sprintf("istiod sends no workload for %s/%s", ns, pod), false
 }
