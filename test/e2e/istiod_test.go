@@ -108,6 +108,16 @@ func captureCases() []captureCase {
 			serviceEntry("cap-se", "optout", "optout.example.com", "240.240.0.11", map[string]string{"istio.io/use-waypoint": "none"}),
 		services: []string{"cap-se/api.example.com"},
 	}, {
+		// A ServiceEntry without spec.addresses: istiod allocates its VIP
+		// (status.addresses, PILOT_ENABLE_IP_AUTOALLOCATE), and both must
+		// give the service that VIP.
+		name:    "serviceentry-auto-allocated",
+		gateway: ir.NamespacedName{Namespace: "cap-sea", Name: "wp"},
+		manifest: namespace("cap-sea", map[string]string{"istio.io/use-waypoint": "wp"}) +
+			waypointGateway("cap-sea", "wp", "Same", nil, nil) +
+			strings.Replace(serviceEntry("cap-sea", "auto", "auto.example.com", "", nil), "  addresses: []\n", "", 1),
+		services: []string{"cap-sea/auto.example.com"},
+	}, {
 		// istio.io/waypoint-for: none on the Gateway: no traffic at all,
 		// though the namespace names the waypoint.
 		name:    "waypoint-for-none",
@@ -288,9 +298,9 @@ data:
 				got := assignedBy(told, gwAddr)
 				mine := servedBy(w)
 				inst, instOK := waypointInstance(told, c.gateway.Namespace, wpPod, w)
-				last = fmt.Sprintf("istiod assigns %v\nwe serve       %v\nthe row wants  %v\nwaypoint instance: %s\nistiod said: %s",
-					got, mine, captured{c.services, c.workloads}, inst, raw)
-				return got.equal(mine) && got.equal(captured{c.services, c.workloads}) && instOK
+				last = fmt.Sprintf("istiod assigns %v\n  at %v\nwe serve       %v\n  at %v\nthe row wants  %v\nwaypoint instance: %s\nistiod said: %s",
+					got, got.Addresses, mine, mine.Addresses, captured{Services: c.services, Workloads: c.workloads}, inst, raw)
+				return got.equal(mine) && got.sameAddresses(mine) && got.equal(captured{Services: c.services, Workloads: c.workloads}) && instOK
 			})
 			if !ok {
 				t.Fatalf("istiod and our waypoint disagree (or the row's expectation is not met):\n%s", last)
@@ -304,6 +314,9 @@ data:
 type captured struct {
 	Services  []string
 	Workloads []string
+	// Addresses are the IPs of each of them (by the same key): the
+	// service's VIPs, the workload's IPs.
+	Addresses map[string][]string
 }
 
 func (c captured) equal(o captured) bool {
@@ -315,6 +328,30 @@ func (c captured) equal(o captured) bool {
 	return slices.Equal(norm(c.Services), norm(o.Services)) && slices.Equal(norm(c.Workloads), norm(o.Workloads))
 }
 
+// sameAddresses reports whether both give each service and workload the
+// same addresses.
+func (c captured) sameAddresses(o captured) bool {
+	norm := func(m map[string][]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range m {
+			v = slices.Clone(v)
+			slices.Sort(v)
+			out[k] = strings.Join(v, ",")
+		}
+		return out
+	}
+	a, b := norm(c.Addresses), norm(o.Addresses)
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
 func (c captured) String() string {
 	return fmt.Sprintf("services %v, workloads %v", c.Services, c.Workloads)
 }
@@ -324,10 +361,12 @@ func (c captured) String() string {
 type ztunnelView struct {
 	Services []struct {
 		Namespace, Hostname, Waypoint string
+		Addresses                     []string
 		WaypointHBONEPort             uint32 `json:"waypointHbonePort"`
 	}
 	Workloads []struct {
 		Name, Namespace, Waypoint, ApplicationTunnel, TunnelProtocol string
+		Addresses                                                    []string
 		WaypointHBONEPort                                            uint32 `json:"waypointHbonePort"`
 	}
 }
@@ -335,15 +374,19 @@ type ztunnelView struct {
 // assignedBy is what istiod tells ztunnel to send to the waypoint gwAddr
 // ("namespace/hostname"), through its HBONE port.
 func assignedBy(v *ztunnelView, gwAddr string) captured {
-	c := captured{Services: []string{}, Workloads: []string{}}
+	c := captured{Services: []string{}, Workloads: []string{}, Addresses: map[string][]string{}}
 	for _, s := range v.Services {
 		if s.Waypoint == gwAddr && s.WaypointHBONEPort == 15008 {
-			c.Services = append(c.Services, s.Namespace+"/"+s.Hostname)
+			k := s.Namespace + "/" + s.Hostname
+			c.Services = append(c.Services, k)
+			c.Addresses[k] = s.Addresses
 		}
 	}
 	for _, w := range v.Workloads {
 		if w.Waypoint == gwAddr && w.WaypointHBONEPort == 15008 {
-			c.Workloads = append(c.Workloads, w.Namespace+"/"+w.Name)
+			k := w.Namespace + "/" + w.Name
+			c.Workloads = append(c.Workloads, k)
+			c.Addresses[k] = w.Addresses
 		}
 	}
 	return c
@@ -352,12 +395,16 @@ func assignedBy(v *ztunnelView, gwAddr string) captured {
 // servedBy is what our waypoint's configuration serves: its services (by
 // hostname) and its workloads (pod-addressed traffic).
 func servedBy(w *ir.Waypoint) captured {
-	c := captured{Services: []string{}, Workloads: []string{}}
+	c := captured{Services: []string{}, Workloads: []string{}, Addresses: map[string][]string{}}
 	for _, s := range w.Services {
-		c.Services = append(c.Services, s.Namespace+"/"+s.Hostname)
+		k := s.Namespace + "/" + s.Hostname
+		c.Services = append(c.Services, k)
+		c.Addresses[k] = s.VIPs
 	}
 	for _, wl := range w.Workloads {
-		c.Workloads = append(c.Workloads, wl.Namespace+"/"+wl.Name)
+		k := wl.Namespace + "/" + wl.Name
+		c.Workloads = append(c.Workloads, k)
+		c.Addresses[k] = wl.Addresses
 	}
 	return c
 }
