@@ -363,6 +363,7 @@ type ztunnelView struct {
 		Namespace, Hostname, Waypoint string
 		Addresses                     []string
 		WaypointHBONEPort             uint32 `json:"waypointHbonePort"`
+		WeightedWaypoints             []weightedWaypoint
 	}
 	Workloads []struct {
 		Name, Namespace, Waypoint, ApplicationTunnel, TunnelProtocol string
@@ -371,12 +372,21 @@ type ztunnelView struct {
 	}
 }
 
+// weightedWaypoint is one waypoint of a canary and its share.
+type weightedWaypoint struct {
+	Waypoint string
+	Weight   uint32
+}
+
 // assignedBy is what istiod tells ztunnel to send to the waypoint gwAddr
-// ("namespace/hostname"), through its HBONE port.
+// ("namespace/hostname"), through its HBONE port: as a service's or
+// workload's waypoint, or as one of a service's weighted (canary)
+// waypoints, which must serve it whatever its weight.
 func assignedBy(v *ztunnelView, gwAddr string) captured {
 	c := captured{Services: []string{}, Workloads: []string{}, Addresses: map[string][]string{}}
 	for _, s := range v.Services {
-		if s.Waypoint == gwAddr && s.WaypointHBONEPort == 15008 {
+		weighted := slices.ContainsFunc(s.WeightedWaypoints, func(w weightedWaypoint) bool { return w.Waypoint == gwAddr })
+		if s.Waypoint == gwAddr && s.WaypointHBONEPort == 15008 || weighted {
 			k := s.Namespace + "/" + s.Hostname
 			c.Services = append(c.Services, k)
 			c.Addresses[k] = s.Addresses
