@@ -34,6 +34,7 @@ type translator struct {
 	services   map[ir.NamespacedName]*corev1.Service
 	slices     map[ir.NamespacedName][]*discoveryv1.EndpointSlice // by service
 	pods       map[ir.NamespacedName]*corev1.Pod                  // native mode only (indexPods)
+	loc        *localityIndex                                     // nil: no traffic distribution (locality.go)
 
 	out        *ir.Waypoint
 	served     map[ir.NamespacedName]*ir.Service   // Services of this waypoint
@@ -55,6 +56,7 @@ func newTranslator(snap *source.Snapshot, opts Options, gw *gwv1.Gateway) *trans
 		servedSE:   map[ir.NamespacedName][]*ir.Service{},
 		viaService: map[routeKey]bool{},
 		viaGateway: map[int]map[routeKey]bool{},
+		loc:        newLocalityIndex(snap),
 	}
 	for _, ns := range snap.Namespaces {
 		t.namespaces[ns.Name] = ns
@@ -99,6 +101,8 @@ func (t *translator) run() *Result {
 	t.attachRoutes()
 	t.attachPolicies()
 	t.attachRequestAuthentications()
+	t.nodeLocalities()
+	t.loadBalancingConditions()
 	sortConditions(t.conditions)
 	t.countAttachedRoutes()
 	return &Result{Waypoint: t.out, Gateway: t.verdict, Conditions: t.conditions}
@@ -408,6 +412,7 @@ func (t *translator) newBackend(svc *corev1.Service, p *corev1.ServicePort) (str
 	if t.pods != nil {
 		b.HBONE = t.meshEndpoints(svc, p)
 	}
+	t.localize(svc, p, b)
 	return ir.BackendKey(svc.Namespace, svc.Name, uint16(p.Port)), b
 }
 
