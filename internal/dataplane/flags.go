@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -26,6 +27,8 @@ func BindFlags(f *pflag.FlagSet, o *Options) {
 	f.Var(cidrList{&o.Inbound.AllowedSources}, "proxy-protocol-allowed-cidrs", proxyProtocolSourcesUsage)
 	f.BoolVar(&o.Inbound.HTTP.AllowCustomMethods, "allow-custom-methods", false, "serve request methods outside the registered set (default: 400, as Envoy)")
 	f.StringVar(&o.CertDir, "cert-dir", "", "native HBONE: directory of the waypoint's cert-chain.pem, key.pem and root-cert.pem (followed when they change)")
+	f.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "the node this waypoint runs on (default $NODE_NAME): its locality, for services that prefer close endpoints, is the one the configuration gives that node")
+	f.StringVar(&o.Locality, "locality", "", "where this waypoint runs, region[/zone[/subzone]], for services that prefer close endpoints (wins over --node-name)")
 	bindLimits(f, o)
 }
 

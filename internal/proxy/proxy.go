@@ -49,6 +49,11 @@ type Options struct {
 	// Telemetry records metrics, access logs and traces; nil is off.
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger
+	// NodeName is the node the waypoint runs on (the pod's spec.nodeName):
+	// its locality is the one the configuration's NodeLocalities give that
+	// node. Locality, when set, is the waypoint's locality instead.
+	NodeName string
+	Locality *ir.Locality
 }
 
 // Proxy serves traffic for one waypoint. It implements inbound.Handler.
@@ -86,7 +91,8 @@ func New(opts Options) *Proxy {
 		opts:         opts,
 		log:          opts.Logger,
 		pool:         upstream.NewPool(opts.Upstream),
-		shared:       config.Shared{Outlier: upstream.NewOutlier(), JWKS: authn.NewJWKSCache(nil, 0)},
+		shared: config.Shared{Outlier: upstream.NewOutlier(), JWKS: authn.NewJWKSCache(nil, 0),
+			NodeName: opts.NodeName, Locality: opts.Locality},
 		serverHeader: []string{opts.ServerHeader},
 		tel:          opts.Telemetry,
 		streamIdle:   cmp.Or(opts.StreamIdleTimeout, defaultStreamIdleTimeout),
