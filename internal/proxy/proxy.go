@@ -88,9 +88,9 @@ func New(opts Options) *Proxy {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Proxy{
-		opts:         opts,
-		log:          opts.Logger,
-		pool:         upstream.NewPool(opts.Upstream),
+		opts: opts,
+		log:  opts.Logger,
+		pool: upstream.NewPool(opts.Upstream),
 		shared: config.Shared{Outlier: upstream.NewOutlier(), JWKS: authn.NewJWKSCache(nil, 0),
 			NodeName: opts.NodeName, Locality: opts.Locality},
 		serverHeader: []string{opts.ServerHeader},
