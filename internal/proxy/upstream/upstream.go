@@ -68,22 +68,24 @@ func (b *Backend) Pick() (addr string, ok bool) {
 		return "", false
 	}
 	now := nanotime()
+	// One step of the round-robin cursor per pick, whichever tier serves.
+	start := b.next.Add(1) - 1
 	if b.tiers == nil {
-		if i := b.pickIn(nil, n, now); i >= 0 {
+		if i := b.pickIn(nil, n, now, start); i >= 0 {
 			return b.endpoints[i], true
 		}
 	}
 	for _, t := range b.tiers {
-		if i := b.pickIn(t, len(t), now); i >= 0 {
+		if i := b.pickIn(t, len(t), now, start); i >= 0 {
 			return b.endpoints[i], true
 		}
 	}
-	return b.endpoints[int((b.next.Add(1)-1)%uint32(n))], true // all ejected: panic mode
+	return b.endpoints[int(start%uint32(n))], true // all ejected: panic mode
 }
 
 // pickIn picks among the m endpoints of tier t (nil: every endpoint),
-// skipping ejected ones; -1 when all are ejected.
-func (b *Backend) pickIn(t []int32, m int, now int64) int {
+// skipping ejected ones, round robin from start; -1 when all are ejected.
+func (b *Backend) pickIn(t []int32, m int, now int64, start uint32) int {
 	at := func(k int) int {
 		if t == nil {
 			return k
@@ -119,7 +121,6 @@ func (b *Backend) pickIn(t []int32, m int, now int64) int {
 		}
 		return -1
 	}
-	start := b.next.Add(1) - 1
 	for k := 0; k < m; k++ {
 		i := at(int((start + uint32(k)) % uint32(m)))
 		if !b.health[i].ejected(now) {
