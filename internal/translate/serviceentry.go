@@ -26,7 +26,14 @@ func (t *translator) selectServiceEntries() {
 			}
 		}
 		if !ok || wns != t.gw.Namespace || wname != t.gw.Name {
-			continue
+			// Or this Gateway is the entry's weighted canary (canary.go).
+			canary, why := t.canaryCheck("ServiceEntry", &se.ObjectMeta, ok, wns, wname)
+			if why != nil {
+				t.cond(*why)
+			}
+			if !canary {
+				continue
+			}
 		}
 		if se.Namespace != t.gw.Namespace && !t.admitsNamespace(se.Namespace) {
 			t.cond(Condition{Kind: "ServiceEntry", Namespace: se.Namespace, Name: se.Name, Type: "WaypointBound",

@@ -193,7 +193,14 @@ func (t *translator) selectService(svc *corev1.Service, out *serviceOut) {
 		}
 	}
 	if !ok || wns != t.gw.Namespace || wname != t.gw.Name {
-		return
+		// Or this Gateway is the service's weighted canary (canary.go).
+		canary, why := t.canaryCheck("Service", &svc.ObjectMeta, ok, wns, wname)
+		if why != nil {
+			out.conds = append(out.conds, *why)
+		}
+		if !canary {
+			return
+		}
 	}
 	if svc.Namespace != t.gw.Namespace && !t.admitsNamespace(svc.Namespace) {
 		out.conds = append(out.conds, Condition{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Type: "WaypointBound",
