@@ -243,12 +243,16 @@ func nodeLocality(n *corev1.Node) ir.Locality {
 
 // nodeLocalities lists, when a backend prefers close endpoints, the
 // localities of the nodes that run the Gateway's pods (by the deployer's
-// gateway-name label), for each proxy to find its own.
+// gateway-name label) and of Options.NodeName, for each proxy to find its
+// own.
 func (t *translator) nodeLocalities() {
 	if t.loc == nil || !t.anyDistribution() {
 		return
 	}
 	out := map[string]ir.Locality{}
+	if n := t.loc.nodes[t.opts.NodeName]; n != nil {
+		out[n.Name] = nodeLocality(n)
+	}
 	for _, p := range t.snap.Pods {
 		if p.Namespace != t.gw.Namespace || p.Labels[LabelGatewayName] != t.gw.Name || p.Spec.NodeName == "" {
 			continue
