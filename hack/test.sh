@@ -3,8 +3,9 @@
 # race detector. It installs what it needs (golangci-lint, pinned) into
 # .cache/bin, and builds the real kube-apiserver, etcd and kubectl the
 # integration tests run against into .cache/kube (hack/kube/build.sh) and
-# helm into .cache/helm (hack/helm/build.sh), so it runs on a fresh machine
-# that has Go.
+# helm into .cache/helm (hack/helm/build.sh), and Istio's echo server and
+# HBONE client into .cache/istio-interop (hack/istio-interop/build.sh), so it
+# runs on a fresh machine that has Go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,10 @@ echo "== helm for rendering the chart in the end-to-end test (hack/helm)"
 HELM_BIN="$(hack/helm/build.sh)/helm"
 export HELM_BIN
 "$HELM_BIN" lint install/helm/kgateway-waypoint
+
+echo "== Istio's echo server and HBONE client for the HBONE interop test (hack/istio-interop)"
+ISTIO_INTEROP_BIN="$(hack/istio-interop/build.sh)"
+export ISTIO_INTEROP_BIN
 
 echo "== go test -race"
 go test -race -count=1 ./...

@@ -163,6 +163,14 @@ var off Span = noSpan{}
 // the request came with. With tracing off it changes nothing and returns a
 // no-op span.
 func (t *Telemetry) StartSpan(ctx context.Context, h http.Header, name string) (context.Context, Span) {
+	return t.StartSpanInTunnel(ctx, h, name, "")
+}
+
+// StartSpanInTunnel is StartSpan for a request that arrived in a native
+// HBONE tunnel whose CONNECT carried tunnelParent (ztunnel's traceparent):
+// when the request itself carries no trace context, the tunnel's is the
+// span's parent, so the waypoint's span joins the trace ztunnel started.
+func (t *Telemetry) StartSpanInTunnel(ctx context.Context, h http.Header, name, tunnelParent string) (context.Context, Span) {
 	if t == nil || t.tracer == nil {
 		return ctx, off
 	}
@@ -172,6 +180,9 @@ func (t *Telemetry) StartSpan(ctx context.Context, h http.Header, name string) (
 	b3Single, b3Multi := h.Get("B3") != "", h.Get("X-B3-Traceid") != ""
 	if !trace.SpanContextFromContext(parent).IsValid() && (b3Single || b3Multi) {
 		parent = tr.b3in.Extract(ctx, carrier)
+	}
+	if tunnelParent != "" && !trace.SpanContextFromContext(parent).IsValid() {
+		parent = tr.w3c.Extract(ctx, propagation.MapCarrier{"traceparent": tunnelParent})
 	}
 	attrs := []attribute.KeyValue{attribute.String("component", "proxy")}
 	if id := h.Get("X-Request-Id"); id != "" {

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -282,6 +283,48 @@ func TestTracingOptionsRefused(t *testing.T) {
 	} {
 		if _, err := New(Options{Tracing: &o}); err == nil {
 			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+// A request in a native HBONE tunnel without trace headers of its own is a
+// child of the CONNECT's traceparent (ztunnel's); one with its own keeps it.
+func TestTracingTunnelParent(t *testing.T) {
+	rec := &receiver{}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	tel, err := New(Options{Tracing: &TracingOptions{Endpoint: srv.URL, SamplingRatio: 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tunnel := "00-" + parentTrace + "-" + parentSpan + "-01"
+	bare := http.Header{}
+	_, inTunnel := tel.StartSpanInTunnel(t.Context(), bare, "in-tunnel", tunnel)
+	inTunnel.End(200)
+	if inTunnel.TraceID() != parentTrace {
+		t.Errorf("trace %s, want the tunnel's %s", inTunnel.TraceID(), parentTrace)
+	}
+	if !strings.Contains(bare.Get("Traceparent"), parentTrace) {
+		t.Errorf("upstream traceparent %q does not continue the tunnel's trace", bare.Get("Traceparent"))
+	}
+	own := http.Header{}
+	ownTrace := strings.Repeat("e", 32)
+	own.Set("Traceparent", "00-"+ownTrace+"-"+strings.Repeat("f", 16)+"-01")
+	_, ownSpan := tel.StartSpanInTunnel(t.Context(), own, "own", tunnel)
+	ownSpan.End(200)
+	if ownSpan.TraceID() != ownTrace {
+		t.Errorf("trace %s, want the request's own %s", ownSpan.TraceID(), ownTrace)
+	}
+	if err := tel.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	spans, _ := rec.got()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans exported, want 2 (both parents sampled)", len(spans))
+	}
+	for _, s := range spans {
+		if s.GetName() == "in-tunnel" && fmt.Sprintf("%x", s.GetParentSpanId()) != parentSpan {
+			t.Errorf("in-tunnel span's parent %x, want the CONNECT's span %s", s.GetParentSpanId(), parentSpan)
 		}
 	}
 }
