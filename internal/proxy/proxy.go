@@ -135,6 +135,15 @@ func (p *Proxy) Version() uint64 {
 	return 0
 }
 
+// Place is where the configuration in force has the waypoint run, for
+// the services that prefer close endpoints (zero before the first).
+func (p *Proxy) Place() upstream.Place {
+	if c := p.cfg.Load(); c != nil {
+		return c.Place()
+	}
+	return upstream.Place{}
+}
+
 // Current returns the configuration in force (nil before the first).
 func (p *Proxy) Current() *ir.Waypoint {
 	if c := p.cfg.Load(); c != nil {

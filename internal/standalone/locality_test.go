@@ -3,6 +3,7 @@ package standalone_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -123,6 +124,19 @@ endpoints:
 		if got := answeredBy(t, in); got != "b" {
 			t.Fatalf("wp-node relabelled to zone-b: answered by %s", got)
 		}
+	}
+	// /debug/status says where the waypoint found itself.
+	resp, err := http.Get("http://" + r.StatusAddr().String() + "/debug/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dbg struct {
+		Locality map[string]string `json:"locality"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&dbg)
+	_ = resp.Body.Close()
+	if err != nil || dbg.Locality["node"] != "wp-node" || dbg.Locality["region"] != "r1" || dbg.Locality["zone"] != "zone-b" {
+		t.Errorf("/debug/status locality %v (%v)", dbg.Locality, err)
 	}
 	r.Close()
 
