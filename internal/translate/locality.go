@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
@@ -82,6 +83,8 @@ func newLocalityIndex(snap *source.Snapshot) *localityIndex {
 		return n.Annotations[AnnotationTrafficDistribution] != ""
 	}) || slices.ContainsFunc(snap.Services, func(s *corev1.Service) bool {
 		return s.Spec.TrafficDistribution != nil || s.Annotations[AnnotationTrafficDistribution] != ""
+	}) || slices.ContainsFunc(snap.ServiceEntries, func(se *istionet.ServiceEntry) bool {
+		return se.Annotations[AnnotationTrafficDistribution] != ""
 	})
 	if !wanted {
 		return nil
@@ -224,9 +227,14 @@ func podLocality(labels map[string]string) (ir.Locality, bool) {
 	if !strings.Contains(v, "/") {
 		v = strings.ReplaceAll(v, ".", "/")
 	}
+	return parseLocality(v), true
+}
+
+// parseLocality reads Istio's "region/zone/subzone" (parts may be missing).
+func parseLocality(v string) ir.Locality {
 	parts := strings.SplitN(v, "/", 3)
 	parts = append(parts, "", "")
-	return ir.Locality{Region: parts[0], Zone: parts[1], Subzone: parts[2]}, true
+	return ir.Locality{Region: parts[0], Zone: parts[1], Subzone: parts[2]}
 }
 
 // nodeLocality reads a node's topology labels (nil: none).
@@ -246,6 +254,7 @@ func nodeLocality(n *corev1.Node) ir.Locality {
 // gateway-name label) and of Options.NodeName, for each proxy to find its
 // own.
 func (t *translator) nodeLocalities() {
+	t.localizeServiceEntries()
 	if t.loc == nil || !t.anyDistribution() {
 		return
 	}
@@ -297,4 +306,83 @@ func (t *translator) loadBalancingConditions() {
 				Status: "False", Reason: "InvalidAnnotation", Message: strings.Join(problems, "; ")})
 		}
 	}
+}
+
+// localizeServiceEntries gives the backends of the ServiceEntries this
+// waypoint serves their traffic distribution, as istiod reads it for a
+// ServiceEntry (the annotation on it, else on its namespace), and their
+// endpoints' localities by IP: an inline endpoint's locality, a
+// WorkloadEntry's of the entry's namespace, a pod's (its label, else its
+// node's).
+func (t *translator) localizeServiceEntries() {
+	if t.loc == nil {
+		return
+	}
+	for _, se := range t.snap.ServiceEntries {
+		hosts := t.servedSE[ir.NamespacedName{Namespace: se.Namespace, Name: se.Name}]
+		if len(hosts) == 0 {
+			continue
+		}
+		td, ok := distributionAnnotation(se.Annotations)
+		if !ok {
+			if ns := t.namespaces[se.Namespace]; ns != nil {
+				td, _ = distributionAnnotation(ns.Annotations)
+			}
+		}
+		if td == "" {
+			continue
+		}
+		where := t.entryPlaces(se)
+		for _, h := range hosts {
+			for _, p := range h.Ports {
+				b := t.out.Backends[p.DefaultBackend]
+				if b == nil {
+					continue
+				}
+				b.TrafficDistribution = td
+				b.Localities = nil
+				for _, ep := range b.Endpoints {
+					ap, err := netip.ParseAddrPort(ep)
+					if err != nil {
+						continue // a DNS name: no locality
+					}
+					if l, ok := where[ap.Addr()]; ok {
+						l.Endpoint = ep
+						b.Localities = append(b.Localities, l)
+					}
+				}
+			}
+		}
+	}
+}
+
+// entryPlaces are where the workloads a ServiceEntry can reach run, by IP.
+func (t *translator) entryPlaces(se *istionet.ServiceEntry) map[netip.Addr]ir.EndpointLocality {
+	out := map[netip.Addr]ir.EndpointLocality{}
+	add := func(ip string, l ir.EndpointLocality) {
+		if a, err := netip.ParseAddr(ip); err == nil && (l.Locality != (ir.Locality{}) || l.Node != "") {
+			if _, seen := out[a.Unmap()]; !seen {
+				out[a.Unmap()] = l
+			}
+		}
+	}
+	for _, ep := range se.Spec.GetEndpoints() {
+		add(ep.GetAddress(), ir.EndpointLocality{Locality: parseLocality(ep.GetLocality())})
+	}
+	for _, we := range t.snap.WorkloadEntries {
+		if we.Namespace == se.Namespace {
+			add(we.Spec.GetAddress(), ir.EndpointLocality{Locality: parseLocality(we.Spec.GetLocality())})
+		}
+	}
+	for _, p := range t.snap.Pods {
+		if p.Namespace != se.Namespace || p.Status.PodIP == "" {
+			continue
+		}
+		l, ok := podLocality(p.Labels)
+		if !ok {
+			l = nodeLocality(t.loc.nodes[p.Spec.NodeName])
+		}
+		add(p.Status.PodIP, ir.EndpointLocality{Locality: l, Node: p.Spec.NodeName})
+	}
+	return out
 }
