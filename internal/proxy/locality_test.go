@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -281,6 +282,84 @@ func TestLeastRequestPrefersTheIdleEndpoint(t *testing.T) {
 		}
 		resp, _ := w.do("127.0.100.1:80", curlID, get("/"))
 		if resp.Header.Get("X-Backend") == busy.addr.String() {
+			break
+		}
+	}
+}
+
+// nameServer is a TCP backend that writes its name on each connection and
+// closes it when the client does.
+func nameServer(t *testing.T, name, addr string) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer func() { _ = c.Close() }()
+				_, _ = c.Write([]byte(name + "\n"))
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// LEAST_REQUEST on a TCP port counts open connections: while one is open
+// to an endpoint, new ones go to the other; once it closes, both are used.
+func TestLeastRequestCountsTCPConnections(t *testing.T) {
+	x := nameServer(t, "x", "127.0.24.1:0")
+	y := nameServer(t, "y", fmt.Sprintf("127.0.24.2:%d", x.Port()))
+	m := strings.Replace(localityManifests("zone-a", "", "kgateway.dev/load-balancer: LEAST_REQUEST",
+		placed{x, "node-a"}, placed{y, "node-b"}), "name: http", "name: tcp", 2)
+	w := startWaypointOpts(t, proxy.Options{}, m)
+	open := func() (net.Conn, string) {
+		c := w.dial("127.0.100.1:80", curlID)
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the backend's name: %v", err)
+		}
+		return c, strings.TrimSpace(line)
+	}
+	addr := map[string]netip.AddrPort{"x": x, "y": y}
+	// closeAndWait closes a connection to name's endpoint and waits until
+	// the waypoint has counted its end.
+	closeAndWait := func(c net.Conn, name string) {
+		_ = c.Close()
+		for i := 0; w.proxy.EndpointInFlight(addr[name].String()) != 0; i++ {
+			if i == 5000 {
+				t.Fatalf("%s still has %d in flight after its connections closed", name, w.proxy.EndpointInFlight(addr[name].String()))
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	held, first := open()
+	if n := w.proxy.EndpointInFlight(addr[first].String()); n != 1 {
+		t.Fatalf("%s has %d in flight with one connection open", first, n)
+	}
+	for i := range 10 {
+		c, got := open()
+		if got == first {
+			t.Fatalf("connection %d went to %s, which has one open; want the other", i, got)
+		}
+		closeAndWait(c, got)
+	}
+	closeAndWait(held, first)
+	// first is picked again; each pick is random between equals.
+	for i := 0; ; i++ {
+		if i == 200 {
+			t.Fatalf("%s never picked again after its connection closed", first)
+		}
+		c, got := open()
+		closeAndWait(c, got)
+		if got == first {
 			break
 		}
 	}

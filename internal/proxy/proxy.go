@@ -213,3 +213,7 @@ func (p *Proxy) Close() {
 // EndpointEjected reports whether outlier detection has ejected an
 // endpoint (ip:port) right now.
 func (p *Proxy) EndpointEjected(ep string) bool { return p.shared.Outlier.Ejected(ep) }
+
+// EndpointInFlight is the number of requests and connections in flight to
+// an endpoint (for tests and stats).
+func (p *Proxy) EndpointInFlight(ep string) int { return p.shared.Outlier.InFlight(ep) }

@@ -355,6 +355,18 @@ func (o *Outlier) Ejected(ep string) bool {
 	return h != nil && h.ejected(nanotime())
 }
 
+// InFlight is the number of requests and connections in flight to an
+// endpoint (Backend.Begin), for tests and stats.
+func (o *Outlier) InFlight(ep string) int {
+	o.mu.Lock()
+	h := o.eps[ep]
+	o.mu.Unlock()
+	if h == nil {
+		return 0
+	}
+	return int(h.inflight.Load())
+}
+
 var clockStart = time.Now()
 
 // nanotime is a monotonic clock reading.
