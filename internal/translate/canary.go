@@ -37,10 +37,12 @@ const (
 )
 
 // canaryCheck reports whether this Gateway is the canary waypoint of an
-// object whose primary waypoint (primaryOK, pns/pname) was resolved from
-// the object or its namespace. A Condition (not nil) says why a canary
-// naming this Gateway is not served.
-func (t *translator) canaryCheck(kind string, o *metav1.ObjectMeta, primaryOK bool, pns, pname string) (bool, *Condition) {
+// object (kind "Service" or "ServiceEntry"). A Condition (not nil) says
+// why a canary naming this Gateway is not served. Whether the Gateway
+// admits the object's namespace and takes service traffic is the caller's
+// to check, as for a primary.
+func (t *translator) canaryCheck(kind string, o *metav1.ObjectMeta) (bool, *Condition) {
+	pns, pname, primaryOK := t.primaryWaypoint(o)
 	labels, annotations := o.Labels, o.Annotations
 	if _, own := o.Labels[LabelUseWaypoint]; !own {
 		if ns := t.namespaces[o.Namespace]; ns != nil {
@@ -86,4 +88,27 @@ func (t *translator) canaryCheck(kind string, o *metav1.ObjectMeta, primaryOK bo
 		}
 	}
 	return refuse("NoPrimaryWaypoint", fmt.Sprintf("names waypoint %s/%s as its canary, but its primary waypoint %s/%s does not exist", ns, name, pns, pname))
+}
+
+// primaryWaypoint is the object's istio.io/use-waypoint (and
+// -namespace), else its namespace's, as istiod's fetchWaypointForTarget
+// reads them: "none" on the object means none.
+func (t *translator) primaryWaypoint(o *metav1.ObjectMeta) (ns, name string, ok bool) {
+	labels := o.Labels
+	if _, own := labels[LabelUseWaypoint]; !own {
+		n := t.namespaces[o.Namespace]
+		if n == nil {
+			return "", "", false
+		}
+		labels = n.Labels
+	}
+	name = labels[LabelUseWaypoint]
+	if name == "" || name == "none" {
+		return "", "", false
+	}
+	ns = o.Namespace
+	if v, ok := labels[LabelUseWaypointNamespace]; ok {
+		ns = v
+	}
+	return ns, name, true
 }

@@ -27,7 +27,7 @@ func (t *translator) selectServiceEntries() {
 		}
 		if !ok || wns != t.gw.Namespace || wname != t.gw.Name {
 			// Or this Gateway is the entry's weighted canary (canary.go).
-			canary, why := t.canaryCheck("ServiceEntry", &se.ObjectMeta, ok, wns, wname)
+			canary, why := t.canaryCheck("ServiceEntry", &se.ObjectMeta)
 			if why != nil {
 				t.cond(*why)
 			}

@@ -194,7 +194,7 @@ func (t *translator) selectService(svc *corev1.Service, out *serviceOut) {
 	}
 	if !ok || wns != t.gw.Namespace || wname != t.gw.Name {
 		// Or this Gateway is the service's weighted canary (canary.go).
-		canary, why := t.canaryCheck("Service", &svc.ObjectMeta, ok, wns, wname)
+		canary, why := t.canaryCheck("Service", &svc.ObjectMeta)
 		if why != nil {
 			out.conds = append(out.conds, *why)
 		}
