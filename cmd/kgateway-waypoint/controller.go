@@ -30,7 +30,9 @@ func newController(g *globalFlags) *cobra.Command {
 		Long: `Run the controller in a cluster with Istio ambient. It owns the GatewayClass
 (created when absent, with the ambient.istio.io/waypoint-inbound-binding
 annotation), deploys a proxy for each accepted Gateway of that class, writes
-Gateway, route and AuthorizationPolicy status, and streams each proxy its own
+Gateway and route status (addresses once a proxy replica is ready) and its own
+conditions on Services, ServiceEntries and AuthorizationPolicies (next to
+istiod's, never over them), and streams each proxy its own
 waypoint's configuration over xDS (proxies authenticate with their projected
 ServiceAccount token).`,
 		Args: cobra.NoArgs,

@@ -15,12 +15,14 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -161,7 +163,7 @@ func New(cfg *rest.Config, o Options) (*Controller, error) {
 	}
 	c.xds = xds.NewServer(xds.ServerOptions{Logger: o.Logger,
 		Auth: &tokenreview.Authenticator{Client: cs.AuthenticationV1(), Audience: o.Deployer.TokenAudience}})
-	c.status = &status.Writer{Client: mgr.GetClient(), ControllerName: gwv1.GatewayController(o.ControllerName),
+	c.status = &status.Writer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), ControllerName: gwv1.GatewayController(o.ControllerName),
 		GatewayClass: o.GatewayClass, ClusterDomain: o.Translate.ClusterDomain}
 	c.xdsLn, err = net.Listen("tcp", o.XDSAddress)
 	if err != nil {
@@ -281,6 +283,9 @@ type loopRunnable struct{ c *Controller }
 func (loopRunnable) NeedLeaderElection() bool { return false }
 func (r loopRunnable) Start(ctx context.Context) error {
 	c := r.c
+	if err := c.watchDeployments(ctx); err != nil {
+		return err
+	}
 	select {
 	case <-ctx.Done():
 		return nil
@@ -326,6 +331,37 @@ func (r loopRunnable) Start(ctx context.Context) error {
 	}
 }
 
+// watchDeployments resyncs when a waypoint Deployment (ours: the cache
+// holds only those) is created or deleted or its ready replicas change: the
+// Gateway is programmed, and its addresses published, only while one is
+// ready.
+func (c *Controller) watchDeployments(ctx context.Context) error {
+	inf, err := c.mgr.GetCache().GetInformer(ctx, &appsv1.Deployment{})
+	if err != nil {
+		return fmt.Errorf("informer for Deployments: %w", err)
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { c.poke() },
+		UpdateFunc: func(o, n any) {
+			od, ok1 := o.(*appsv1.Deployment)
+			nd, ok2 := n.(*appsv1.Deployment)
+			if !ok1 || !ok2 || od.Status.ReadyReplicas != nd.Status.ReadyReplicas ||
+				!equalReplicas(od.Spec.Replicas, nd.Spec.Replicas) {
+				c.poke()
+			}
+		},
+		DeleteFunc: func(any) { c.poke() },
+	})
+	if err != nil {
+		return fmt.Errorf("event handler for Deployments: %w", err)
+	}
+	return nil
+}
+
+func equalReplicas(a, b *int32) bool {
+	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
+}
+
 // sync is one pass: snapshot, translate every waypoint, push, write status.
 func (c *Controller) sync(ctx context.Context, leader bool) error {
 	snap, err := c.source.Snapshot(ctx)
@@ -347,6 +383,12 @@ func (c *Controller) sync(ctx context.Context, leader bool) error {
 		wp.Outcome, _ = c.dep.Outcome(key)
 		if svc := services[key]; svc != nil && svc.Labels[deployer.LabelManagedBy] == deployer.ManagedBy {
 			wp.Service = svc
+		}
+		dep := &appsv1.Deployment{}
+		if err := c.mgr.GetClient().Get(ctx, key, dep); err == nil && dep.Labels[deployer.LabelGatewayName] == gw.Name {
+			wp.Deployment = dep
+		} else if err != nil && !apierrors.IsNotFound(err) {
+			return err
 		}
 		opts := c.opts.Translate
 		opts.Gateway = ir.NamespacedName{Namespace: gw.Namespace, Name: gw.Name}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -28,6 +28,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/deployer"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/kubetest"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/status"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/xds"
 )
 
@@ -113,6 +114,57 @@ func eventually(t *testing.T, d time.Duration, what string, f func() error) {
 	}
 }
 
+// markReady stands in for kube-controller-manager, which envtest does not
+// run: once the waypoint Deployment exists, it writes the status the
+// Deployment controller would once that many of its pods are ready (there is no
+// kubelet either, so there are no pods).
+func markReady(t *testing.T, c client.Client, key types.NamespacedName, ready int32) {
+	t.Helper()
+	eventually(t, 20*time.Second, "the waypoint Deployment's status written by the stand-in", func() error {
+		d := &appsv1.Deployment{}
+		if err := c.Get(context.Background(), key, d); err != nil {
+			return err
+		}
+		replicas := int32(1)
+		if d.Spec.Replicas != nil {
+			replicas = *d.Spec.Replicas
+		}
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: replicas, UpdatedReplicas: replicas,
+			ReadyReplicas: ready, AvailableReplicas: ready, UnavailableReplicas: replicas - ready}
+		return c.Status().Update(context.Background(), d)
+	})
+}
+
+// ourIstioCondition is "status/reason" of our condition typ in an Istio
+// object's status.kgatewayWaypoint ("<none>" when absent).
+func ourIstioCondition(t *testing.T, c client.Client, kind string, key types.NamespacedName, typ string) string {
+	t.Helper()
+	u := istioObject(kind)
+	if err := c.Get(context.Background(), key, u); err != nil {
+		t.Fatal(err)
+	}
+	list, _, _ := unstructured.NestedSlice(u.Object, "status", status.IstioStatusField, "conditions")
+	for _, e := range list {
+		m := e.(map[string]any)
+		if m["type"] == typ {
+			return fmt.Sprint(m["status"], "/", m["reason"])
+		}
+	}
+	return "<none>"
+}
+
+func istioObject(kind string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	switch kind {
+	case "AuthorizationPolicy":
+		u.SetAPIVersion("security.istio.io/v1")
+	default:
+		u.SetAPIVersion("networking.istio.io/v1")
+	}
+	u.SetKind(kind)
+	return u
+}
+
 func cond(conds []metav1.Condition, typ string) string {
 	c := meta.FindStatusCondition(conds, typ)
 	if c == nil {
@@ -147,6 +199,7 @@ func TestController(t *testing.T) {
 	apply(t, c, example(t, "waypoint-http-route.yaml"))
 	key := types.NamespacedName{Namespace: "httpbin", Name: "httpbin-waypoint"}
 
+	markReady(t, c, key, 1)
 	gw := &gwv1.Gateway{}
 	svc := &corev1.Service{}
 	eventually(t, 20*time.Second, "the programmed Gateway with addresses", func() error {
@@ -250,17 +303,12 @@ func TestController(t *testing.T) {
 		return nil
 	})
 	t.Logf("the policy reached the proxy %v after it was created", time.Since(start).Round(time.Millisecond))
-	ap := &istiosec.AuthorizationPolicy{}
 	eventually(t, 10*time.Second, "the policy's WaypointAccepted condition", func() error {
-		if err := c.Get(ctx, types.NamespacedName{Namespace: "httpbin", Name: "httpbin-authz-svc"}, ap); err != nil {
-			return err
+		if got := ourIstioCondition(t, c, "AuthorizationPolicy", types.NamespacedName{Namespace: "httpbin", Name: "httpbin-authz-svc"},
+			status.ConditionWaypointAccepted); got != "True/Accepted" {
+			return fmt.Errorf("ours = %s", got)
 		}
-		for _, ic := range ap.Status.Conditions {
-			if ic.Type == "WaypointAccepted" && ic.Status == "True" {
-				return nil
-			}
-		}
-		return fmt.Errorf("conditions %v", ap.Status.Conditions)
+		return nil
 	})
 
 	// Foreign and unauthenticated proxies get nothing.

@@ -1,11 +1,14 @@
 // Package status writes what the controller concluded onto the objects:
 // GatewayClass and Gateway conditions, the Gateway's addresses and listener
-// status, route parent status (only the parents this controller owns) and
-// AuthorizationPolicy binding conditions. Every write starts from the
-// object's current status and is skipped when nothing changes, so our own
-// writes cannot cause more writes; updates carry the resourceVersion, so a
-// concurrent writer makes the write fail (and the controller retries) rather
-// than be overwritten.
+// status, route parent status (only the parents this controller owns), and
+// our own conditions on the objects istiod writes status on too (Services,
+// ServiceEntries, AuthorizationPolicies: conditions.go). Gateway API
+// writes start from the object's current status and are skipped when
+// nothing changes, so our own writes cannot cause more writes; they carry
+// the resourceVersion, so a concurrent writer makes the write fail (and the
+// controller retries) rather than be overwritten. The writes on istiod's
+// objects are server-side applies of our own fields only, with our own
+// field manager, so istiod's entries and ours never replace each other.
 package status
 
 import (
@@ -13,11 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-	metav1alpha1 "istio.io/api/meta/v1alpha1"
-	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -44,6 +46,10 @@ type Waypoint struct {
 	Outcome deployer.Outcome
 	// Service is the waypoint's own Service, once it exists.
 	Service *corev1.Service
+	// Deployment is the waypoint's own Deployment, once it exists: the
+	// Gateway is programmed, and its addresses published, only while it
+	// has a ready replica.
+	Deployment *appsv1.Deployment
 }
 
 // Writer writes status with one client.
@@ -53,8 +59,15 @@ type Writer struct {
 	GatewayClass   string
 	// ClusterDomain is the DNS suffix of Service names (cluster.local).
 	ClusterDomain string
+	// Reader reads Istio objects from the API server (our conditions in
+	// their status are not in the typed cache); Client when nil.
+	Reader client.Reader
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+
+	mu      sync.Mutex
+	applied map[string]applied // by Istio object, what we last know of our conditions
+	seen    map[string]bool
 }
 
 // Write brings every status in line with the waypoints. It returns the
@@ -75,9 +88,32 @@ func (w *Writer) Write(ctx context.Context, snap *source.Snapshot, wps []Waypoin
 		if wp.Result == nil || !GatewayAccepted(&wp) {
 			continue
 		}
+		bound := map[string]bool{}
 		for _, c := range wp.Result.Conditions {
 			k := c.Kind + "/" + c.Namespace + "/" + c.Name
 			conds[k] = append(conds[k], c)
+			if c.Type == "WaypointBound" {
+				bound[k] = true
+			}
+		}
+		if wp.Result.Waypoint == nil {
+			continue
+		}
+		// The services this waypoint serves are bound to it: say so,
+		// unless the translator said otherwise.
+		for _, s := range wp.Result.Waypoint.Services {
+			kind := "Service"
+			if s.Kind != "" {
+				kind = s.Kind
+			}
+			k := kind + "/" + s.Namespace + "/" + s.Name
+			if bound[k] {
+				continue
+			}
+			bound[k] = true
+			conds[k] = append(conds[k], translate.Condition{Kind: kind, Namespace: s.Namespace, Name: s.Name,
+				Type: "WaypointBound", Status: metav1.ConditionTrue, Reason: "Bound",
+				Message: fmt.Sprintf("served by waypoint %s/%s (%s)", wp.Gateway.Namespace, wp.Gateway.Name, w.ControllerName)})
 		}
 	}
 	for _, r := range snap.HTTPRoutes {
@@ -89,9 +125,24 @@ func (w *Writer) Write(ctx context.Context, snap *source.Snapshot, wps []Waypoin
 	for _, r := range snap.TCPRoutes {
 		errs = append(errs, w.route(ctx, r, &r.Status.RouteStatus, r.Spec.ParentRefs, conds["TCPRoute/"+r.Namespace+"/"+r.Name]))
 	}
-	for _, p := range snap.AuthorizationPolicies {
-		errs = append(errs, w.policy(ctx, p, conds["AuthorizationPolicy/"+p.Namespace+"/"+p.Name]))
+	for _, s := range snap.Services {
+		errs = append(errs, w.service(ctx, s, onlyType(conds["Service/"+s.Namespace+"/"+s.Name], "WaypointBound")))
 	}
+	w.mu.Lock()
+	if w.applied == nil {
+		w.applied, w.seen = map[string]applied{}, map[string]bool{}
+	}
+	w.mu.Unlock()
+	for _, se := range snap.ServiceEntries {
+		errs = append(errs, w.istio(ctx, se, onlyType(conds["ServiceEntry/"+se.Namespace+"/"+se.Name], "WaypointBound")))
+	}
+	for _, p := range snap.AuthorizationPolicies {
+		if len(p.Spec.GetTargetRefs()) == 0 && p.Spec.GetTargetRef() == nil && !w.remembers(p) {
+			continue // not a waypoint policy, and none we wrote on
+		}
+		errs = append(errs, w.istio(ctx, p, onlyType(conds["AuthorizationPolicy/"+p.Namespace+"/"+p.Name], "WaypointAccepted")))
+	}
+	w.forgetUnseen()
 	return errors.Join(errs...)
 }
 
@@ -155,6 +206,7 @@ func (w *Writer) gateway(ctx context.Context, wp *Waypoint) error {
 			accepted.Message = "the waypoint is deployed by kgateway-waypoint"
 		}
 		addrs = w.addresses(wp.Service)
+		ready, replicas := readyReplicas(wp.Deployment)
 		switch {
 		case wp.Outcome.Error != "":
 			programmed.Status, programmed.Reason, programmed.Message = metav1.ConditionFalse, string(gwv1.GatewayReasonPending), "deploying: "+wp.Outcome.Error
@@ -162,8 +214,26 @@ func (w *Writer) gateway(ctx context.Context, wp *Waypoint) error {
 			programmed.Status, programmed.Reason, programmed.Message = metav1.ConditionFalse, string(gwv1.GatewayReasonPending), "waiting for the deployer"
 		case len(addrs) == 0:
 			programmed.Status, programmed.Reason, programmed.Message = metav1.ConditionFalse, string(gwv1.GatewayReasonAddressNotAssigned), "waiting for the waypoint Service's cluster IP"
+		case ready == 0:
+			programmed.Status, programmed.Reason = metav1.ConditionFalse, ReasonNoReadyReplicas
+			programmed.Message = fmt.Sprintf("the waypoint Deployment %s/%s has no ready replica (%d of %d ready)", gw.Namespace, gw.Name, ready, replicas)
+			if len(gw.Status.Addresses) == 0 {
+				programmed.Message += "; the addresses are published once one is ready"
+			} else {
+				programmed.Message += "; the addresses stay published, so the traffic istiod sends here fails until one is ready"
+			}
 		default:
 			programmed.Status, programmed.Reason, programmed.Message = metav1.ConditionTrue, string(gwv1.GatewayReasonProgrammed), "the waypoint's proxies get their configuration over xDS"
+		}
+		// istiod steers the services' traffic to the waypoint as soon as
+		// the Gateway has addresses, so they are published only once the
+		// Deployment has a ready replica. Once published they stay while
+		// the Gateway is accepted, as istiod expects ("should never be
+		// removed after going ready", ambient/waypoints.go): taking them
+		// away would make istiod send the traffic around the waypoint,
+		// past its policies, rather than fail while it has no ready pod.
+		if ready == 0 && len(gw.Status.Addresses) == 0 {
+			addrs = nil
 		}
 	}
 	meta.SetStatusCondition(&upd.Status.Conditions, accepted)
@@ -174,6 +244,22 @@ func (w *Writer) gateway(ctx context.Context, wp *Waypoint) error {
 		return nil
 	}
 	return w.update(ctx, upd)
+}
+
+// ReasonNoReadyReplicas is the Gateway's Programmed=False reason while the
+// waypoint Deployment has no ready replica.
+const ReasonNoReadyReplicas = "NoReadyReplicas"
+
+// readyReplicas are the Deployment's ready and desired replicas.
+func readyReplicas(d *appsv1.Deployment) (ready, desired int32) {
+	if d == nil {
+		return 0, 0
+	}
+	desired = 1
+	if d.Spec.Replicas != nil {
+		desired = *d.Spec.Replicas
+	}
+	return d.Status.ReadyReplicas, desired
 }
 
 // addresses are the Service's FQDN (istiod and ztunnel prefer it) and its
@@ -344,38 +430,13 @@ func truncate(s string) string {
 	return s
 }
 
-// policy merges the translator's condition types into an
-// AuthorizationPolicy's Istio status conditions.
-func (w *Writer) policy(ctx context.Context, p *istiosec.AuthorizationPolicy, conds []translate.Condition) error {
-	if len(conds) == 0 {
-		return nil
-	}
-	merged := mergeSameType(conds)
-	upd := p.DeepCopy()
-	changed := false
-	for _, c := range merged {
-		var cur *metav1alpha1.IstioCondition
-		for _, ic := range upd.Status.Conditions {
-			if ic.Type == c.Type {
-				cur = ic
-			}
+// onlyType keeps the conditions of one type.
+func onlyType(cs []translate.Condition, typ string) []translate.Condition {
+	var out []translate.Condition
+	for _, c := range cs {
+		if c.Type == typ {
+			out = append(out, c)
 		}
-		msg := c.Message
-		if cur != nil && cur.Status == string(c.Status) && cur.Reason == c.Reason && cur.Message == msg && cur.ObservedGeneration == p.Generation {
-			continue
-		}
-		changed = true
-		now := timestamppb.New(w.now().Time)
-		if cur == nil {
-			cur = &metav1alpha1.IstioCondition{Type: c.Type, LastTransitionTime: now}
-			upd.Status.Conditions = append(upd.Status.Conditions, cur)
-		} else if cur.Status != string(c.Status) {
-			cur.LastTransitionTime = now
-		}
-		cur.Status, cur.Reason, cur.Message, cur.ObservedGeneration = string(c.Status), c.Reason, msg, p.Generation
 	}
-	if !changed {
-		return nil
-	}
-	return w.update(ctx, upd)
+	return out
 }

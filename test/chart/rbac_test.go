@@ -73,6 +73,7 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 		"gateway.networking.k8s.io/gatewayclasses/status": true, "gateway.networking.k8s.io/gateways/status": true,
 		"gateway.networking.k8s.io/httproutes/status": true, "gateway.networking.k8s.io/grpcroutes/status": true,
 		"gateway.networking.k8s.io/tcproutes/status": true, "security.istio.io/authorizationpolicies/status": true,
+		"/services/status": true, "networking.istio.io/serviceentries/status": true,
 		"authentication.k8s.io/tokenreviews": true,
 	}
 	for _, rule := range r["ClusterRole"] {
@@ -108,6 +109,17 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 		"security.istio.io/requestauthentications: watch", "networking.istio.io/serviceentries: watch"} {
 		if !contains(cluster, need) {
 			t.Errorf("missing %q", need)
+		}
+	}
+	// Our conditions on Services, ServiceEntries and AuthorizationPolicies
+	// are server-side applied (patch), never updated: a full status update
+	// would replace istiod's conditions.
+	for _, res := range []string{"/services/status", "networking.istio.io/serviceentries/status", "security.istio.io/authorizationpolicies/status"} {
+		if !contains(cluster, res+": patch") {
+			t.Errorf("missing %s: patch", res)
+		}
+		if contains(cluster, res+": update") {
+			t.Errorf("%s: update is granted; only patch (server-side apply) is needed", res)
 		}
 	}
 	// Leader election stays namespaced.

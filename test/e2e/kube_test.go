@@ -117,15 +117,17 @@ ports: [{name: http, port: %d, protocol: TCP}]
 endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
 `, pod.Port(), pod.Addr()), "apply", "-f", "-")
 
-	// The controller deploys the waypoint and publishes its addresses.
-	waitFor(t, 30*time.Second, "the Gateway to be programmed with addresses", func() bool {
-		out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "-n", "httpbin", "get", "gateway", "httpbin-waypoint",
-			"-o", `jsonpath={.status.conditions[?(@.type=="Programmed")].status} {.status.addresses[0].value}`).Output()
-		return err == nil && string(out) == "True httpbin-waypoint.httpbin.svc.cluster.local"
+	// The controller deploys the waypoint; its addresses wait for a ready
+	// replica.
+	waitFor(t, 30*time.Second, "the waypoint Deployment", func() bool {
+		return exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "-n", "httpbin", "get", "deployment", "httpbin-waypoint").Run() == nil
 	})
 	clusterIP := strings.TrimSpace(kubectl("", "-n", "httpbin", "get", "svc", "httpbin", "-o", "jsonpath={.spec.clusterIP}"))
 	args := strings.Fields(kubectl("", "-n", "httpbin", "get", "deployment", "httpbin-waypoint",
 		"-o", `jsonpath={range .spec.template.spec.containers[0].args[*]}{@}{" "}{end}`))
+	if out := kubectl("", "-n", "httpbin", "get", "gateway", "httpbin-waypoint", "-o", `jsonpath={.status.addresses}`); out != "" {
+		t.Errorf("the Gateway has addresses before any waypoint replica is ready: %s", out)
+	}
 
 	// The proxy, as its pod runs it, with a real token of its
 	// ServiceAccount for the projected audience (what the kubelet mounts).
@@ -144,6 +146,23 @@ endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
 	args = append(args, "--admin-address", freeAddr(t, "127.0.0.1"))
 	prx := start(t, args...)
 	waitFor(t, 20*time.Second, "the proxy to be ready", func() bool { return ready(status) })
+
+	// Stand-in for the kubelet and kube-controller-manager (envtest runs
+	// neither): the proxy answers its readiness probe, so the Deployment's
+	// status says one replica is ready.
+	kubectl("", "-n", "httpbin", "patch", "deployment", "httpbin-waypoint", "--subresource=status", "--type=merge",
+		"-p", `{"status":{"replicas":1,"updatedReplicas":1,"readyReplicas":1,"availableReplicas":1}}`)
+	waitFor(t, 30*time.Second, "the Gateway to be programmed with addresses", func() bool {
+		out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "-n", "httpbin", "get", "gateway", "httpbin-waypoint",
+			"-o", `jsonpath={.status.conditions[?(@.type=="Programmed")].status} {.status.addresses[0].value}`).Output()
+		return err == nil && string(out) == "True httpbin-waypoint.httpbin.svc.cluster.local"
+	})
+	// kubectl shows why httpbin is bound to our waypoint.
+	waitFor(t, 10*time.Second, "httpbin's WaypointBound condition", func() bool {
+		out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "-n", "httpbin", "get", "svc", "httpbin",
+			"-o", `jsonpath={.status.conditions[?(@.type=="kgateway-waypoint.kgateway.dev/WaypointBound")].message}`).Output()
+		return err == nil && string(out) == "served by waypoint httpbin/httpbin-waypoint (kgateway.dev/kgateway-waypoint)"
+	})
 
 	dst := netip.AddrPortFrom(netip.MustParseAddr(clusterIP), 8000)
 	resp, body := curl(t, inbound, dst, "GET", "/get")
@@ -169,10 +188,11 @@ endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
 	if m := get(t, "http://"+metrics+"/stats/prometheus"); !strings.Contains(m, "istio_requests_total") {
 		t.Errorf("the proxy's /stats/prometheus has no istio_requests_total:\n%.2000s", m)
 	}
-	if out := kubectl("", "-n", "httpbin", "get", "authorizationpolicy", "httpbin-authz-svc",
-		"-o", `jsonpath={.status.conditions[?(@.type=="WaypointAccepted")].status}`); out != "True" {
-		t.Errorf("AuthorizationPolicy WaypointAccepted = %q", out)
-	}
+	waitFor(t, 10*time.Second, "the policy's WaypointAccepted condition (ours, next to where istiod writes its own)", func() bool {
+		out, err := exec.Command(filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfig, "-n", "httpbin", "get", "authorizationpolicy", "httpbin-authz-svc",
+			"-o", `jsonpath={.status.kgatewayWaypoint.conditions[?(@.type=="kgateway-waypoint.kgateway.dev/WaypointAccepted")].status}`).Output()
+		return err == nil && string(out) == "True"
+	})
 
 	// The chart's limit is the proxy's: a 30 KB header, well within the
 	// default 60 KiB, gets 431 past max-header-bytes 8192.
