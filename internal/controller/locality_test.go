@@ -51,7 +51,7 @@ spec: {containers: [{name: proxy, image: x}]}
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: web, namespace: loc}
+metadata: {name: web, namespace: loc, annotations: {kgateway.dev/load-balancer: RANDOM}}
 spec:
   trafficDistribution: PreferClose
   ports: [{name: http, port: 80}]
@@ -103,6 +103,18 @@ endpoints:
 	waitFor("the bound pod's node locality", func(w *ir.Waypoint) error {
 		if l, ok := w.NodeLocalities["wp-node"]; !ok || l != (ir.Locality{Region: "r1", Zone: "zone-a"}) {
 			return fmt.Errorf("node localities %v", w.NodeLocalities)
+		}
+		return nil
+	})
+	// An annotation value we do not know is said on the Service, in our
+	// condition type.
+	eventually(t, 20*time.Second, "the Service's LoadBalancing condition", func() error {
+		svc := &corev1.Service{}
+		if err := c.Get(ctx, types.NamespacedName{Namespace: "loc", Name: "web"}, svc); err != nil {
+			return err
+		}
+		if got := cond(svc.Status.Conditions, "kgateway-waypoint.kgateway.dev/LoadBalancing"); got != "False/InvalidAnnotation" {
+			return fmt.Errorf("LoadBalancing = %q in %v", got, svc.Status.Conditions)
 		}
 		return nil
 	})

@@ -65,8 +65,9 @@ const (
 	LabelGatewayName = "gateway.networking.k8s.io/gateway-name"
 
 	// ConditionLoadBalancing is our condition on a Service whose
-	// load-balancing annotations have a value we do not know.
-	ConditionLoadBalancing = "kgateway.dev/LoadBalancing"
+	// load-balancing annotations have a value we do not know (written as
+	// kgateway-waypoint.kgateway.dev/LoadBalancing, as status names ours).
+	ConditionLoadBalancing = "LoadBalancing"
 )
 
 // localityIndex holds what locality needs of the snapshot; nil when no
