@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxycmd"
 )
 
 func TestCIDRListFlag(t *testing.T) {
@@ -26,7 +28,7 @@ func TestCIDRListFlag(t *testing.T) {
 	if err := cmd.Flags().Set("proxy-protocol-allowed-cidrs", "fe80::1%eth0"); err == nil {
 		t.Error("an address with a zone was accepted as a range")
 	}
-	if p := newProxy(&globalFlags{}).Flags().Lookup("proxy-protocol-allowed-cidrs"); p == nil || p.Usage != f.Usage {
+	if p := proxycmd.New("proxy", &globalFlags{}).Flags().Lookup("proxy-protocol-allowed-cidrs"); p == nil || p.Usage != f.Usage {
 		t.Error("proxy must have the same --proxy-protocol-allowed-cidrs as standalone")
 	}
 }

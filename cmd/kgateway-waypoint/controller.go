@@ -37,7 +37,7 @@ waypoint's configuration over xDS (proxies authenticate with their projected
 ServiceAccount token).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := g.logger(os.Stderr)
+			log, err := g.Logger(os.Stderr)
 			if err != nil {
 				return err
 			}
@@ -48,7 +48,7 @@ ServiceAccount token).`,
 				return fmt.Errorf("--proxy-xds-address is required (the controller's xDS Service as the proxies dial it)")
 			}
 			o.Deployer.ImagePullPolicy = corev1.PullPolicy(pullPolicy)
-			o.Deployer.ExtraArgs = append([]string{"--log-level", g.logLevel, "--log-format", g.logFormat}, proxyArgs...)
+			o.Deployer.ExtraArgs = append([]string{"--log-level", g.LogLevel, "--log-format", g.LogFormat}, proxyArgs...)
 			if o.LeaderElectionNamespace == "" {
 				o.LeaderElectionNamespace = os.Getenv("POD_NAMESPACE")
 			}

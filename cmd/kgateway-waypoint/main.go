@@ -6,16 +6,15 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/dataplane"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/demo"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxycmd"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/standalone"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 )
@@ -30,28 +29,8 @@ func main() {
 	}
 }
 
-type globalFlags struct {
-	logLevel  string
-	logFormat string
-	// level is the live log level (the admin's /logging changes it).
-	level slog.LevelVar
-}
-
-func (g *globalFlags) logger(w *os.File) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
-	}
-	g.level.Set(lvl)
-	opts := &slog.HandlerOptions{Level: &g.level}
-	switch strings.ToLower(g.logFormat) {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", g.logFormat)
-}
+// globalFlags are the logging flags every subcommand shares.
+type globalFlags = proxycmd.Logging
 
 func newRoot() *cobra.Command {
 	g := &globalFlags{}
@@ -61,9 +40,8 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	root.AddCommand(newStandalone(g), newDemo(g), newVersion(), newController(g), newProxy(g))
+	g.Bind(root.PersistentFlags())
+	root.AddCommand(newStandalone(g), newDemo(g), newVersion(), newController(g), proxycmd.New("proxy", g))
 	return root
 }
 
@@ -90,7 +68,7 @@ AuthorizationPolicy, ...) in YAML files or directories, and Istio's mesh config
 fails to load is reported and the last good configuration stays in force.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := g.logger(os.Stderr)
+			log, err := g.Logger(os.Stderr)
 			if err != nil {
 				return err
 			}
@@ -98,7 +76,7 @@ fails to load is reported and the last good configuration stays in force.`,
 				return fmt.Errorf("at least one -f PATH is required")
 			}
 			o.Logger = log
-			o.DataPlane.LogLevel = &g.level
+			o.DataPlane.LogLevel = &g.Level
 			r, err := standalone.Start(o)
 			if err != nil {
 				return err
@@ -145,10 +123,10 @@ func newDemo(g *globalFlags) *cobra.Command {
 		Short: "Run the waypoint walkthrough locally: httpbin, the waypoint and a curl client on loopback",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if g.logLevel == "info" && !cmd.Flags().Changed("log-level") {
-				g.logLevel = "warn" // keep the walkthrough's output readable
+			if g.LogLevel == "info" && !cmd.Flags().Changed("log-level") {
+				g.LogLevel = "warn" // keep the walkthrough's output readable
 			}
-			log, err := g.logger(os.Stderr)
+			log, err := g.Logger(os.Stderr)
 			if err != nil {
 				return err
 			}

@@ -36,7 +36,7 @@ import (
 	srckube "github.com/kgateway-dev/kgateway-waypoint/internal/source/kube"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/status"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
-	"github.com/kgateway-dev/kgateway-waypoint/internal/xds"
+	xdsserver "github.com/kgateway-dev/kgateway-waypoint/internal/xds/server"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/xds/tokenreview"
 )
 
@@ -83,7 +83,7 @@ type Controller struct {
 	mgr    manager.Manager
 	source *srckube.Source
 	dep    *deployer.Reconciler
-	xds    *xds.Server
+	xds    *xdsserver.Server
 	xdsLn  net.Listener
 	status *status.Writer
 
@@ -161,7 +161,7 @@ func New(cfg *rest.Config, o Options) (*Controller, error) {
 	if err := c.dep.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	c.xds = xds.NewServer(xds.ServerOptions{Logger: o.Logger,
+	c.xds = xdsserver.New(xdsserver.Options{Logger: o.Logger,
 		Auth: &tokenreview.Authenticator{Client: cs.AuthenticationV1(), Audience: o.Deployer.TokenAudience}})
 	c.status = &status.Writer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), ControllerName: gwv1.GatewayController(o.ControllerName),
 		GatewayClass: o.GatewayClass, ClusterDomain: o.Translate.ClusterDomain}
@@ -192,7 +192,7 @@ func New(cfg *rest.Config, o Options) (*Controller, error) {
 func (c *Controller) XDSAddr() net.Addr { return c.xdsLn.Addr() }
 
 // XDS exposes the xDS server (for its counters).
-func (c *Controller) XDS() *xds.Server { return c.xds }
+func (c *Controller) XDS() *xdsserver.Server { return c.xds }
 
 // Start runs until ctx ends.
 func (c *Controller) Start(ctx context.Context) error { return c.mgr.Start(ctx) }

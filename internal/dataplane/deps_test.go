@@ -57,3 +57,40 @@ func TestDataPlaneImportsNoKubernetes(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyBinaryLinksNoControlPlane checks what the data-plane-only binary
+// (cmd/kgateway-waypoint-proxy, the one waypoint pods run) links: no
+// Kubernetes client or API, no control-plane package, no go-control-plane
+// server or cache; of Istio's APIs only the CA's messages (the Istio CA
+// client).
+func TestProxyBinaryLinksNoControlPlane(t *testing.T) {
+	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	cmd := exec.Command("go", "list", "-deps", "./cmd/kgateway-waypoint-proxy")
+	cmd.Dir = strings.TrimSpace(string(root))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	const self = "github.com/kgateway-dev/kgateway-waypoint/internal/"
+	refused := []string{"k8s.io/", "sigs.k8s.io/", "github.com/envoyproxy/go-control-plane/pkg/cache",
+		"github.com/envoyproxy/go-control-plane/pkg/server", self + "translate", self + "source", self + "meshconfig",
+		self + "controller", self + "deployer", self + "status", self + "standalone", self + "demo", self + "kube"}
+	pkgs := strings.Fields(string(out))
+	if len(pkgs) < 100 {
+		t.Fatalf("go list -deps listed %d packages; the proxy has more", len(pkgs))
+	}
+	for _, p := range pkgs {
+		for _, r := range refused {
+			if strings.HasPrefix(p, r) {
+				t.Errorf("the proxy binary links %s", p)
+			}
+		}
+		if strings.HasPrefix(p, "istio.io/") && !strings.HasPrefix(p, "istio.io/api/security/v1alpha1") &&
+			!strings.HasPrefix(p, "istio.io/api/meta/") {
+			t.Errorf("the proxy binary links %s (only the Istio CA's messages are wanted)", p)
+		}
+	}
+}

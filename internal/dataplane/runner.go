@@ -204,7 +204,7 @@ func (r *Runner) put(w *ir.Waypoint) error {
 		r.boundTo = bound
 		r.SetReady(true)
 		r.log.Info("waypoint ready", "gateway", w.Gateway.String(), "inbound", ln.Addr().String(),
-			"status", addrString(r.StatusAddr()), "services", len(w.Services))
+			"status", addrString(r.StatusAddr()), "services", len(w.Services), "workloads", len(w.Workloads))
 	default:
 		// The Gateway's listener moved to another port or mode.
 		if err := r.serveMode(ln, w.HBONE); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/dataplane"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/xds"
+	xdsserver "github.com/kgateway-dev/kgateway-waypoint/internal/xds/server"
 )
 
 type auth struct{}
@@ -77,7 +78,7 @@ func portOf(a net.Addr) uint16 {
 // runner binds it, which the runner rightly refuses (NACK,
 // TestXDSRunnerKeepsConfigOnBindFailure): then it tries another port, a
 // few times.
-func setInboundPort(t *testing.T, srv *xds.Server, r *dataplane.Runner, gw ir.NamespacedName) uint16 {
+func setInboundPort(t *testing.T, srv *xdsserver.Server, r *dataplane.Runner, gw ir.NamespacedName) uint16 {
 	t.Helper()
 	for range 3 {
 		p := freePort(t)
@@ -105,7 +106,7 @@ func setInboundPort(t *testing.T, srv *xds.Server, r *dataplane.Runner, gw ir.Na
 // InboundPort (no --inbound-address) and follows it when it changes; the
 // configuration stays in force while the controller is gone.
 func TestXDSRunnerFollowsTheConfiguration(t *testing.T) {
-	srv := xds.NewServer(xds.ServerOptions{Auth: auth{}})
+	srv := xdsserver.New(xdsserver.Options{Auth: auth{}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +174,7 @@ func TestXDSRunnerFollowsTheConfiguration(t *testing.T) {
 // taken) is refused whole (NACKed): the one in force stays, listener and
 // all.
 func TestXDSRunnerKeepsConfigOnBindFailure(t *testing.T) {
-	srv := xds.NewServer(xds.ServerOptions{Auth: auth{}})
+	srv := xdsserver.New(xdsserver.Options{Auth: auth{}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

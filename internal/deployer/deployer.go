@@ -1,6 +1,7 @@
 // Package deployer runs each accepted waypoint Gateway of our class (the
 // listener rules are translate.ValidateGateway's): a
-// ServiceAccount, a Deployment running `kgateway-waypoint proxy` and a
+// ServiceAccount, a Deployment running `kgateway-waypoint-proxy` (the
+// data-plane binary, with the flags of `kgateway-waypoint proxy`) and a
 // ClusterIP Service (plus an HPA and a PodDisruptionBudget when the
 // parameters ask for them), applied with server-side apply, owned by the
 // Gateway. When the Gateway goes (or stops being ours, or valid), the

@@ -136,11 +136,14 @@ func TestDeployer(t *testing.T) {
 			t.Fatalf("containers: %d", len(pod.Spec.Containers))
 		}
 		ct := pod.Spec.Containers[0]
-		wantArgs := fmt.Sprint([]string{"proxy", "--xds-address", "kgateway-waypoint.kgateway-system.svc:15010",
+		wantArgs := fmt.Sprint([]string{"--xds-address", "kgateway-waypoint.kgateway-system.svc:15010",
 			"--gateway", "objects/wp", "--token-file", "/var/run/secrets/kgateway-waypoint/xds-token",
 			"--inbound-address", "0.0.0.0:15088", "--status-address", "0.0.0.0:15021", "--metrics-address", "0.0.0.0:15020"})
 		if fmt.Sprint(ct.Args) != wantArgs {
 			t.Errorf("args = %v, want %v", ct.Args, wantArgs)
+		}
+		if fmt.Sprint(ct.Command) != "[/kgateway-waypoint-proxy]" {
+			t.Errorf("command = %v, want the image's data-plane binary [/kgateway-waypoint-proxy]", ct.Command)
 		}
 		ports := map[int32]string{}
 		for _, p := range ct.Ports {

@@ -16,6 +16,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/xds"
 )
 
 // Labels, annotations and ports of a waypoint's objects.
@@ -37,10 +38,15 @@ const (
 	PortStatus  = 15021
 	PortMetrics = 15020
 
+	// ProxyCommand is what a waypoint pod runs: the image's data-plane-only
+	// binary (cmd/kgateway-waypoint-proxy), with the flags of
+	// `kgateway-waypoint proxy`.
+	ProxyCommand = "/kgateway-waypoint-proxy"
+
 	// TokenDir and TokenFile locate the projected ServiceAccount token the
 	// proxy presents to the xDS server.
 	TokenDir  = "/var/run/secrets/kgateway-waypoint"
-	TokenFile = TokenDir + "/xds-token"
+	TokenFile = xds.DefaultTokenFile
 	// DefaultTokenAudience is the audience of that token; the xDS server
 	// reviews tokens for it.
 	DefaultTokenAudience = "kgateway-waypoint"
@@ -188,7 +194,7 @@ func Desired(gw *gwv1.Gateway, p *Parameters, cfg Config) *Objects {
 	if native {
 		inboundPort = PortHBONE
 	}
-	args := []string{"proxy",
+	args := []string{
 		"--xds-address", cfg.XDSAddress,
 		"--gateway", ns + "/" + name,
 		"--token-file", TokenFile,
@@ -243,6 +249,7 @@ func Desired(gw *gwv1.Gateway, p *Parameters, cfg Config) *Objects {
 						Name:            "proxy",
 						Image:           cfg.Image,
 						ImagePullPolicy: pullPolicy,
+						Command:         []string{ProxyCommand},
 						Args:            args,
 						Env: []corev1.EnvVar{
 							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},

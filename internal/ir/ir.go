@@ -10,7 +10,10 @@
 // Once published, a Waypoint is never modified.
 package ir
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Waypoint is the complete configuration of one waypoint Gateway.
 type Waypoint struct {
@@ -35,6 +38,18 @@ type Waypoint struct {
 	// Backends are the upstream destinations referenced by routes and by the
 	// services' default routes, keyed by BackendKey.
 	Backends map[string]*Backend `json:"backends,omitempty"`
+	// Workloads are the pods, WorkloadEntries and ServiceEntry endpoints
+	// whose own traffic (addressed to their IP, on any port) passes
+	// through this waypoint (istio.io/waypoint-for: workload or all),
+	// sorted by namespace, kind and name.
+	Workloads []*Workload `json:"workloads,omitempty"`
+	// WorkloadPort is how traffic addressed to a workload is served, on
+	// whatever port it arrives: its protocol and policies (those that
+	// target the waypoint Gateway or its GatewayClass). Its Port and
+	// DefaultBackend are unused: the traffic goes to the workload's IP on
+	// the port it was addressed to. Nil when the waypoint takes no
+	// workload traffic.
+	WorkloadPort *ServicePort `json:"workloadPort,omitempty"`
 
 	// PathNormalization, ExtAuthzProviders and DefaultRetry come from the
 	// mesh config (see mesh.go).
@@ -65,6 +80,16 @@ type NamespacedName struct {
 
 func (n NamespacedName) String() string { return n.Namespace + "/" + n.Name }
 
+// ParseNamespacedName reads "NAMESPACE/NAME"; ok is false unless both parts
+// are there and the name has no further slash.
+func ParseNamespacedName(s string) (n NamespacedName, ok bool) {
+	ns, name, found := strings.Cut(s, "/")
+	if !found || ns == "" || name == "" || strings.Contains(name, "/") {
+		return NamespacedName{}, false
+	}
+	return NamespacedName{Namespace: ns, Name: name}, true
+}
+
 // Protocol is how the waypoint treats a service port.
 type Protocol string
 
@@ -74,7 +99,29 @@ const (
 	ProtocolHTTP Protocol = "HTTP"
 	// ProtocolTCP ports are authorized per connection and copied byte for byte.
 	ProtocolTCP Protocol = "TCP"
+	// ProtocolDetect connections are HTTP when their first bytes are an
+	// HTTP/1 request line or the HTTP/2 preface, else TCP (as Envoy's HTTP
+	// inspector decides for Istio's waypoint's workload traffic).
+	ProtocolDetect Protocol = "Detect"
 )
+
+// Workload is one pod, WorkloadEntry or ServiceEntry endpoint whose
+// traffic this waypoint serves (Waypoint.WorkloadPort).
+type Workload struct {
+	// Kind is "Pod", "WorkloadEntry" or "ServiceEntry" (an endpoint of the
+	// entry's spec.endpoints; Name is the entry's).
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Addresses are the workload's IPs; clients dial IP:port.
+	Addresses []string `json:"addresses"`
+	// Identity is the SPIFFE identity of the workload's service account.
+	Identity string `json:"identity"`
+	// HBONE: native mode (Waypoint.HBONE) and the workload is in the
+	// ambient mesh: the waypoint reaches it over HBONE to its IP:15008 and
+	// requires Identity of it; otherwise plain TCP to IP:port.
+	HBONE bool `json:"hbone,omitempty"`
+}
 
 // Service is one Kubernetes Service (or one host of an Istio ServiceEntry)
 // whose traffic passes through this waypoint.

@@ -172,6 +172,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	backend := sp.DefaultBackend
+	if sp.H2CBackend != nil && r.ProtoMajor == 2 {
+		backend = sp.H2CBackend // workload traffic: HTTP/2 on, as it came
+	}
 	if rule := x.rule; rule != nil {
 		switch {
 		case rule.IR.Unsupported != "":

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/dataplane"
@@ -40,11 +39,11 @@ func ParseGateway(s string) (ir.NamespacedName, error) {
 	if s == "" {
 		return ir.NamespacedName{}, nil
 	}
-	ns, name, ok := strings.Cut(s, "/")
-	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+	n, ok := ir.ParseNamespacedName(s)
+	if !ok {
 		return ir.NamespacedName{}, fmt.Errorf("--gateway %q: want NAMESPACE/NAME", s)
 	}
-	return ir.NamespacedName{Namespace: ns, Name: name}, nil
+	return n, nil
 }
 
 // Feed reads the files, translates them and hands the result to the

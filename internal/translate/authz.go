@@ -51,6 +51,15 @@ func (t *translator) attachPolicies() {
 				}
 				bound = true
 			}
+			// Workload traffic is authorized by the policies that target
+			// the waypoint itself (Istio's waypoint: the direct pod chain
+			// has no service, so only Gateway and GatewayClass targets).
+			if wp := t.out.WorkloadPort; wp != nil && targetsWaypoint(ref) {
+				if !containsPolicy(wp.Policies, policy) {
+					wp.Policies = append(wp.Policies, policy)
+				}
+				bound = true
+			}
 		}
 		if policy != nil {
 			c := Condition{Kind: "AuthorizationPolicy", Namespace: p.Namespace, Name: p.Name,
@@ -68,13 +77,26 @@ func (t *translator) attachPolicies() {
 	}
 	for _, s := range t.out.Services {
 		for _, sp := range s.Ports {
-			if len(sp.Policies) > 1 {
-				sort.Slice(sp.Policies, func(i, j int) bool {
-					return sp.Policies[i].Name.String() < sp.Policies[j].Name.String()
-				})
-			}
+			sortPolicies(sp)
 		}
 	}
+	if t.out.WorkloadPort != nil {
+		sortPolicies(t.out.WorkloadPort)
+	}
+}
+
+func sortPolicies(sp *ir.ServicePort) {
+	if len(sp.Policies) > 1 {
+		sort.Slice(sp.Policies, func(i, j int) bool {
+			return sp.Policies[i].Name.String() < sp.Policies[j].Name.String()
+		})
+	}
+}
+
+// targetsWaypoint reports whether a resolved targetRef is the waypoint
+// itself (its Gateway or GatewayClass) rather than one of its services.
+func targetsWaypoint(ref *typev1beta1.PolicyTargetReference) bool {
+	return ref.GetGroup() == "gateway.networking.k8s.io" && (ref.GetKind() == "Gateway" || ref.GetKind() == "GatewayClass")
 }
 
 // policyTargets resolves one targetRef to the services of this waypoint it

@@ -36,11 +36,32 @@ const (
 	AnnotationUseWaypointCanaryWeight = "istio.io/use-waypoint-canary-weight"
 )
 
+// captureCanary re-decides an object that the capture rules found not to
+// name this Gateway as its waypoint (r): CaptureBound when it names it as
+// its canary and the Gateway would take it as its primary (namespace
+// admitted, service traffic), as istiod's resolveCanaryWaypoint checks;
+// else r, with a Condition when a canary naming this Gateway is refused.
+func (t *translator) captureCanary(kind string, o *metav1.ObjectMeta, r CaptureReason) (CaptureReason, *Condition) {
+	if r != CaptureOtherWaypoint && r != CaptureNoWaypoint {
+		return r, nil
+	}
+	ok, why := t.canaryCheck(kind, o)
+	switch {
+	case !ok:
+		return r, why
+	case !t.capture.admits(o.Namespace):
+		return CaptureNotAllowed, nil
+	case !t.capture.takes(trafficKindService):
+		return CaptureUnsupportedTrafficType, nil
+	}
+	return CaptureBound, nil
+}
+
 // canaryCheck reports whether this Gateway is the canary waypoint of an
 // object (kind "Service" or "ServiceEntry"). A Condition (not nil) says
 // why a canary naming this Gateway is not served. Whether the Gateway
-// admits the object's namespace and takes service traffic is the caller's
-// to check, as for a primary.
+// admits the object's namespace and takes service traffic is
+// captureCanary's to check, as for a primary.
 func (t *translator) canaryCheck(kind string, o *metav1.ObjectMeta) (bool, *Condition) {
 	pns, pname, primaryOK := t.primaryWaypoint(o)
 	labels, annotations := o.Labels, o.Annotations

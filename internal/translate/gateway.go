@@ -218,6 +218,9 @@ func validateGateway(gw *gwv1.Gateway) (GatewayVerdict, []*listener) {
 	default:
 		v.Accepted = Verdict{Status: metav1.ConditionTrue, Reason: string(gwv1.GatewayReasonAccepted)}
 	}
+	if w, ok := gw.Labels[LabelWaypointFor]; ok && !validTrafficType(w) {
+		v.Accepted = badTrafficType("the Gateway's", w)
+	}
 	proxy, hbone := false, false
 	for _, l := range accepted {
 		proxy = proxy || ls[l.index].Protocol == ProtocolPROXY
@@ -291,4 +294,12 @@ func allowedNamespaces(ar *gwv1.AllowedRoutes) (gwv1.FromNamespaces, labels.Sele
 		return from, sel, ""
 	}
 	return from, nil, fmt.Sprintf("allowedRoutes.namespaces.from %q: want Same, All, Selector or None", from)
+}
+
+// badTrafficType is the Accepted verdict of a Gateway whose
+// istio.io/waypoint-for (whose is "the Gateway's" or "its GatewayClass's")
+// has a value istiod sends no traffic for: nothing would reach the waypoint.
+func badTrafficType(whose, value string) Verdict {
+	return Verdict{Status: metav1.ConditionFalse, Reason: string(gwv1.GatewayReasonInvalidParameters),
+		Message: fmt.Sprintf("%s label %s: %q is not a traffic type: want service, workload, all or none", whose, LabelWaypointFor, value)}
 }

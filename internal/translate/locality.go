@@ -60,9 +60,6 @@ const (
 	labelLegacyLocality   = "istio-locality"
 	labelBetaRegion       = "failure-domain.beta.kubernetes.io/region"
 	labelBetaZone         = "failure-domain.beta.kubernetes.io/zone"
-	// LabelGatewayName names the Gateway of a waypoint pod (the deployer
-	// puts it on the pods, istiod reads it).
-	LabelGatewayName = "gateway.networking.k8s.io/gateway-name"
 
 	// ConditionLoadBalancing is our condition on a Service whose
 	// load-balancing annotations have a value we do not know (written as

@@ -41,13 +41,14 @@ func (t *translator) attachRequestAuthentications() {
 			continue
 		}
 		var services []*ir.Service
-		targeted := false
+		targeted, waypointWide := false, false
 		for _, ref := range refs {
 			s, reason := t.requestAuthnTargets(ra, ref)
 			if reason != "" {
 				continue
 			}
 			targeted = true
+			waypointWide = waypointWide || targetsWaypoint(ref)
 			services = append(services, s...)
 		}
 		if !targeted {
@@ -78,6 +79,16 @@ func (t *translator) attachRequestAuthentications() {
 			}
 			bound = true
 		}
+		// Workload traffic detected as HTTP validates the JWTs of the
+		// RequestAuthentications that target the waypoint itself.
+		if wp := t.out.WorkloadPort; wp != nil && waypointWide {
+			for _, r := range rules {
+				if !containsJWTRule(wp.JWTRules, r) {
+					wp.JWTRules = append(wp.JWTRules, r)
+				}
+			}
+			bound = true
+		}
 		if !bound {
 			c.Status, c.Reason = "False", "TargetNotFound"
 			c.Message = "the target is this waypoint, but it serves no service yet"
@@ -86,13 +97,20 @@ func (t *translator) attachRequestAuthentications() {
 	}
 	for _, s := range t.out.Services {
 		for _, sp := range s.Ports {
-			// Stable: the rules of one policy keep their order.
-			if len(sp.JWTRules) > 1 {
-				sort.SliceStable(sp.JWTRules, func(i, j int) bool {
-					return sp.JWTRules[i].Policy.String() < sp.JWTRules[j].Policy.String()
-				})
-			}
+			sortJWTRules(sp)
 		}
+	}
+	if t.out.WorkloadPort != nil {
+		sortJWTRules(t.out.WorkloadPort)
+	}
+}
+
+func sortJWTRules(sp *ir.ServicePort) {
+	// Stable: the rules of one policy keep their order.
+	if len(sp.JWTRules) > 1 {
+		sort.SliceStable(sp.JWTRules, func(i, j int) bool {
+			return sp.JWTRules[i].Policy.String() < sp.JWTRules[j].Policy.String()
+		})
 	}
 }
 

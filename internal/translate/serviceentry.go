@@ -19,25 +19,16 @@ import (
 // by hostname when ztunnel passes it (PROXY TLV 0xD1).
 func (t *translator) selectServiceEntries() {
 	for _, se := range t.snap.ServiceEntries {
-		wns, wname, ok, optedOut := useWaypoint(se.Labels, se.Namespace)
-		if !ok && !optedOut {
-			if ns := t.namespaces[se.Namespace]; ns != nil {
-				wns, wname, ok, _ = useWaypoint(ns.Labels, se.Namespace)
-			}
+		r := t.capture.decide(se.Namespace, se.Labels, trafficKindService)
+		// Or this Gateway is the entry's weighted canary (canary.go).
+		r, why := t.captureCanary("ServiceEntry", &se.ObjectMeta, r)
+		if why != nil {
+			t.cond(*why)
 		}
-		if !ok || wns != t.gw.Namespace || wname != t.gw.Name {
-			// Or this Gateway is the entry's weighted canary (canary.go).
-			canary, why := t.canaryCheck("ServiceEntry", &se.ObjectMeta)
-			if why != nil {
-				t.cond(*why)
+		if r != CaptureBound {
+			if c := t.capture.notBound("ServiceEntry", se.Namespace, se.Name, r); c != nil {
+				t.cond(*c)
 			}
-			if !canary {
-				continue
-			}
-		}
-		if se.Namespace != t.gw.Namespace && !t.admitsNamespace(se.Namespace) {
-			t.cond(Condition{Kind: "ServiceEntry", Namespace: se.Namespace, Name: se.Name, Type: "WaypointBound",
-				Status: "False", Reason: "NotAllowed", Message: "the waypoint's listeners do not allow namespace " + se.Namespace})
 			continue
 		}
 		key := ir.NamespacedName{Namespace: se.Namespace, Name: se.Name}

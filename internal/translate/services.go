@@ -2,7 +2,6 @@ package translate
 
 import (
 	"cmp"
-	"fmt"
 	"net/netip"
 	"slices"
 	"sort"
@@ -34,7 +33,8 @@ type translator struct {
 	services   map[ir.NamespacedName]*corev1.Service
 	slices     map[ir.NamespacedName][]*discoveryv1.EndpointSlice // by service
 	pods       map[ir.NamespacedName]*corev1.Pod                  // native mode only (indexPods)
-	loc        *localityIndex                                     // nil: no traffic distribution (locality.go)
+	capture    *capturer
+	loc        *localityIndex // nil: no traffic distribution (locality.go)
 
 	out        *ir.Waypoint
 	served     map[ir.NamespacedName]*ir.Service   // Services of this waypoint
@@ -79,6 +79,7 @@ func newTranslator(snap *source.Snapshot, opts Options, gw *gwv1.Gateway) *trans
 		k := ir.NamespacedName{Namespace: es.Namespace, Name: owners[i]}
 		t.slices[k] = append(t.slices[k], es)
 	}
+	t.capture = newCapturer(gw, t.gatewayClass(), t.namespaceLabels, t.isWaypoint)
 	t.out = &ir.Waypoint{
 		Gateway:            ir.NamespacedName{Namespace: gw.Namespace, Name: gw.Name},
 		TrustDomain:        opts.TrustDomain,
@@ -92,11 +93,10 @@ func newTranslator(snap *source.Snapshot, opts Options, gw *gwv1.Gateway) *trans
 }
 
 func (t *translator) run() *Result {
-	if t.servesServices() {
-		t.selectServices()
-		t.selectServiceEntries()
-		t.sortServices()
-	}
+	t.selectServices()
+	t.selectServiceEntries()
+	t.sortServices()
+	t.selectWorkloads()
 	t.meshSettings()
 	t.attachRoutes()
 	t.attachPolicies()
@@ -110,35 +110,29 @@ func (t *translator) run() *Result {
 
 func (t *translator) cond(c Condition) { t.conditions = append(t.conditions, c) }
 
-// servesServices reports whether the Gateway takes service-addressed traffic
-// (istio.io/waypoint-for: service or all, the default being service).
-func (t *translator) servesServices() bool {
-	v := t.gw.Labels[LabelWaypointFor]
-	if v == "" {
-		for _, gc := range t.snap.GatewayClasses {
-			if gc.Name == string(t.gw.Spec.GatewayClassName) {
-				v = gc.Labels[LabelWaypointFor]
-			}
+// gatewayClass is the waypoint Gateway's class, nil when not in the snapshot.
+func (t *translator) gatewayClass() *gwv1.GatewayClass {
+	for _, gc := range t.snap.GatewayClasses {
+		if gc.Name == string(t.gw.Spec.GatewayClassName) {
+			return gc
 		}
 	}
-	return v == "" || v == "service" || v == "all"
+	return nil
 }
 
-// useWaypoint reads the waypoint an object's labels name: (namespace, name).
-// ok is false when the object names none; opted out reports the value "none".
-func useWaypoint(labels map[string]string, defaultNS string) (ns, name string, ok, optedOut bool) {
-	name, ok = labels[LabelUseWaypoint]
-	if !ok || name == "" {
-		return "", "", false, false
+// isWaypoint reports whether the Gateway ns/name is a waypoint a pod can
+// be an instance of: this one, or one istiod knows as a waypoint (it has
+// status.addresses).
+func (t *translator) isWaypoint(ns, name string) bool {
+	if ns == t.gw.Namespace && name == t.gw.Name {
+		return true
 	}
-	if name == "none" {
-		return "", "", false, true
+	for _, g := range t.snap.Gateways {
+		if g.Namespace == ns && g.Name == name {
+			return len(g.Status.Addresses) > 0
+		}
 	}
-	ns = labels[LabelUseWaypointNamespace]
-	if ns == "" {
-		ns = defaultNS
-	}
-	return ns, name, true, false
+	return false
 }
 
 // selectServices finds the services whose own istio.io/use-waypoint label, or
@@ -184,43 +178,21 @@ type keyedBackend struct {
 }
 
 // selectService translates svc into out when it is one of this waypoint's
-// services. It only reads the translator.
+// services (the capture rules: capture.go). It only reads the translator.
 func (t *translator) selectService(svc *corev1.Service, out *serviceOut) {
-	wns, wname, ok, optedOut := useWaypoint(svc.Labels, svc.Namespace)
-	if !ok && !optedOut {
-		if ns := t.namespaces[svc.Namespace]; ns != nil {
-			wns, wname, ok, _ = useWaypoint(ns.Labels, svc.Namespace)
-		}
+	r := t.capture.decide(svc.Namespace, svc.Labels, trafficKindService)
+	// Or this Gateway is the service's weighted canary (canary.go).
+	r, why := t.captureCanary("Service", &svc.ObjectMeta, r)
+	if why != nil {
+		out.conds = append(out.conds, *why)
 	}
-	if !ok || wns != t.gw.Namespace || wname != t.gw.Name {
-		// Or this Gateway is the service's weighted canary (canary.go).
-		canary, why := t.canaryCheck("Service", &svc.ObjectMeta)
-		if why != nil {
-			out.conds = append(out.conds, *why)
+	if r != CaptureBound {
+		if c := t.capture.notBound("Service", svc.Namespace, svc.Name, r); c != nil {
+			out.conds = append(out.conds, *c)
 		}
-		if !canary {
-			return
-		}
-	}
-	if svc.Namespace != t.gw.Namespace && !t.admitsNamespace(svc.Namespace) {
-		out.conds = append(out.conds, Condition{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Type: "WaypointBound",
-			Status: "False", Reason: "NotAllowed",
-			Message: fmt.Sprintf("waypoint %s/%s does not allow namespace %s (listener allowedRoutes.namespaces)", t.gw.Namespace, t.gw.Name, svc.Namespace)})
 		return
 	}
 	out.service = t.service(svc, out)
-}
-
-// admitsNamespace reports whether one of the waypoint's listeners lets
-// services or routes of another namespace use it (allowedRoutes.namespaces,
-// default Same).
-func (t *translator) admitsNamespace(ns string) bool {
-	for _, l := range t.listeners {
-		if l.admits(ns, t.gw.Namespace, t.namespaceLabels(ns)) {
-			return true
-		}
-	}
-	return false
 }
 
 // namespaceLabels are a namespace's labels, nil when it is not in the
@@ -257,7 +229,18 @@ func (t *translator) service(svc *corev1.Service, out *serviceOut) *ir.Service {
 		return nil
 	}
 	vips := clusterIPs(svc)
-	if len(vips) == 0 {
+	headless := svc.Spec.ClusterIP == corev1.ClusterIPNone
+	if headless {
+		// Clients dial a headless service's pods by their IPs (the DNS
+		// answer), which ztunnel sends to a waypoint only as workload
+		// traffic: to the pods' own waypoint (selectWorkloads). The
+		// service is still bound as istiod binds it, reachable here by
+		// its hostname, with its routes and policies.
+		out.conds = append(out.conds, Condition{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Type: "WaypointBound",
+			Status: "True", Reason: "Headless",
+			Message: "a headless service is reached by its pods' IPs: that traffic comes through a waypoint only as workload traffic, when the pods use one (istio.io/use-waypoint on the pods or their namespace, with istio.io/waypoint-for: workload or all)"})
+	}
+	if len(vips) == 0 && !headless {
 		out.conds = append(out.conds, Condition{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Type: "WaypointBound",
 			Status: "False", Reason: "NoClusterIP",
 			Message: "the service has no cluster IP, so no traffic can be addressed to it through the waypoint"})

@@ -156,6 +156,13 @@ func Translate(snap *source.Snapshot, opts Options) (*Result, error) {
 		return nil, err
 	}
 	verdict, listeners := validateGateway(gw)
+	if _, own := gw.Labels[LabelWaypointFor]; !own && verdict.IsAccepted() {
+		for _, gc := range snap.GatewayClasses {
+			if w, ok := gc.Labels[LabelWaypointFor]; ok && gc.Name == string(gw.Spec.GatewayClassName) && !validTrafficType(w) {
+				verdict.Accepted = badTrafficType("its GatewayClass's", w)
+			}
+		}
+	}
 	if !verdict.IsAccepted() {
 		return nil, &NotAcceptedError{Gateway: ir.NamespacedName{Namespace: gw.Namespace, Name: gw.Name}, Verdict: verdict}
 	}

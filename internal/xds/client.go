@@ -200,3 +200,7 @@ func (c *Client) decode(resp *discovery.DiscoveryResponse, name string) (*ir.Way
 
 // ErrNoConfig is reported while no configuration has arrived yet.
 var ErrNoConfig = errors.New("no configuration received yet")
+
+// DefaultTokenFile is where a waypoint pod's projected ServiceAccount token
+// for the xDS server is mounted (the deployer mounts it there).
+const DefaultTokenFile = "/var/run/secrets/kgateway-waypoint/xds-token"

@@ -67,8 +67,8 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (Identity, error)
 }
 
-// allowed reports whether id may subscribe to the resource name.
-func (id Identity) allowed(name string) bool {
+// Allowed reports whether id may subscribe to the resource name.
+func (id Identity) Allowed(name string) bool {
 	ns, n, ok := strings.Cut(name, "/")
 	return ok && ns == id.Namespace && n == id.ServiceAccount
 }

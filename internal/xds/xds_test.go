@@ -10,6 +10,7 @@ import (
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/xds"
+	xdsserver "github.com/kgateway-dev/kgateway-waypoint/internal/xds/server"
 )
 
 type fakeAuth map[string]xds.Identity
@@ -31,9 +32,9 @@ func config(gw ir.NamespacedName, port uint16) *ir.Waypoint {
 	return &ir.Waypoint{Gateway: gw, TrustDomain: "cluster.local", InboundPort: port}
 }
 
-func startServer(t *testing.T, addr string) (*xds.Server, string) {
+func startServer(t *testing.T, addr string) (*xdsserver.Server, string) {
 	t.Helper()
-	s := xds.NewServer(xds.ServerOptions{Auth: auth})
+	s := xdsserver.New(xdsserver.Options{Auth: auth})
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -125,6 +125,7 @@ endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
 	clusterIP := strings.TrimSpace(kubectl("", "-n", "httpbin", "get", "svc", "httpbin", "-o", "jsonpath={.spec.clusterIP}"))
 	args := strings.Fields(kubectl("", "-n", "httpbin", "get", "deployment", "httpbin-waypoint",
 		"-o", `jsonpath={range .spec.template.spec.containers[0].args[*]}{@}{" "}{end}`))
+	command := kubectl("", "-n", "httpbin", "get", "deployment", "httpbin-waypoint", "-o", `jsonpath={.spec.template.spec.containers[0].command}`)
 	if out := kubectl("", "-n", "httpbin", "get", "gateway", "httpbin-waypoint", "-o", `jsonpath={.status.addresses}`); out != "" {
 		t.Errorf("the Gateway has addresses before any waypoint replica is ready: %s", out)
 	}
@@ -139,12 +140,12 @@ endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
 	inbound, status, metrics := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1")
 	args = override(t, args, map[string]string{"--xds-address": xdsAddr, "--token-file": tokenFile,
 		"--inbound-address": inbound, "--status-address": status, "--metrics-address": metrics})
-	if args[0] != "proxy" || !contains(args, "--gateway", "httpbin/httpbin-waypoint") || !slices.Contains(args, "--max-header-bytes=8192") {
-		t.Fatalf("the Deployment runs %v (want the chart's proxy.limits among them)", args)
+	if command != `["/kgateway-waypoint-proxy"]` || !contains(args, "--gateway", "httpbin/httpbin-waypoint") || !slices.Contains(args, "--max-header-bytes=8192") {
+		t.Fatalf("the Deployment runs %s %v (want the data-plane binary, the chart's proxy.limits among its flags)", command, args)
 	}
 	// Tests never bind the fixed admin port.
 	args = append(args, "--admin-address", freeAddr(t, "127.0.0.1"))
-	prx := start(t, args...)
+	prx := startBinary(t, proxyBinary, args...)
 	waitFor(t, 20*time.Second, "the proxy to be ready", func() bool { return ready(status) })
 
 	// Stand-in for the kubelet and kube-controller-manager (envtest runs

@@ -23,7 +23,9 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/meshclient"
 )
 
-var binary string
+// binary is kgateway-waypoint; proxyBinary the data-plane-only
+// kgateway-waypoint-proxy that waypoint pods run.
+var binary, proxyBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "kgw-e2e-")
@@ -31,10 +33,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "kgateway-waypoint")
-	build := exec.Command("go", "build", "-o", binary, "../../cmd/kgateway-waypoint")
+	proxyBinary = filepath.Join(dir, "kgateway-waypoint-proxy")
+	build := exec.Command("go", "build", "-o", dir, "../../cmd/kgateway-waypoint", "../../cmd/kgateway-waypoint-proxy")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the binary:", err)
+		fmt.Fprintln(os.Stderr, "building the binaries:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -68,7 +71,13 @@ func start(t *testing.T, args ...string) *proc {
 		// Tests run side by side: never the fixed default ports.
 		args = append(args, "--metrics-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0")
 	}
-	p := &proc{cmd: exec.Command(binary, args...), done: make(chan error, 1)}
+	return startBinary(t, binary, args...)
+}
+
+// startBinary runs bin with args, its output captured, killed at the end.
+func startBinary(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

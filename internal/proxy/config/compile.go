@@ -98,6 +98,9 @@ func Compile(w *ir.Waypoint, prev *Config, sh Shared) (*Config, error) {
 		}
 		services = w.Services
 	}
+	if err := c.compileWorkloads(portsPrev, sh.JWKS, sh.Outlier); err != nil {
+		return nil, err
+	}
 	if prev != nil {
 		merged := *w
 		merged.Services, merged.Backends = services, irBackends

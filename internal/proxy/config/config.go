@@ -36,6 +36,10 @@ type Config struct {
 	warned []int
 	// backendsKept: every backend is the previous configuration's.
 	backendsKept bool
+	// workloads are the compiled ir.Workloads by address, served by
+	// workloadPort (nil when the waypoint takes no workload traffic).
+	workloads    map[netip.Addr]*workload
+	workloadPort *ServicePort
 	// authBackends maps an external authorizer's host and port to the key
 	// in backends of the service the translator resolved it to
 	// (ir.ExtAuthzProvider.Backend).
@@ -67,6 +71,10 @@ type ServicePort struct {
 	// DefaultBackend is the service itself (nil when the configuration has
 	// no such backend).
 	DefaultBackend *upstream.Backend
+	// H2CBackend, for workload traffic only, is the workload's address
+	// spoken to in HTTP/2: an h2c request on a port whose protocol was
+	// detected goes there (DefaultBackend speaks HTTP/1.1).
+	H2CBackend *upstream.Backend
 	// Name is "hostname:port", for logs.
 	Name string
 }
@@ -97,20 +105,30 @@ func (c *Config) IR() *ir.Waypoint { return c.ir }
 // Backend returns the backend with that key (nil when there is none).
 func (c *Config) Backend(key string) *upstream.Backend { return c.backends[key] }
 
+// Workloads reports how many addresses of workloads the configuration serves.
+func (c *Config) Workloads() int { return len(c.workloads) }
+
 // Ports are the service ports, in the order of the IR's services and their
 // ports. The slice must not be modified.
 func (c *Config) Ports() []*ServicePort { return c.ports }
 
 // Lookup finds the service port a connection is for: by the address the
 // client dialled, else by the hostname ztunnel passed (TLV 0xD1, "" when
-// absent) and the dialled port.
+// absent) and the dialled port, else, for workload traffic, by the
+// workload the dialled IP belongs to (any port).
 func (c *Config) Lookup(dst netip.AddrPort, hostname string) (Target, bool) {
 	sp := c.byAddr[dst]
 	if sp == nil && hostname != "" {
 		sp = c.byHost[hostPort{hostname, dst.Port()}]
 	}
 	if sp == nil {
-		return Target{}, false
+		// Workload traffic: addressed to a workload's IP, any port.
+		ip := dst.Addr().Unmap()
+		w := c.workloads[ip]
+		if w == nil {
+			return Target{}, false
+		}
+		sp = w.port(ip, dst.Port())
 	}
 	return Target{Config: c, Port: sp}, true
 }

@@ -224,7 +224,7 @@ func TestSameProviderCoversEveryField(t *testing.T) {
 func TestWaypointFieldsAreAccountedFor(t *testing.T) {
 	// NodeLocalities: where the waypoint is, which its backends' tiers
 	// depend on (Config.place, compared in compileBackends).
-	compiled := []string{"Services", "Backends", "NodeLocalities"}
+	compiled := []string{"Services", "Backends", "Workloads", "WorkloadPort", "NodeLocalities"}
 	forPorts := []string{"TrustDomain", "TrustDomainAliases"}
 	perRequest := []string{"PathNormalization", "DefaultRetry", "ExtAuthzProviders"}
 	// names and the listener (dataplane.Runner; HBONE also picks how the

@@ -463,7 +463,21 @@ func (s *Server) serveConn(c net.Conn, st *connState) {
 func (s *Server) dispatch(c net.Conn, br *bufio.Reader, info *ConnInfo, target config.Target, st *connState) (handedOff bool) {
 	info.Target = target
 	ctx := context.WithValue(context.Background(), ctxKey{}, info)
-	if target.Protocol() == ir.ProtocolTCP {
+	proto := target.Protocol()
+	if proto == ir.ProtocolDetect {
+		// Workload traffic: HTTP or TCP by its first bytes.
+		_ = c.SetReadDeadline(time.Now().Add(s.opts.HTTP.ReadHeaderTimeout))
+		isHTTP, err := detectHTTP(br, s.opts.HTTP.AllowCustomMethods)
+		if err != nil {
+			return false
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		proto = ir.ProtocolTCP
+		if isHTTP {
+			proto = ir.ProtocolHTTP
+		}
+	}
+	if proto == ir.ProtocolTCP {
 		s.connEvent("tcp", true)
 		defer s.connEvent("tcp", false)
 		s.h.ServeTCP(ctx, c, br, info)

@@ -14,7 +14,10 @@ import (
 // the endpoints reached over HBONE, with the identity each must prove, and
 // the trust domains peers must be in.
 type Mesh struct {
-	Endpoints          map[string]string // endpoint IP:port → SPIFFE identity
+	Endpoints map[string]string // endpoint IP:port → SPIFFE identity
+	// Hosts are the workloads reached over HBONE on whatever port
+	// (workload traffic): IP → SPIFFE identity.
+	Hosts              map[string]string
 	TrustDomain        string
 	TrustDomainAliases []string
 }
@@ -29,6 +32,19 @@ func MeshOf(w *ir.Waypoint) *Mesh {
 	for _, b := range w.Backends {
 		for _, e := range b.HBONE {
 			m.Endpoints[e.Endpoint] = e.Identity
+		}
+	}
+	for _, wl := range w.Workloads {
+		if wl == nil || !wl.HBONE {
+			continue
+		}
+		if m.Hosts == nil {
+			m.Hosts = map[string]string{}
+		}
+		for _, a := range wl.Addresses {
+			if ip, err := netip.ParseAddr(a); err == nil {
+				m.Hosts[ip.Unmap().String()] = wl.Identity
+			}
 		}
 	}
 	return m
@@ -51,11 +67,15 @@ func meshChanged(a, b *Mesh) bool {
 	if a == nil || b == nil {
 		return (a == nil) != (b == nil)
 	}
-	if len(a.Endpoints) != len(b.Endpoints) {
+	return mapChanged(a.Endpoints, b.Endpoints) || mapChanged(a.Hosts, b.Hosts)
+}
+
+func mapChanged(a, b map[string]string) bool {
+	if len(a) != len(b) {
 		return true
 	}
-	for ep, id := range a.Endpoints {
-		if nid, ok := b.Endpoints[ep]; !ok || nid != id {
+	for k, v := range a {
+		if nv, ok := b[k]; !ok || nv != v {
 			return true
 		}
 	}
@@ -77,12 +97,23 @@ func (p *Pool) dialMesh(ctx context.Context, network, addr string) (net.Conn, er
 		return p.dialer.DialContext(ctx, network, addr)
 	}
 	id, ok := m.Endpoints[addr]
+	var ap netip.AddrPort
+	if !ok && len(m.Hosts) > 0 {
+		// A workload's address, on the port the traffic came to.
+		if a, err := netip.ParseAddrPort(addr); err == nil {
+			ap = a
+			id, ok = m.Hosts[a.Addr().Unmap().String()]
+		}
+	}
 	if !ok {
 		return p.dialer.DialContext(ctx, network, addr)
 	}
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		return nil, err
+	if !ap.IsValid() {
+		a, err := netip.ParseAddrPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		ap = a
 	}
 	return p.hbone.Dial(ctx, hbone.Target{
 		Address:   net.JoinHostPort(ap.Addr().String(), strconv.Itoa(int(p.opts.HBONEPort))),

@@ -1,4 +1,10 @@
-package xds
+// Package server is the controller's xDS server: go-control-plane's
+// aggregated discovery service with a linear cache of one resource per
+// waypoint (xds.TypeURL), each proxy authenticated (xds.Authenticator) and
+// allowed only its own Gateway. It is apart from package xds, the proxy's
+// side, so that a proxy links none of go-control-plane's server and cache
+// (and the Envoy resource types they bring).
+package server
 
 import (
 	"bytes"
@@ -24,12 +30,13 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/xds"
 )
 
 // Server is the xDS server of the controller.
 type Server struct {
 	log   *slog.Logger
-	auth  Authenticator
+	auth  xds.Authenticator
 	cache *cachev3.LinearCache
 	grpc  *grpc.Server
 
@@ -42,21 +49,21 @@ type Server struct {
 }
 
 type streamInfo struct {
-	id    Identity
+	id    xds.Identity
 	node  string
 	names []string
 }
 
-// ServerOptions configure a Server.
-type ServerOptions struct {
-	Auth   Authenticator
+// Options configure a Server.
+type Options struct {
+	Auth   xds.Authenticator
 	Logger *slog.Logger
 	// VersionPrefix distinguishes controller replicas' versions.
 	VersionPrefix string
 }
 
-// NewServer makes the xDS server; Serve runs it.
-func NewServer(o ServerOptions) *Server {
+// New makes the xDS server; Serve runs it.
+func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -70,7 +77,7 @@ func NewServer(o ServerOptions) *Server {
 	if prefix == "" {
 		prefix = fmt.Sprintf("%x-", time.Now().UnixNano())
 	}
-	s.cache = cachev3.NewLinearCache(TypeURL, cachev3.WithVersionPrefix(prefix), cachev3.WithLogger(nopLogger{}))
+	s.cache = cachev3.NewLinearCache(xds.TypeURL, cachev3.WithVersionPrefix(prefix), cachev3.WithLogger(nopLogger{}))
 	cb := serverv3.CallbackFuncs{
 		StreamOpenFunc:     s.onStreamOpen,
 		StreamClosedFunc:   s.onStreamClosed,
@@ -114,8 +121,8 @@ func (s *Server) Set(wps map[ir.NamespacedName]*ir.Waypoint) ([]string, error) {
 	var changed, remove []string
 	next := map[string][]byte{}
 	for gw, w := range wps {
-		name := ResourceName(gw)
-		res, err := Encode(w)
+		name := xds.ResourceName(gw)
+		res, err := xds.Encode(w)
 		if err != nil {
 			return nil, fmt.Errorf("encoding %s: %w", name, err)
 		}
@@ -202,12 +209,12 @@ func (s *Server) onStreamRequest(id int64, req *discovery.DiscoveryRequest) erro
 	if si == nil {
 		return status.Error(codes.Unauthenticated, "stream not authenticated")
 	}
-	if req.GetTypeUrl() != TypeURL {
+	if req.GetTypeUrl() != xds.TypeURL {
 		s.rejected.Add(1)
-		return status.Errorf(codes.InvalidArgument, "unknown resource type %q (want %s)", req.GetTypeUrl(), TypeURL)
+		return status.Errorf(codes.InvalidArgument, "unknown resource type %q (want %s)", req.GetTypeUrl(), xds.TypeURL)
 	}
 	names := req.GetResourceNames()
-	if len(names) != 1 || !si.id.allowed(names[0]) {
+	if len(names) != 1 || !si.id.Allowed(names[0]) {
 		s.rejected.Add(1)
 		s.log.Warn("xds: proxy asked for a configuration that is not its own", "stream", id,
 			"serviceAccount", si.id.Namespace+"/"+si.id.ServiceAccount, "resources", names)

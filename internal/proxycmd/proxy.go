@@ -1,4 +1,10 @@
-package main
+// Package proxycmd is the waypoint proxy's command line: the proxy fed by
+// the controller over xDS, what the deployed pods run. Both binaries use
+// it: kgateway-waypoint as its "proxy" subcommand, and the data-plane-only
+// kgateway-waypoint-proxy (cmd/kgateway-waypoint-proxy), which links none
+// of the control plane (Kubernetes clients and APIs, the translator), as
+// its whole command line. So it must import only what the data plane does.
+package proxycmd
 
 import (
 	"context"
@@ -10,12 +16,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/dataplane"
-	"github.com/kgateway-dev/kgateway-waypoint/internal/deployer"
-	"github.com/kgateway-dev/kgateway-waypoint/internal/standalone"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/xds"
 )
 
-func newProxy(g *globalFlags) *cobra.Command {
+// New is the proxy command, named use (its first word).
+func New(use string, g *Logging) *cobra.Command {
 	var (
 		o         dataplane.Options
 		feed      xds.Feed
@@ -24,7 +30,7 @@ func newProxy(g *globalFlags) *cobra.Command {
 		ca        caFlags
 	)
 	c := &cobra.Command{
-		Use:   "proxy --xds-address HOST:PORT --gateway NAMESPACE/NAME",
+		Use:   use + " --xds-address HOST:PORT --gateway NAMESPACE/NAME",
 		Short: "Run a waypoint proxy fed by the controller over xDS (what the deployed pods run)",
 		Long: `Run the waypoint data plane with its configuration streamed by the controller
 (the mesh config's settings included). The proxy authenticates with its
@@ -34,19 +40,19 @@ backoff, and reports ready on /healthz/ready only once its first configuration
 is applied and the inbound listener is bound.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := g.logger(os.Stderr)
+			log, err := g.Logger(os.Stderr)
 			if err != nil {
 				return err
 			}
 			if feed.Client.Address == "" {
 				return fmt.Errorf("--xds-address is required")
 			}
-			gw, err := standalone.ParseGateway(gateway)
-			if err != nil {
-				return err
-			}
-			if gw.Name == "" {
+			if gateway == "" {
 				return fmt.Errorf("--gateway NAMESPACE/NAME is required")
+			}
+			gw, ok := ir.ParseNamespacedName(gateway)
+			if !ok {
+				return fmt.Errorf("--gateway %q: want NAMESPACE/NAME", gateway)
 			}
 			feed.Client.Gateway = gw
 			feed.Client.Token = xds.TokenFile(tokenFile)
@@ -54,7 +60,7 @@ is applied and the inbound listener is bound.`,
 				feed.Client.NodeID, _ = os.Hostname()
 			}
 			feed.Client.Logger = log
-			o.Logger, o.LogLevel = log, &g.level
+			o.Logger, o.LogLevel = log, &g.Level
 			if o.ServiceName == "" {
 				o.ServiceName = gw.Name + "." + gw.Namespace
 			}
@@ -95,7 +101,7 @@ is applied and the inbound listener is bound.`,
 	f := c.Flags()
 	f.StringVar(&feed.Client.Address, "xds-address", "", "the controller's xDS address (host:port)")
 	f.StringVar(&gateway, "gateway", "", "the waypoint Gateway this proxy runs, NAMESPACE/NAME")
-	f.StringVar(&tokenFile, "token-file", deployer.TokenFile, "the projected ServiceAccount token presented to the controller")
+	f.StringVar(&tokenFile, "token-file", xds.DefaultTokenFile, "the projected ServiceAccount token presented to the controller")
 	f.StringVar(&feed.Client.NodeID, "node-id", os.Getenv("POD_NAME"), "name of this proxy in the controller's logs (default $POD_NAME, else the host name)")
 	ca.bind(f)
 	dataplane.BindFlags(f, &o)
