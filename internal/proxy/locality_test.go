@@ -240,22 +240,26 @@ func startHoldBackend(t *testing.T, addr string, arrived chan<- netip.AddrPort) 
 
 // LEAST_REQUEST (kgateway.dev/load-balancer): with requests in flight on
 // one endpoint, new ones go to the idle one; once they end, both are used.
+// The requests are put in flight under round robin (which alternates), and
+// the counts carry over to the configuration that turns LEAST_REQUEST on.
 func TestLeastRequestPrefersTheIdleEndpoint(t *testing.T) {
 	arrived := make(chan netip.AddrPort, 256)
 	busy := startHoldBackend(t, "127.0.23.1:0", arrived)
 	idle := startHoldBackend(t, fmt.Sprintf("127.0.23.2:%d", busy.addr.Port()), arrived)
 	close(idle.release) // idle answers /hold at once
-	w := startWaypointOpts(t, proxy.Options{}, localityManifests("zone-a", "", "kgateway.dev/load-balancer: LEAST_REQUEST",
-		placed{busy.addr, "node-a"}, placed{idle.addr, "node-b"}))
+	eps := []placed{{busy.addr, "node-a"}, {idle.addr, "node-b"}}
+	w := startWaypointOpts(t, proxy.Options{}, localityManifests("zone-a", "", "", eps...))
 
-	// Requests to /hold, one at a time, until busy holds three (those
-	// idle gets end at once).
+	// Requests to /hold, one at a time, until busy holds three (round
+	// robin sends every other one there; those idle gets end at once).
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	release := sync.OnceFunc(func() { close(busy.release) })
+	defer release() // on failure too (runs before wg.Wait)
 	held := 0
 	for i := 0; held < 3; i++ {
-		if i == 200 {
-			t.Fatalf("busy holds %d of 200 requests", held)
+		if i == 20 {
+			t.Fatalf("round robin: busy holds %d of 20 requests", held)
 		}
 		wg.Go(func() {
 			if status, err := w.tryGet("127.0.100.1:80", "/hold"); err != nil || status != http.StatusOK {
@@ -266,16 +270,27 @@ func TestLeastRequestPrefersTheIdleEndpoint(t *testing.T) {
 			held++
 		}
 	}
+	if n := w.proxy.EndpointInFlight(busy.addr.String()); n != 3 {
+		t.Fatalf("busy has %d in flight, want 3", n)
+	}
+	w.apply(localityManifests("zone-a", "", "kgateway.dev/load-balancer: LEAST_REQUEST", eps...))
 	for i := range 20 {
 		resp, _ := w.do("127.0.100.1:80", curlID, get("/"))
 		if got := resp.Header.Get("X-Backend"); got != idle.addr.String() {
 			t.Fatalf("request %d went to %s with 3 in flight there; want the idle %s", i, got, idle.addr)
 		}
 	}
-	close(busy.release)
+	// Release busy's requests and wait until their ends are counted.
+	release()
 	wg.Wait()
-	// Their ends were counted: busy is picked again (each pick is two
-	// random choices among two, so a tie goes either way).
+	for i := 0; w.proxy.EndpointInFlight(busy.addr.String()) != 0; i++ {
+		if i == 5000 {
+			t.Fatalf("busy still has %d in flight after its requests ended", w.proxy.EndpointInFlight(busy.addr.String()))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Both are used again (each pick is two random choices among two,
+	// so a tie goes either way).
 	for i := 0; ; i++ {
 		if i == 100 {
 			t.Fatal("busy never picked again after its requests ended")
