@@ -177,6 +177,33 @@ func (d *DataPlane) registerHBONERefusals(st *inbound.HBONEStats) {
 	}
 }
 
+// registerDNS exposes the resolver of hostname endpoints as
+// kgateway_waypoint_dns_resolutions_total{result} (resolved, empty,
+// failed) and kgateway_waypoint_dns_stale_hosts (names served from their
+// last good answer because asking again failed).
+func (d *DataPlane) registerDNS() {
+	for _, r := range []struct {
+		result string
+		n      func(upstream.DNSStats) uint64
+	}{
+		{"resolved", func(s upstream.DNSStats) uint64 { return s.Resolved }},
+		{"empty", func(s upstream.DNSStats) uint64 { return s.Empty }},
+		{"failed", func(s upstream.DNSStats) uint64 { return s.Failed }},
+	} {
+		err := d.tel.RegisterCounterFunc("dns_resolutions_total",
+			"Resolutions of endpoint hostnames (ServiceEntry resolution DNS), by result: resolved (addresses), empty (NXDOMAIN or no record), failed (no answer; the last good answer stays in use).",
+			map[string]string{"result": r.result}, func() float64 { return float64(r.n(d.Proxy.DNSStats())) })
+		if err != nil {
+			d.log.Warn("could not register a DNS metric", "error", err.Error())
+		}
+	}
+	if err := d.tel.RegisterGaugeFunc("dns_stale_hosts",
+		"Endpoint hostnames served from their last good answer because asking again failed.",
+		func() float64 { return float64(d.Proxy.DNSStats().Stale) }); err != nil {
+		d.log.Warn("could not register a DNS metric", "error", err.Error())
+	}
+}
+
 // Start builds the telemetry and the proxy and binds the status, metrics
 // and admin listeners; readiness answers 503 until Listen has bound the
 // inbound and SetReady(true) was called.
@@ -219,11 +246,18 @@ func Start(o Options) (*DataPlane, error) {
 	up := o.Upstream
 	up.OnDial, up.OnClose = d.tel.UpstreamDialed, d.tel.UpstreamConnClosed
 	up.Identity = o.Identity
+	if up.DNS.Servers, err = upstream.ParseDNSServers(up.DNS.Servers); err != nil {
+		return nil, fmt.Errorf("--dns-server: %w", err)
+	}
+	if up.DNS.Logger == nil {
+		up.DNS.Logger = o.Logger
+	}
 	d.Proxy = proxy.New(proxy.Options{
 		ServerHeader: o.ServerHeader, Logger: o.Logger, Upstream: up, Telemetry: d.tel,
 		StreamIdleTimeout: o.Streams.IdleTimeout, MaxRetries: o.Streams.MaxRetries, MaxMirrorsInFlight: o.Streams.MaxMirrors,
 		NodeName: o.NodeName, Locality: loc,
 	})
+	d.registerDNS()
 	reg := d.tel.Registry()
 	for _, l := range []struct {
 		what, addr string

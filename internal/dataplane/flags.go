@@ -26,6 +26,7 @@ func BindFlags(f *pflag.FlagSet, o *Options) {
 	f.Float64Var(&o.TracingSampling, "tracing-sampling", 0.01, "ratio (0 to 1) of new traces sampled")
 	f.Var(cidrList{&o.Inbound.AllowedSources}, "proxy-protocol-allowed-cidrs", proxyProtocolSourcesUsage)
 	f.BoolVar(&o.Inbound.HTTP.AllowCustomMethods, "allow-custom-methods", false, "serve request methods outside the registered set (default: 400, as Envoy)")
+	f.StringSliceVar(&o.Upstream.DNS.Servers, "dns-server", nil, "DNS servers (IP or IP:port, port 53 by default; repeatable) that resolve hostname endpoints (ServiceEntry resolution DNS), re-asked when the answer's TTL runs out (default: the nameservers of /etc/resolv.conf)")
 	f.StringVar(&o.CertDir, "cert-dir", "", "native HBONE: directory of the waypoint's cert-chain.pem, key.pem and root-cert.pem (followed when they change)")
 	f.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "the node this waypoint runs on (default $NODE_NAME): its locality, for services that prefer close endpoints, is the one the configuration gives that node")
 	f.StringVar(&o.Locality, "locality", "", "where this waypoint runs, region[/zone[/subzone]], for services that prefer close endpoints (wins over --node-name)")

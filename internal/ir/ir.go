@@ -346,9 +346,14 @@ type Backend struct {
 	// (HTTP/2 in clear text, for ports whose appProtocol asks for it, such
 	// as grpc) or "TCP" (bytes copied as they are).
 	Protocol string `json:"protocol"`
-	// Endpoints are the ready endpoints (pod IP:targetPort), sorted. The
-	// waypoint sends to endpoints, never to the VIP.
+	// Endpoints are the ready endpoints (pod IP:targetPort, or host:port
+	// for a ServiceEntry of DNS resolution: the proxy resolves the name),
+	// sorted. The waypoint sends to endpoints, never to the VIP.
 	Endpoints []string `json:"endpoints,omitempty"`
+	// Weights are the endpoints whose share of the traffic is not 1 (a
+	// ServiceEntry endpoint's or WorkloadEntry's weight): an endpoint of
+	// weight 3 gets three times the requests of one absent here.
+	Weights map[string]uint32 `json:"weights,omitempty"`
 	// HBONE are the endpoints enrolled in the ambient mesh (their pod, or
 	// its namespace, has istio.io/dataplane-mode: ambient), with their
 	// pod's identity, sorted by endpoint. Set in native mode only

@@ -297,6 +297,10 @@ func (p *Proxy) roundTrip(ctx context.Context, perTry time.Duration, r *http.Req
 }
 
 func (p *Proxy) send(ctx context.Context, r *http.Request, body *replayBody, b *upstream.Backend, ep string) (*http.Response, error) {
+	ep, err := p.pool.Resolve(ctx, b, ep) // a hostname endpoint: one of its addresses
+	if err != nil {
+		return nil, err
+	}
 	out := &http.Request{
 		Method:        r.Method,
 		URL:           upstreamURL(r, ep),
@@ -423,6 +427,10 @@ func (p *Proxy) mirror(x *exchange) {
 		}
 		ep, ok := b.Pick()
 		if !ok {
+			continue
+		}
+		ep, err := p.pool.Resolve(r.Context(), b, ep)
+		if err != nil {
 			continue
 		}
 		hdr := r.Header.Clone()

@@ -12,6 +12,7 @@ package proxy
 
 import (
 	"cmp"
+	"context"
 	"log/slog"
 	"net"
 	"strconv"
@@ -113,12 +114,15 @@ type generation struct {
 }
 
 // resolve finds where to dial a service hostname and port (an external
-// authorizer): an endpoint the configuration in force knows for it, else
-// the address itself.
+// authorizer): an endpoint the configuration in force knows for it (a
+// hostname endpoint, of a DNS ServiceEntry, resolved from the cache),
+// else the address itself.
 func (p *Proxy) resolve(host string, port uint16) (string, error) {
 	if c := p.cfg.Load(); c != nil {
 		if ep, ok := c.Resolve(host, port); ok {
-			return ep, nil
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return p.pool.Resolve(ctx, nil, ep)
 		}
 	}
 	return net.JoinHostPort(host, strconv.Itoa(int(port))), nil
@@ -175,6 +179,7 @@ func (p *Proxy) Update(w *ir.Waypoint) error {
 		prevAuth = prev.auth
 	}
 	p.pool.SetMesh(upstream.MeshOf(w))
+	p.pool.SetHostnames(upstream.HostnamesOf(w))
 	p.cfg.Store(&generation{Config: c, auth: p.authorizersFor(w, prevAuth)})
 	p.tel.SetConfigVersion(c.Version())
 	// The outlier detector forgets endpoints no backend has any more.
@@ -209,6 +214,9 @@ func (p *Proxy) Close() {
 		closeClients(g.auth.clients)
 	}
 }
+
+// DNSStats reports the resolver of hostname endpoints' counts.
+func (p *Proxy) DNSStats() upstream.DNSStats { return p.pool.DNSStats() }
 
 // EndpointEjected reports whether outlier detection has ejected an
 // endpoint (ip:port) right now.

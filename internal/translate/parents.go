@@ -124,8 +124,11 @@ func (t *translator) bindParent(r routeRef, idx int, pr gwv1.ParentReference, pr
 			return binding{}, false
 		}
 		return b, true
-	case kind == "ServiceEntry" && group == "networking.istio.io":
+	case (kind == "ServiceEntry" || kind == "Hostname") && group == "networking.istio.io":
 		hosts := t.servedSE[ir.NamespacedName{Namespace: ns, Name: string(pr.Name)}]
+		if kind == "Hostname" {
+			hosts = t.servedHost(ns, string(pr.Name))
+		}
 		if hosts == nil {
 			return binding{}, false
 		}
@@ -168,6 +171,27 @@ func (t *translator) bindParent(r routeRef, idx int, pr gwv1.ParentReference, pr
 		return b, true
 	}
 	return binding{}, false
+}
+
+// servedHost finds the served host of a ServiceEntry of namespace ns a
+// Hostname parentRef names (kind Hostname, group networking.istio.io, the
+// name a host of the entry, as kgateway takes it): the route then binds
+// to that host alone, not to the entry's other hosts. nil when no entry
+// of this waypoint has the host.
+func (t *translator) servedHost(ns, host string) []*ir.Service {
+	var out []*ir.Service
+	for key, hosts := range t.servedSE {
+		if key.Namespace != ns {
+			continue
+		}
+		for _, s := range hosts {
+			if s.Hostname == host {
+				out = append(out, s)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // namesPort reports whether a Service or ServiceEntry parentRef covers a

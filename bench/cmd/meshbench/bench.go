@@ -89,8 +89,13 @@ func (b *bench) phase(name string, fn func() error) error {
 
 // buildWaypoint builds the real binary from this tree.
 func buildWaypoint(ctx context.Context, root, out string) error {
-	logf("building the waypoint: go build -o %s ./cmd/kgateway-waypoint", out)
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/kgateway-waypoint")
+	return buildCmd(ctx, root, out, "./cmd/kgateway-waypoint")
+}
+
+// buildCmd builds one of this tree's commands into out.
+func buildCmd(ctx context.Context, root, out, pkg string) error {
+	logf("building %s: go build -o %s %s", filepath.Base(pkg), out, pkg)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the waypoint: %w: %s", err, b)
@@ -122,6 +127,14 @@ func (b *bench) dataPlane(ctx context.Context) error {
 			return err
 		}
 	}
+	// The waypoint as a cluster's pods run it: the data-plane-only binary
+	// fed over xDS.
+	b.env.ProxyBin = filepath.Join(b.env.Dir, "kgateway-waypoint-proxy")
+	if b.want("waypoint-proxy") {
+		if err := buildCmd(ctx, b.root, b.env.ProxyBin, "./cmd/kgateway-waypoint-proxy"); err != nil {
+			return err
+		}
+	}
 	if err := b.startBackend(); err != nil {
 		return err
 	}
@@ -132,6 +145,7 @@ func (b *bench) dataPlane(ctx context.Context) error {
 	}{
 		{"direct", "", "", func(e *targets.Env, _ targets.Opts) (*targets.Target, error) { return targets.Direct(e), nil }},
 		{"waypoint", "", "", targets.StartWaypoint},
+		{"waypoint-proxy", "", "", targets.StartWaypointProxy},
 		{"haproxy", "haproxy", "haproxy", targets.StartHAProxy},
 		{"nginx", "nginx", "nginx", targets.StartNginx},
 		{"caddy", "", "", targets.StartCaddy},
@@ -493,7 +507,7 @@ func version(name, root string, env *targets.Env) string {
 	case "nginx":
 		out, _ := exec.Command("nginx", "-v").CombinedOutput()
 		return strings.TrimSpace(string(out))
-	case "waypoint":
+	case "waypoint", "waypoint-proxy":
 		cmd := exec.Command("git", "describe", "--always", "--dirty")
 		cmd.Dir = root
 		out, _ := cmd.Output()

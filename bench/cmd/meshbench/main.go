@@ -78,7 +78,7 @@ func run() int {
 	fs := flag.NewFlagSet("meshbench", flag.ExitOnError)
 	fs.BoolVar(&c.quick, "quick", false, "short runs (under 2 minutes in all)")
 	fs.StringVar(&c.out, "out", "", "results JSON (default bench/results/latest.json in the repository)")
-	fs.StringVar(&targets, "targets", "direct,waypoint,haproxy,nginx,caddy", "data-plane targets to measure")
+	fs.StringVar(&targets, "targets", "direct,waypoint,waypoint-proxy,haproxy,nginx,caddy", "data-plane targets to measure (waypoint: standalone mode; waypoint-proxy: the data-plane binary the pods run, fed over xDS)")
 	fs.BoolVar(&c.scale, "scale", true, "run the control-plane scale benchmark")
 	fs.BoolVar(&c.dataPlane, "data-plane", true, "run the data-plane benchmark")
 	fs.BoolVar(&c.h2c, "h2c", true, "also measure h2c (HTTP/2 prior knowledge) at the main connection count")

@@ -150,10 +150,17 @@ type Target struct {
 	PROXY bool
 	// Proc is the proxy process (nil for the direct path).
 	Proc *Proc
+	// cleanup, when set, stops what the target needs beside its process.
+	cleanup func()
 }
 
-// Stop ends the target's process.
-func (t *Target) Stop() { t.Proc.Stop() }
+// Stop ends the target's process (and what it needed beside it).
+func (t *Target) Stop() {
+	t.Proc.Stop()
+	if t.cleanup != nil {
+		t.cleanup()
+	}
+}
 
 // Opts are how one target is started.
 type Opts struct {
@@ -170,9 +177,10 @@ type Opts struct {
 type Env struct {
 	// Dir is a scratch directory for configs and logs.
 	Dir string
-	// WaypointBin is the built kgateway-waypoint binary; CaddyBin the
-	// Caddy binary (BuildCaddy).
-	WaypointBin, CaddyBin string
+	// WaypointBin is the built kgateway-waypoint binary, ProxyBin the
+	// data-plane-only kgateway-waypoint-proxy; CaddyBin the Caddy binary
+	// (BuildCaddy).
+	WaypointBin, ProxyBin, CaddyBin string
 	// Backend serves HTTP/1.1; Backend2 is the same server on a second
 	// loopback address (a second endpoint); BackendH2C serves HTTP/1.1 and h2c.
 	Backend, Backend2, BackendH2C netip.AddrPort

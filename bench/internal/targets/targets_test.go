@@ -116,12 +116,14 @@ func checkJob(t *testing.T, tg *Target) {
 	}
 	_ = c.Close()
 
-	denied := dialPROXY(t, tg.Addr, netip.MustParseAddr("10.1.2.3"))
+	// A stranger: another source address (what the reference proxies'
+	// ACL checks) and another identity (what the waypoint's ALLOW checks).
+	denied := dialPROXYAs(t, tg.Addr, netip.MustParseAddr("10.1.2.3"), "spiffe://cluster.local/ns/elsewhere/sa/stranger")
 	defer func() { _ = denied.Close() }()
 	resp := get(t, denied, bufio.NewReader(denied))
 	_, _ = io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("%s: a caller outside 127.0.0.0/8 got %d, want 403", tg.Name, resp.StatusCode)
+		t.Fatalf("%s: a stranger got %d, want 403", tg.Name, resp.StatusCode)
 	}
 
 	if tg.H2CAddr == "" {
@@ -145,8 +147,13 @@ func checkJob(t *testing.T, tg *Target) {
 // dialPROXY connects to addr and writes the PROXY v2 header ztunnel would,
 // with the given source address.
 func dialPROXY(t *testing.T, addr string, src netip.Addr) net.Conn {
+	return dialPROXYAs(t, addr, src, Identity())
+}
+
+// dialPROXYAs is dialPROXY with another client identity (TLV 0xD0).
+func dialPROXYAs(t *testing.T, addr string, src netip.Addr, id string) net.Conn {
 	t.Helper()
-	c, err := dialPROXYErr(addr, src)
+	c, err := dialPROXYWith(addr, src, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,10 +161,14 @@ func dialPROXY(t *testing.T, addr string, src netip.Addr) net.Conn {
 }
 
 func dialPROXYErr(addr string, src netip.Addr) (net.Conn, error) {
+	return dialPROXYWith(addr, src, Identity())
+}
+
+func dialPROXYWith(addr string, src netip.Addr, id string) (net.Conn, error) {
 	hdr, err := meshclient.Conn{
 		Source:      netip.AddrPortFrom(src, 40000),
 		Destination: netip.AddrPortFrom(ServiceVIP, ServicePort),
-		Identity:    Identity(),
+		Identity:    id,
 	}.Header()
 	if err != nil {
 		return nil, err
@@ -205,4 +216,29 @@ func TestCaddyVersionOfANonCaddyBinary(t *testing.T) {
 	if v := CaddyVersion(filepath.Join(t.TempDir(), "missing")); v != "unknown" {
 		t.Fatalf("CaddyVersion(missing) = %q, want unknown", v)
 	}
+}
+
+// TestWaypointProxyDoesTheJob runs the "waypoint-proxy" target (the
+// data-plane-only binary, built here, fed by the xDS server in this
+// process) and checks the same job over real sockets.
+func TestWaypointProxyDoesTheJob(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	go func() { _ = ServeBackend(ln) }()
+	env := &Env{Dir: t.TempDir(), Backend: ln.Addr().(*net.TCPAddr).AddrPort()}
+	env.ProxyBin = filepath.Join(env.Dir, "kgateway-waypoint-proxy")
+	build := exec.Command("go", "build", "-o", env.ProxyBin, "./cmd/kgateway-waypoint-proxy")
+	build.Dir = repoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the proxy: %v\n%s", err, out)
+	}
+	tg, err := StartWaypointProxy(env, Opts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Stop()
+	checkJob(t, tg)
 }

@@ -72,7 +72,7 @@ func equalBackend(a, b *ir.Backend) bool {
 		return true
 	}
 	return a.Service == b.Service && a.Port == b.Port && a.Protocol == b.Protocol &&
-		slices.Equal(a.Endpoints, b.Endpoints) && slices.Equal(a.HBONE, b.HBONE) &&
+		slices.Equal(a.Endpoints, b.Endpoints) && slices.Equal(a.HBONE, b.HBONE) && maps.Equal(a.Weights, b.Weights) &&
 		a.TrafficDistribution == b.TrafficDistribution && slices.Equal(a.Localities, b.Localities) &&
 		a.LoadBalancer == b.LoadBalancer
 }

@@ -67,3 +67,30 @@ func tiers(b *ir.Backend, self Place) [][]int32 {
 	}
 	return out
 }
+
+// weightedTiers gives each tier (nil: one of every endpoint) its weighted
+// round-robin sequence (weightedOrder over the tier's endpoints), so that
+// round robin and the two random choices of LEAST_REQUEST favour heavy
+// endpoints as their weights say.
+func weightedTiers(ts [][]int32, b *ir.Backend) [][]int32 {
+	if ts == nil {
+		all := make([]int32, len(b.Endpoints))
+		for i := range all {
+			all[i] = int32(i)
+		}
+		ts = [][]int32{all}
+	}
+	out := make([][]int32, len(ts))
+	for k, t := range ts {
+		eps := make([]string, len(t))
+		for j, i := range t {
+			eps[j] = b.Endpoints[i]
+		}
+		order := weightedOrder(eps, b.Weights)
+		out[k] = make([]int32, len(order))
+		for j, o := range order {
+			out[k][j] = t[o]
+		}
+	}
+	return out
+}

@@ -161,3 +161,28 @@ func TestPickLeastRequest(t *testing.T) {
 		t.Errorf("a least-request pick allocates %v times", allocs)
 	}
 }
+
+// Endpoint weights (a ServiceEntry's) apply within the closest tier.
+func TestPickWeightedTiers(t *testing.T) {
+	b := NewBackendAt("k", &ir.Backend{
+		Endpoints: []string{"10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"},
+		Weights:   map[string]uint32{"10.0.0.1:80": 3, "10.0.0.2:80": 1, "10.0.0.3:80": 9},
+		Localities: []ir.EndpointLocality{
+			{Endpoint: "10.0.0.1:80", Locality: here.Locality},
+			{Endpoint: "10.0.0.2:80", Locality: here.Locality},
+			{Endpoint: "10.0.0.3:80", Locality: ir.Locality{Region: "r2"}},
+		},
+		TrafficDistribution: ir.TrafficDistributionPreferSameZone,
+	}, NewOutlier(), here)
+	got := map[string]int{}
+	for range 8 {
+		ep, _ := b.Pick()
+		got[ep]++
+	}
+	if got["10.0.0.1:80"] != 6 || got["10.0.0.2:80"] != 2 || len(got) != 2 {
+		t.Errorf("picks %v, want 6 and 2 within the zone (weights 3:1), none of the heavy one elsewhere", got)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { b.Pick() }); allocs != 0 {
+		t.Errorf("Pick allocates %v times", allocs)
+	}
+}

@@ -28,10 +28,18 @@ type Backend struct {
 	health    []*endpointHealth // parallel to endpoints
 	index     map[string]int
 	// tiers are the endpoints' indexes by closeness to the waypoint, the
-	// closest first (locality.go); nil: one tier of every endpoint.
+	// closest first (locality.go), each endpoint as often as its weight
+	// when the backend has weights; nil: one tier of every endpoint.
 	tiers        [][]int32
 	leastRequest bool
 	next         atomic.Uint32
+	// order, for a backend with weighted endpoints (ir.Backend.Weights),
+	// is the round-robin sequence of endpoint indexes, each as often as
+	// its weight and spread out (weights.go); nil: each endpoint once.
+	// With tiers or LEAST_REQUEST, the tiers carry the weights instead.
+	order []int
+	// named is set when some endpoint is a hostname (Pool.Resolve).
+	named bool
 }
 
 // NewBackend compiles a backend with no locality of its own (every
@@ -51,8 +59,18 @@ func NewBackendAt(key string, b *ir.Backend, o *Outlier, self Place) *Backend {
 	for i, ep := range b.Endpoints {
 		be.health[i] = o.state(ep)
 		be.index[ep] = i
+		if _, ok := endpointHostname(ep); ok {
+			be.named = true
+		}
 	}
 	be.tiers = tiers(b, self)
+	if len(b.Weights) > 0 {
+		if be.tiers == nil && !be.leastRequest {
+			be.order = weightedOrder(b.Endpoints, b.Weights)
+		} else {
+			be.tiers = weightedTiers(be.tiers, b)
+		}
+	}
 	return be
 }
 
@@ -66,6 +84,9 @@ func (b *Backend) Pick() (addr string, ok bool) {
 	n := len(b.endpoints)
 	if n == 0 {
 		return "", false
+	}
+	if b.order != nil {
+		return b.pickWeighted()
 	}
 	now := nanotime()
 	// One step of the round-robin cursor per pick, whichever tier serves.
@@ -184,6 +205,8 @@ type Options struct {
 	// HBONEPort is the port tunnels go to on an endpoint's pod IP
 	// (default 15008; tests and the demo use free ports).
 	HBONEPort uint16
+	// DNS configures the resolver of hostname endpoints (dns.go).
+	DNS DNSOptions
 }
 
 func (o *Options) defaults() {
@@ -219,13 +242,15 @@ type Pool struct {
 	// says which (hbone.go).
 	hbone *hbone.Pool
 	mesh  atomic.Pointer[Mesh]
+	// dns resolves hostname endpoints (Resolve).
+	dns *Resolver
 }
 
 // NewPool builds the pools.
 func NewPool(opts Options) *Pool {
 	opts.defaults()
 	d := &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}
-	p := &Pool{opts: opts, dialer: d, dial: d.DialContext}
+	p := &Pool{opts: opts, dialer: d, dial: d.DialContext, dns: NewResolver(opts.DNS)}
 	base := d.DialContext
 	if opts.Identity != nil {
 		p.hbone = hbone.NewPool(hbone.PoolOptions{Identity: opts.Identity, TrustDomains: p.trustDomains,
@@ -272,8 +297,13 @@ func (p *Pool) Transport(b *Backend) http.RoundTripper {
 	return p.H1
 }
 
-// Dial opens a TCP connection to an endpoint, for TCP services.
+// Dial opens a TCP connection to an endpoint, for TCP services (a
+// hostname endpoint to an address of its name, as Resolve gives).
 func (p *Pool) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	addr, err := p.Resolve(ctx, nil, addr)
+	if err != nil {
+		return nil, err
+	}
 	return p.dial(ctx, "tcp", addr)
 }
 
@@ -284,6 +314,7 @@ func (p *Pool) Close() {
 	if p.hbone != nil {
 		p.hbone.Close()
 	}
+	p.dns.Close()
 }
 
 // Outlier is passive outlier detection, Envoy style: an endpoint with

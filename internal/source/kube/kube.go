@@ -41,9 +41,13 @@ type kind struct {
 	// the labels and annotations (status writes, ours included) are not
 	// changes to the translator.
 	status bool
-	obj    func() client.Object
-	list   func() client.ObjectList
-	fill   func(*source.Snapshot, client.ObjectList)
+	// statusChanged, for a status kind, reports an update to the part of
+	// the status the translator reads (a ServiceEntry's addresses), which
+	// is a change even when nothing else moved.
+	statusChanged func(oldObj, newObj any) bool
+	obj           func() client.Object
+	list          func() client.ObjectList
+	fill          func(*source.Snapshot, client.ObjectList)
 	// alt is an older API version to fall back to when this one is not
 	// served (ReferenceGrant v1beta1).
 	alt *kind
@@ -100,7 +104,8 @@ func kinds() []*kind {
 							ObjectMeta: g.ObjectMeta, Spec: g.Spec})
 					}
 				}}},
-		{name: "ServiceEntry", status: true, obj: func() client.Object { return &istionet.ServiceEntry{} },
+		{name: "ServiceEntry", status: true, statusChanged: serviceEntryAddressesChanged,
+			obj:  func() client.Object { return &istionet.ServiceEntry{} },
 			list: func() client.ObjectList { return &istionet.ServiceEntryList{} },
 			fill: func(s *source.Snapshot, l client.ObjectList) {
 				s.ServiceEntries = l.(*istionet.ServiceEntryList).Items
@@ -276,7 +281,8 @@ func (s *Source) handler(k *kind) toolscache.ResourceEventHandler {
 	return toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { s.onChange() },
 		UpdateFunc: func(oldObj, newObj any) {
-			if k.status && !specChanged(oldObj, newObj) {
+			if k.status && !specChanged(oldObj, newObj) &&
+				(k.statusChanged == nil || !k.statusChanged(oldObj, newObj)) {
 				return
 			}
 			if op, ok := oldObj.(*corev1.Pod); ok {
@@ -302,6 +308,28 @@ func specChanged(oldObj, newObj any) bool {
 		!maps.Equal(o.GetLabels(), n.GetLabels()) ||
 		!maps.Equal(o.GetAnnotations(), n.GetAnnotations()) ||
 		!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp())
+}
+
+// serviceEntryAddressesChanged reports a change of a ServiceEntry's
+// status.addresses (istiod's auto-allocated VIPs, which the translator
+// serves). The conditions in the same status (istiod's, and ours) are no
+// change: our own status writes must not trigger a translation.
+func serviceEntryAddressesChanged(oldObj, newObj any) bool {
+	o, ok1 := oldObj.(*istionet.ServiceEntry)
+	n, ok2 := newObj.(*istionet.ServiceEntry)
+	if !ok1 || !ok2 {
+		return true
+	}
+	a, b := o.Status.GetAddresses(), n.Status.GetAddresses()
+	if len(a) != len(b) {
+		return true
+	}
+	for i := range a {
+		if a[i].GetHost() != b[i].GetHost() || a[i].GetValue() != b[i].GetValue() {
+			return true
+		}
+	}
+	return false
 }
 
 // podChanged is false for pod updates that change nothing the translator
