@@ -15,11 +15,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/identity"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/admin"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
@@ -87,6 +89,12 @@ type Options struct {
 	DrainDelay, DrainTimeout time.Duration
 	// Debug is the JSON of GET /debug/status on the status address.
 	Debug func() any
+	// NodeName is the node this waypoint runs on (--node-name, default
+	// $NODE_NAME, which the deployer sets from the pod's spec.nodeName):
+	// its locality is the one the configuration gives that node.
+	// Locality ("region/zone/subzone", --locality) wins when set.
+	NodeName string
+	Locality string
 	// LogLevel is the level the admin's /logging changes.
 	LogLevel *slog.LevelVar
 	Logger   *slog.Logger
@@ -217,8 +225,11 @@ func Start(o Options) (*DataPlane, error) {
 			return nil, err
 		}
 	}
+	loc, err := ParseLocality(o.Locality)
+	if err != nil {
+		return nil, fmt.Errorf("--locality: %w", err)
+	}
 	d := &DataPlane{opts: o, log: o.Logger, errc: make(chan error, 2)}
-	var err error
 	if o.Identity == nil && o.CertDir != "" {
 		files, err := identity.NewFiles(o.CertDir, o.Logger)
 		if err != nil {
@@ -244,6 +255,7 @@ func Start(o Options) (*DataPlane, error) {
 	d.Proxy = proxy.New(proxy.Options{
 		ServerHeader: o.ServerHeader, Logger: o.Logger, Upstream: up, Telemetry: d.tel,
 		StreamIdleTimeout: o.Streams.IdleTimeout, MaxRetries: o.Streams.MaxRetries, MaxMirrorsInFlight: o.Streams.MaxMirrors,
+		NodeName: o.NodeName, Locality: loc,
 	})
 	d.registerDNS()
 	reg := d.tel.Registry()
@@ -500,4 +512,18 @@ func newTelemetry(o Options) (*telemetry.Telemetry, func(), error) {
 		return nil, nil, err
 	}
 	return tel, closeLog, nil
+}
+
+// ParseLocality reads a locality as Istio writes it, "region/zone/subzone"
+// (zone and subzone optional): nil for "".
+func ParseLocality(s string) (*ir.Locality, error) {
+	if s == "" {
+		return nil, nil
+	}
+	parts := strings.Split(s, "/")
+	if len(parts) > 3 || parts[0] == "" {
+		return nil, fmt.Errorf("%q is not region[/zone[/subzone]]", s)
+	}
+	parts = append(parts, "", "")
+	return &ir.Locality{Region: parts[0], Zone: parts[1], Subzone: parts[2]}, nil
 }

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -27,6 +28,8 @@ func BindFlags(f *pflag.FlagSet, o *Options) {
 	f.BoolVar(&o.Inbound.HTTP.AllowCustomMethods, "allow-custom-methods", false, "serve request methods outside the registered set (default: 400, as Envoy)")
 	f.StringSliceVar(&o.Upstream.DNS.Servers, "dns-server", nil, "DNS servers (IP or IP:port, port 53 by default; repeatable) that resolve hostname endpoints (ServiceEntry resolution DNS), re-asked when the answer's TTL runs out (default: the nameservers of /etc/resolv.conf)")
 	f.StringVar(&o.CertDir, "cert-dir", "", "native HBONE: directory of the waypoint's cert-chain.pem, key.pem and root-cert.pem (followed when they change)")
+	f.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "the node this waypoint runs on (default $NODE_NAME): its locality, for services that prefer close endpoints, is the one the configuration gives that node")
+	f.StringVar(&o.Locality, "locality", "", "where this waypoint runs, region[/zone[/subzone]], for services that prefer close endpoints (wins over --node-name)")
 	f.Uint16Var(&o.Upstream.HBONEPort, "upstream-hbone-port", 15008, "native HBONE: the port of an endpoint's pod that tunnels go to (15008 in a mesh; another port only to run several pods' ztunnels on one machine)")
 	bindLimits(f, o)
 }

@@ -263,6 +263,15 @@ func (r *Runner) debugStatus() any {
 	if a := r.InboundAddr(); a != nil {
 		out["inbound"] = a.String()
 	}
+	// Where the waypoint is, for locality: its node, and the locality it
+	// found (none: services that prefer close endpoints use any).
+	if pl := r.Proxy.Place(); pl.Node != "" || pl.Known {
+		loc := map[string]string{"node": pl.Node}
+		if pl.Known {
+			loc["region"], loc["zone"], loc["subzone"] = pl.Region, pl.Zone, pl.Subzone
+		}
+		out["locality"] = loc
+	}
 	return out
 }
 

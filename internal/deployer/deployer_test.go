@@ -152,6 +152,17 @@ func TestDeployer(t *testing.T) {
 		if ports[15088] == "" || ports[15021] == "" || ports[15020] == "" {
 			t.Errorf("container ports = %v, want 15088, 15021, 15020", ports)
 		}
+		// The proxy's node through the downward API, for its locality
+		// (--node-name defaults to $NODE_NAME), as the API server stored it.
+		var nodeName *corev1.EnvVar
+		for i := range ct.Env {
+			if ct.Env[i].Name == "NODE_NAME" {
+				nodeName = &ct.Env[i]
+			}
+		}
+		if nodeName == nil || nodeName.ValueFrom == nil || nodeName.ValueFrom.FieldRef == nil || nodeName.ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
+			t.Errorf("NODE_NAME env = %+v, want the pod's spec.nodeName", nodeName)
+		}
 		rp := ct.ReadinessProbe
 		if rp == nil || rp.HTTPGet == nil || rp.HTTPGet.Path != "/healthz/ready" || rp.HTTPGet.Port.IntValue() != 15021 {
 			t.Errorf("readiness probe = %+v", rp)

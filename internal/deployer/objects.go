@@ -254,6 +254,11 @@ func Desired(gw *gwv1.Gateway, p *Parameters, cfg Config) *Objects {
 						Env: []corev1.EnvVar{
 							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 							{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+							// The node, for the proxy's locality (--node-name): the
+							// configuration gives each node of the waypoint's
+							// pods its locality, so relabelling a node needs
+							// no restart (translate/locality.go).
+							{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
 							{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory"}}},
 						},
 						Ports: []corev1.ContainerPort{

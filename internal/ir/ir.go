@@ -63,6 +63,13 @@ type Waypoint struct {
 	// whose route sets no retry policy; nil is the proxy's built-in default
 	// (connection failures retried twice on other endpoints).
 	DefaultRetry *Retry `json:"defaultRetry,omitempty"`
+
+	// NodeLocalities are the localities of the nodes that run this
+	// waypoint's pods, by node name (locality.go). A proxy finds its own
+	// there by the node it runs on, so that a node's topology labels can
+	// change without a restart. Set only when a backend prefers close
+	// endpoints (Backend.TrafficDistribution).
+	NodeLocalities map[string]Locality `json:"nodeLocalities,omitempty"`
 }
 
 // NamespacedName names a namespaced Kubernetes object.
@@ -353,6 +360,46 @@ type Backend struct {
 	// (Waypoint.HBONE): the waypoint tunnels to them over HBONE, and sends
 	// plain TCP to the other endpoints.
 	HBONE []MeshEndpoint `json:"hbone,omitempty"`
+	// TrafficDistribution is how close an endpoint the waypoint prefers
+	// (locality.go): "" any endpoint, else one of the TrafficDistribution
+	// constants; Localities then say where the endpoints run.
+	TrafficDistribution string `json:"trafficDistribution,omitempty"`
+	// Localities are where the endpoints run, sorted by endpoint; an
+	// endpoint not listed has no known locality. Set only with
+	// TrafficDistribution.
+	Localities []EndpointLocality `json:"localities,omitempty"`
+	// LoadBalancer is how an endpoint is chosen among the closest: ""
+	// (round robin) or LoadBalancerLeastRequest.
+	LoadBalancer string `json:"loadBalancer,omitempty"`
+}
+
+// Traffic distributions, as Istio names them: PreferSameZone (also
+// Kubernetes' PreferClose) ranks endpoints in the waypoint's zone first,
+// then its region, then any; PreferSameNode ranks its node first, then its
+// subzone, zone and region, then any.
+const (
+	TrafficDistributionPreferSameZone = "PreferSameZone"
+	TrafficDistributionPreferSameNode = "PreferSameNode"
+)
+
+// LoadBalancerLeastRequest picks the endpoint with fewer requests in
+// flight of two chosen at random (Envoy's LEAST_REQUEST).
+const LoadBalancerLeastRequest = "LEAST_REQUEST"
+
+// Locality is where a node is: its topology.kubernetes.io/region and
+// topology.kubernetes.io/zone labels and Istio's topology.istio.io/subzone.
+type Locality struct {
+	Region  string `json:"region,omitempty"`
+	Zone    string `json:"zone,omitempty"`
+	Subzone string `json:"subzone,omitempty"`
+}
+
+// EndpointLocality is where one endpoint runs.
+type EndpointLocality struct {
+	Endpoint string `json:"endpoint"`
+	Locality
+	// Node is the name of the endpoint's node (for PreferSameNode).
+	Node string `json:"node,omitempty"`
 }
 
 // MeshEndpoint is an endpoint reached over HBONE.

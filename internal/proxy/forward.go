@@ -174,12 +174,17 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 	start := time.Now()
 	var resp *http.Response
 	var err error
+	var ep string // the endpoint of the try in flight (b.Begin)
 	for attempt := 0; ; attempt++ {
-		ep, ok := b.Pick()
+		var ok bool
+		ep, ok = b.Pick()
 		if !ok {
 			p.localReply(x, replyNoHealthy)
 			return
 		}
+		// In flight (LEAST_REQUEST) until this try is given up, or the
+		// exchange is over and its response relayed.
+		b.Begin(ep)
 		x.upstreamHost = ep
 		resp, err = p.roundTrip(ctx, perTry, r, body, b, ep)
 		if body.failure() != nil {
@@ -207,6 +212,7 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 			_ = resp.Body.Close()
 			resp = nil
 		}
+		b.End(ep)
 		p.log.Debug("retrying upstream request", "endpoint", ep, "attempt", attempt+1, "error", errString(err))
 		if backoff > 0 {
 			select {
@@ -215,6 +221,7 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 			}
 		}
 	}
+	defer b.End(ep) // the last try's, over when the exchange is
 	if err != nil {
 		if x.clientLeft() {
 			panic(http.ErrAbortHandler) // the client went away: nobody to answer

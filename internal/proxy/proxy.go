@@ -50,6 +50,11 @@ type Options struct {
 	// Telemetry records metrics, access logs and traces; nil is off.
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger
+	// NodeName is the node the waypoint runs on (the pod's spec.nodeName):
+	// its locality is the one the configuration's NodeLocalities give that
+	// node. Locality, when set, is the waypoint's locality instead.
+	NodeName string
+	Locality *ir.Locality
 }
 
 // Proxy serves traffic for one waypoint. It implements inbound.Handler.
@@ -84,10 +89,11 @@ func New(opts Options) *Proxy {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Proxy{
-		opts:         opts,
-		log:          opts.Logger,
-		pool:         upstream.NewPool(opts.Upstream),
-		shared:       config.Shared{Outlier: upstream.NewOutlier(), JWKS: authn.NewJWKSCache(nil, 0)},
+		opts: opts,
+		log:  opts.Logger,
+		pool: upstream.NewPool(opts.Upstream),
+		shared: config.Shared{Outlier: upstream.NewOutlier(), JWKS: authn.NewJWKSCache(nil, 0),
+			NodeName: opts.NodeName, Locality: opts.Locality},
 		serverHeader: []string{opts.ServerHeader},
 		tel:          opts.Telemetry,
 		streamIdle:   cmp.Or(opts.StreamIdleTimeout, defaultStreamIdleTimeout),
@@ -131,6 +137,15 @@ func (p *Proxy) Version() uint64 {
 		return c.Version()
 	}
 	return 0
+}
+
+// Place is where the configuration in force has the waypoint run, for
+// the services that prefer close endpoints (zero before the first).
+func (p *Proxy) Place() upstream.Place {
+	if c := p.cfg.Load(); c != nil {
+		return c.Place()
+	}
+	return upstream.Place{}
 }
 
 // Current returns the configuration in force (nil before the first).
@@ -206,3 +221,7 @@ func (p *Proxy) DNSStats() upstream.DNSStats { return p.pool.DNSStats() }
 // EndpointEjected reports whether outlier detection has ejected an
 // endpoint (ip:port) right now.
 func (p *Proxy) EndpointEjected(ep string) bool { return p.shared.Outlier.Ejected(ep) }
+
+// EndpointInFlight is the number of requests and connections in flight to
+// an endpoint (for tests and stats).
+func (p *Proxy) EndpointInFlight(ep string) int { return p.shared.Outlier.InFlight(ep) }

@@ -67,6 +67,8 @@ func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *
 		p.log.Debug("no endpoint for TCP service", "service", sp.Name)
 		return
 	}
+	b.Begin(ep) // a connection in flight, for LEAST_REQUEST
+	defer b.End(ep)
 	var rec *telemetry.TCPRecord
 	if p.tel != nil {
 		rec = &telemetry.TCPRecord{

@@ -68,6 +68,11 @@ func NewFeed(o Options) (*Feed, error) {
 		return nil, err
 	}
 	o.Translate.Gateway = gw
+	// The waypoint's node (--node-name) has no pod in the files: its
+	// locality comes from its Node there.
+	if o.Translate.NodeName == "" {
+		o.Translate.NodeName = o.DataPlane.NodeName
+	}
 	return &Feed{src: files.Source{Paths: o.Paths, MeshConfig: o.MeshConfig, Logger: o.Logger},
 		opts: o.Translate, log: o.Logger}, nil
 }

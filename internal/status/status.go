@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -126,7 +127,7 @@ func (w *Writer) Write(ctx context.Context, snap *source.Snapshot, wps []Waypoin
 		errs = append(errs, w.route(ctx, r, &r.Status.RouteStatus, r.Spec.ParentRefs, conds["TCPRoute/"+r.Namespace+"/"+r.Name]))
 	}
 	for _, s := range snap.Services {
-		errs = append(errs, w.service(ctx, s, onlyType(conds["Service/"+s.Namespace+"/"+s.Name], "WaypointBound")))
+		errs = append(errs, w.service(ctx, s, onlyType(conds["Service/"+s.Namespace+"/"+s.Name], "WaypointBound", translate.ConditionLoadBalancing)))
 	}
 	w.mu.Lock()
 	if w.applied == nil {
@@ -431,10 +432,10 @@ func truncate(s string) string {
 }
 
 // onlyType keeps the conditions of one type.
-func onlyType(cs []translate.Condition, typ string) []translate.Condition {
+func onlyType(cs []translate.Condition, types ...string) []translate.Condition {
 	var out []translate.Condition
 	for _, c := range cs {
-		if c.Type == typ {
+		if slices.Contains(types, c.Type) {
 			out = append(out, c)
 		}
 	}

@@ -21,7 +21,13 @@ import (
 // by hostname when ztunnel passes it (PROXY TLV 0xD1).
 func (t *translator) selectServiceEntries() {
 	for _, se := range t.snap.ServiceEntries {
-		if r := t.capture.decide(se.Namespace, se.Labels, trafficKindService); r != CaptureBound {
+		r := t.capture.decide(se.Namespace, se.Labels, trafficKindService)
+		// Or this Gateway is the entry's weighted canary (canary.go).
+		r, why := t.captureCanary("ServiceEntry", &se.ObjectMeta, r)
+		if why != nil {
+			t.cond(*why)
+		}
+		if r != CaptureBound {
 			if c := t.capture.notBound("ServiceEntry", se.Namespace, se.Name, r); c != nil {
 				t.cond(*c)
 			}

@@ -34,6 +34,7 @@ type translator struct {
 	slices     map[ir.NamespacedName][]*discoveryv1.EndpointSlice // by service
 	pods       map[ir.NamespacedName]*corev1.Pod                  // native mode only (indexPods)
 	capture    *capturer
+	loc        *localityIndex // nil: no traffic distribution (locality.go)
 
 	out        *ir.Waypoint
 	served     map[ir.NamespacedName]*ir.Service   // Services of this waypoint
@@ -55,6 +56,7 @@ func newTranslator(snap *source.Snapshot, opts Options, gw *gwv1.Gateway) *trans
 		servedSE:   map[ir.NamespacedName][]*ir.Service{},
 		viaService: map[routeKey]bool{},
 		viaGateway: map[int]map[routeKey]bool{},
+		loc:        newLocalityIndex(snap),
 	}
 	for _, ns := range snap.Namespaces {
 		t.namespaces[ns.Name] = ns
@@ -99,6 +101,8 @@ func (t *translator) run() *Result {
 	t.attachRoutes()
 	t.attachPolicies()
 	t.attachRequestAuthentications()
+	t.nodeLocalities()
+	t.loadBalancingConditions()
 	sortConditions(t.conditions)
 	t.countAttachedRoutes()
 	return &Result{Waypoint: t.out, Gateway: t.verdict, Conditions: t.conditions}
@@ -176,7 +180,13 @@ type keyedBackend struct {
 // selectService translates svc into out when it is one of this waypoint's
 // services (the capture rules: capture.go). It only reads the translator.
 func (t *translator) selectService(svc *corev1.Service, out *serviceOut) {
-	if r := t.capture.decide(svc.Namespace, svc.Labels, trafficKindService); r != CaptureBound {
+	r := t.capture.decide(svc.Namespace, svc.Labels, trafficKindService)
+	// Or this Gateway is the service's weighted canary (canary.go).
+	r, why := t.captureCanary("Service", &svc.ObjectMeta, r)
+	if why != nil {
+		out.conds = append(out.conds, *why)
+	}
+	if r != CaptureBound {
 		if c := t.capture.notBound("Service", svc.Namespace, svc.Name, r); c != nil {
 			out.conds = append(out.conds, *c)
 		}
@@ -392,6 +402,7 @@ func (t *translator) newBackend(svc *corev1.Service, p *corev1.ServicePort) (str
 	if t.pods != nil {
 		b.HBONE = t.meshEndpoints(svc, p)
 	}
+	t.localize(svc, p, b)
 	return ir.BackendKey(svc.Namespace, svc.Name, uint16(p.Port)), b
 }
 

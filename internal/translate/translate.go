@@ -57,6 +57,10 @@ type Options struct {
 	RootNamespace string
 	// ClusterDomain is the DNS suffix of services ("cluster.local" when empty).
 	ClusterDomain string
+	// NodeName, when set, is a node the waypoint runs on besides those of
+	// the Gateway's pods (standalone's --node-name, with no pod of its
+	// own): its locality is listed in ir.Waypoint.NodeLocalities too.
+	NodeName string
 }
 
 // defaults fills the options left empty, from the mesh config (nil: Istio's

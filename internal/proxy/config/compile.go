@@ -27,6 +27,23 @@ type Shared struct {
 	// JWKS caches remote JSON Web Key Sets across configurations; nil uses
 	// authn's process-wide cache.
 	JWKS *authn.JWKSCache
+	// NodeName is the node the waypoint runs on: its locality is the one
+	// ir.Waypoint.NodeLocalities gives it, unless Locality is set.
+	NodeName string
+	// Locality, when set, is where the waypoint runs, whatever the IR says
+	// (standalone's --locality).
+	Locality *ir.Locality
+}
+
+// place is where the waypoint runs by sh and w.
+func (sh Shared) place(w *ir.Waypoint) upstream.Place {
+	if sh.Locality != nil {
+		return upstream.Place{Locality: *sh.Locality, Node: sh.NodeName, Known: true}
+	}
+	if l, ok := w.NodeLocalities[sh.NodeName]; ok && sh.NodeName != "" {
+		return upstream.Place{Locality: l, Node: sh.NodeName, Known: true}
+	}
+	return upstream.Place{Node: sh.NodeName}
 }
 
 // Compile builds the proxy's form of w. prev, the configuration in force
@@ -61,7 +78,7 @@ func Compile(w *ir.Waypoint, prev *Config, sh Shared) (*Config, error) {
 	if sh.Outlier == nil {
 		sh.Outlier = upstream.NewOutlier()
 	}
-	c := &Config{ir: w, version: 1} // during compilation, c.ir is w
+	c := &Config{ir: w, version: 1, place: sh.place(w)} // during compilation, c.ir is w
 	if prev != nil {
 		c.version = prev.version + 1
 	}
@@ -156,8 +173,10 @@ func sameForPorts(a, b *ir.Waypoint) bool {
 func (c *Config) compileBackends(prev *Config, outlier *upstream.Outlier) map[string]*ir.Backend {
 	w := c.ir
 	var prevBackends map[string]*upstream.Backend
+	samePlace := true
 	if prev != nil {
 		prevBackends = prev.backends
+		samePlace = prev.place == c.place
 	}
 	// Compare with prev's backends on every CPU for large configurations:
 	// reading both IRs is most of the cost of an update that changes
@@ -177,7 +196,9 @@ func (c *Config) compileBackends(prev *Config, outlier *upstream.Outlier) map[st
 		for i, k := range keys[lo:hi] {
 			if old := prevBackends[k]; old != nil {
 				n++
-				if equalBackend(w.Backends[k], old.IR) {
+				// A backend ranked by locality is built again when the
+				// waypoint's place changed (a node relabelled).
+				if equalBackend(w.Backends[k], old.IR) && (samePlace || w.Backends[k].TrafficDistribution == "") {
 					continue
 				}
 			}
@@ -194,7 +215,7 @@ func (c *Config) compileBackends(prev *Config, outlier *upstream.Outlier) map[st
 	fresh := make([]built, 0, len(changed))
 	for _, i := range changed {
 		k := keys[i]
-		nb := upstream.NewBackend(k, w.Backends[k], outlier)
+		nb := upstream.NewBackendAt(k, w.Backends[k], outlier, c.place)
 		if old := prevBackends[k]; old != nil {
 			// Keep the round-robin cursor, so that frequent updates do
 			// not send every first request to the first endpoint.

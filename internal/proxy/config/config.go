@@ -44,7 +44,13 @@ type Config struct {
 	// in backends of the service the translator resolved it to
 	// (ir.ExtAuthzProvider.Backend).
 	authBackends map[hostPort]string
+	// place is where the waypoint runs, for its backends' locality tiers.
+	place upstream.Place
 }
+
+// Place is where this configuration has the waypoint run (Shared's
+// locality, else its node's in the IR's NodeLocalities).
+func (c *Config) Place() upstream.Place { return c.place }
 
 type hostPort struct {
 	host string

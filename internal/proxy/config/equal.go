@@ -72,7 +72,9 @@ func equalBackend(a, b *ir.Backend) bool {
 		return true
 	}
 	return a.Service == b.Service && a.Port == b.Port && a.Protocol == b.Protocol &&
-		slices.Equal(a.Endpoints, b.Endpoints) && slices.Equal(a.HBONE, b.HBONE) && maps.Equal(a.Weights, b.Weights)
+		slices.Equal(a.Endpoints, b.Endpoints) && slices.Equal(a.HBONE, b.HBONE) && maps.Equal(a.Weights, b.Weights) &&
+		a.TrafficDistribution == b.TrafficDistribution && slices.Equal(a.Localities, b.Localities) &&
+		a.LoadBalancer == b.LoadBalancer
 }
 
 // eqPtr compares two optional values: both nil, or both set and equal.

@@ -222,7 +222,9 @@ func TestSameProviderCoversEveryField(t *testing.T) {
 // to ir.Waypoint fails here until it is put in one of these lists, and,
 // if ports compile differently with it, compared in sameForPorts.
 func TestWaypointFieldsAreAccountedFor(t *testing.T) {
-	compiled := []string{"Services", "Backends", "Workloads", "WorkloadPort"}
+	// NodeLocalities: where the waypoint is, which its backends' tiers
+	// depend on (Config.place, compared in compileBackends).
+	compiled := []string{"Services", "Backends", "Workloads", "WorkloadPort", "NodeLocalities"}
 	forPorts := []string{"TrustDomain", "TrustDomainAliases"}
 	perRequest := []string{"PathNormalization", "DefaultRetry", "ExtAuthzProviders"}
 	// names and the listener (dataplane.Runner; HBONE also picks how the

@@ -6,6 +6,7 @@ package upstream
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -17,8 +18,8 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/hbone"
 )
 
-// Backend is a compiled ir.Backend: its endpoints, their health and a
-// round-robin cursor.
+// Backend is a compiled ir.Backend: its endpoints, their health, the
+// locality tiers and a round-robin cursor.
 type Backend struct {
 	Key       string
 	IR        *ir.Backend
@@ -26,20 +27,35 @@ type Backend struct {
 	endpoints []string
 	health    []*endpointHealth // parallel to endpoints
 	index     map[string]int
-	next      atomic.Uint32
+	// tiers are the endpoints' indexes by closeness to the waypoint, the
+	// closest first (locality.go), each endpoint as often as its weight
+	// when the backend has weights; nil: one tier of every endpoint.
+	tiers        [][]int32
+	leastRequest bool
+	next         atomic.Uint32
 	// order, for a backend with weighted endpoints (ir.Backend.Weights),
 	// is the round-robin sequence of endpoint indexes, each as often as
 	// its weight and spread out (weights.go); nil: each endpoint once.
+	// With tiers or LEAST_REQUEST, the tiers carry the weights instead.
 	order []int
 	// named is set when some endpoint is a hostname (Pool.Resolve).
 	named bool
 }
 
-// NewBackend compiles a backend; health state is shared through o so it
+// NewBackend compiles a backend with no locality of its own (every
+// endpoint equally close); health state is shared through o so it
 // survives configuration updates.
 func NewBackend(key string, b *ir.Backend, o *Outlier) *Backend {
+	return NewBackendAt(key, b, o, Place{})
+}
+
+// NewBackendAt compiles a backend for a waypoint at self: when the
+// backend prefers close endpoints, they are ranked into tiers once here,
+// so that a pick does no more than walk the closest tier.
+func NewBackendAt(key string, b *ir.Backend, o *Outlier, self Place) *Backend {
 	be := &Backend{Key: key, IR: b, H2C: b.Protocol == "H2C", endpoints: b.Endpoints,
-		health: make([]*endpointHealth, len(b.Endpoints)), index: make(map[string]int, len(b.Endpoints))}
+		health: make([]*endpointHealth, len(b.Endpoints)), index: make(map[string]int, len(b.Endpoints)),
+		leastRequest: b.LoadBalancer == ir.LoadBalancerLeastRequest}
 	for i, ep := range b.Endpoints {
 		be.health[i] = o.state(ep)
 		be.index[ep] = i
@@ -47,15 +63,23 @@ func NewBackend(key string, b *ir.Backend, o *Outlier) *Backend {
 			be.named = true
 		}
 	}
+	be.tiers = tiers(b, self)
 	if len(b.Weights) > 0 {
-		be.order = weightedOrder(b.Endpoints, b.Weights)
+		if be.tiers == nil && !be.leastRequest {
+			be.order = weightedOrder(b.Endpoints, b.Weights)
+		} else {
+			be.tiers = weightedTiers(be.tiers, b)
+		}
 	}
 	return be
 }
 
-// Pick returns the next endpoint in round-robin order, skipping endpoints
-// ejected by outlier detection unless every endpoint is ejected; ok is
-// false when the backend has no ready endpoint.
+// Pick returns an endpoint of the closest tier that has one not ejected
+// by outlier detection: the next in round-robin order, or with
+// LEAST_REQUEST the one with fewer requests in flight of two chosen at
+// random. When every endpoint is ejected it picks among all of them
+// (Envoy's panic mode). ok is false when the backend has no ready
+// endpoint. It does not allocate.
 func (b *Backend) Pick() (addr string, ok bool) {
 	n := len(b.endpoints)
 	if n == 0 {
@@ -64,15 +88,84 @@ func (b *Backend) Pick() (addr string, ok bool) {
 	if b.order != nil {
 		return b.pickWeighted()
 	}
-	start := b.next.Add(1) - 1
 	now := nanotime()
-	for k := 0; k < n; k++ {
-		i := int((start + uint32(k)) % uint32(n))
-		if !b.health[i].ejected(now) {
+	// One step of the round-robin cursor per pick, whichever tier serves.
+	start := b.next.Add(1) - 1
+	if b.tiers == nil {
+		if i := b.pickIn(nil, n, now, start); i >= 0 {
+			return b.endpoints[i], true
+		}
+	}
+	for _, t := range b.tiers {
+		if i := b.pickIn(t, len(t), now, start); i >= 0 {
 			return b.endpoints[i], true
 		}
 	}
 	return b.endpoints[int(start%uint32(n))], true // all ejected: panic mode
+}
+
+// pickIn picks among the m endpoints of tier t (nil: every endpoint),
+// skipping ejected ones, round robin from start; -1 when all are ejected.
+func (b *Backend) pickIn(t []int32, m int, now int64, start uint32) int {
+	at := func(k int) int {
+		if t == nil {
+			return k
+		}
+		return int(t[k])
+	}
+	if b.leastRequest && m > 1 {
+		// Two distinct choices at random; the healthy one with fewer
+		// requests in flight wins (the first on a tie).
+		x := int(rand.Uint32N(uint32(m)))
+		y := int(rand.Uint32N(uint32(m - 1)))
+		if y >= x {
+			y++
+		}
+		i, j := at(x), at(y)
+		hi, hj := b.health[i], b.health[j]
+		switch ei, ej := hi.ejected(now), hj.ejected(now); {
+		case !ei && !ej:
+			if hj.inflight.Load() < hi.inflight.Load() {
+				return j
+			}
+			return i
+		case !ei:
+			return i
+		case !ej:
+			return j
+		}
+		// Both ejected: the first healthy one from a random place.
+		for k := 1; k < m; k++ {
+			if i := at((x + k) % m); !b.health[i].ejected(now) {
+				return i
+			}
+		}
+		return -1
+	}
+	for k := 0; k < m; k++ {
+		i := at(int((start + uint32(k)) % uint32(m)))
+		if !b.health[i].ejected(now) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Begin counts a request (or TCP connection) in flight to an endpoint
+// Pick returned, for LEAST_REQUEST; End, called once for each Begin when
+// it is over, uncounts it. The count is the endpoint's, across
+// configurations.
+func (b *Backend) Begin(ep string) {
+	if i, ok := b.index[ep]; ok {
+		b.health[i].inflight.Add(1)
+	}
+}
+
+// End ends what Begin counted.
+func (b *Backend) End(ep string) {
+	if i, ok := b.index[ep]; ok {
+		b.health[i].inflight.Add(-1)
+	}
 }
 
 // Report records the outcome of an exchange with an endpoint: ok false
@@ -244,6 +337,7 @@ type endpointHealth struct {
 	o            *Outlier
 	failures     atomic.Int32
 	ejections    atomic.Int32
+	inflight     atomic.Int32 // requests and connections (Backend.Begin)
 	ejectedUntil atomic.Int64 // monotonic nanoseconds
 }
 
@@ -290,6 +384,18 @@ func (o *Outlier) Ejected(ep string) bool {
 	h := o.eps[ep]
 	o.mu.Unlock()
 	return h != nil && h.ejected(nanotime())
+}
+
+// InFlight is the number of requests and connections in flight to an
+// endpoint (Backend.Begin), for tests and stats.
+func (o *Outlier) InFlight(ep string) int {
+	o.mu.Lock()
+	h := o.eps[ep]
+	o.mu.Unlock()
+	if h == nil {
+		return 0
+	}
+	return int(h.inflight.Load())
 }
 
 var clockStart = time.Now()

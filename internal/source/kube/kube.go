@@ -336,6 +336,7 @@ func serviceEntryAddressesChanged(oldObj, newObj any) bool {
 // reads (most pod updates are container status changes).
 func podChanged(o, n *corev1.Pod) bool {
 	if o.Status.PodIP != n.Status.PodIP || len(o.Status.PodIPs) != len(n.Status.PodIPs) ||
+		o.Spec.NodeName != n.Spec.NodeName || // bound to a node: its locality (translate/locality.go)
 		!maps.Equal(o.Labels, n.Labels) || o.Status.Phase != n.Status.Phase ||
 		!o.DeletionTimestamp.Equal(n.DeletionTimestamp) {
 		return true
