@@ -188,6 +188,20 @@ func captureCases() []captureCase {
 			app("cap-nat", "svc", nil),
 		services: []string{"cap-nat/svc.cap-nat.svc.cluster.local"},
 	}, {
+		// The weighted canary of Istio 1.31: a Service names a primary and
+		// a canary waypoint (and the canary's share); istiod lists both as
+		// its weighted waypoints, so both must serve it. The canary serves
+		// only that Service, the primary both.
+		name:     "canary",
+		gateway:  ir.NamespacedName{Namespace: "cap-can", Name: "wp2"},
+		manifest: canaryManifest(),
+		services: []string{"cap-can/svc.cap-can.svc.cluster.local"},
+	}, {
+		name:     "canary-primary",
+		gateway:  ir.NamespacedName{Namespace: "cap-can", Name: "wp"},
+		manifest: canaryManifest(),
+		services: []string{"cap-can/svc.cap-can.svc.cluster.local", "cap-can/other.cap-can.svc.cluster.local"},
+	}, {
 		// A headless Service takes its namespace's waypoint like any other.
 		name:    "headless",
 		gateway: ir.NamespacedName{Namespace: "cap-hl", Name: "wp"},
@@ -935,4 +949,14 @@ spec:
   address: %s
   serviceAccount: vm
 `, name, ns, labelsYAML(l), address)
+}
+
+// canaryManifest is two waypoints, a Service with wp as its primary and
+// wp2 as its canary at 30%, and a Service with wp only.
+func canaryManifest() string {
+	svc := strings.Replace(app("cap-can", "svc", map[string]string{"istio.io/use-waypoint": "wp", "istio.io/use-waypoint-canary": "wp2"}),
+		"kind: Service\nmetadata:\n", "kind: Service\nmetadata:\n  annotations: {istio.io/use-waypoint-canary-weight: \"30\"}\n", 1)
+	return namespace("cap-can", nil) +
+		waypointGateway("cap-can", "wp", "Same", nil, nil) + waypointGateway("cap-can", "wp2", "Same", nil, nil) +
+		svc + app("cap-can", "other", map[string]string{"istio.io/use-waypoint": "wp"})
 }
