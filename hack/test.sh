@@ -3,8 +3,10 @@
 # race detector. It installs what it needs (golangci-lint, pinned) into
 # .cache/bin, and builds the real kube-apiserver, etcd and kubectl the
 # integration tests run against into .cache/kube (hack/kube/build.sh) and
-# helm into .cache/helm (hack/helm/build.sh), and Istio's echo server and
-# HBONE client into .cache/istio-interop (hack/istio-interop/build.sh), so it
+# helm into .cache/helm (hack/helm/build.sh), Istio's echo server and HBONE
+# client into .cache/istio-interop (hack/istio-interop/build.sh), and the
+# real istiod (pilot-discovery, with the ztunnel-xds client) into
+# .cache/istiod (hack/istiod/build.sh: about 9 minutes the first time), so it
 # runs on a fresh machine that has Go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,10 @@ echo "== helm for rendering the chart in the end-to-end test (hack/helm)"
 HELM_BIN="$(hack/helm/build.sh)/helm"
 export HELM_BIN
 "$HELM_BIN" lint install/helm/kgateway-waypoint
+echo "== istiod (pilot-discovery) and ztunnel-xds for the capture end-to-end test (hack/istiod)"
+ISTIOD_BIN_DIR="$(nice -n 10 hack/istiod/build.sh)"
+export ISTIOD_BIN_DIR
+echo "ISTIOD_BIN_DIR=$ISTIOD_BIN_DIR"
 
 echo "== Istio's echo server and HBONE client for the HBONE interop test (hack/istio-interop)"
 ISTIO_INTEROP_BIN="$(hack/istio-interop/build.sh)"
