@@ -37,6 +37,7 @@ type exchange struct {
 	auth    *authorizers   // that generation's external authorizers
 	sp      *config.ServicePort
 	rule    *route.Rule
+	traffic *route.Traffic      // the TrafficPolicy in force (the rule's, else the port's)
 	backend *ir.WeightedBackend // the backendRef chosen (nil: the service itself)
 	path    string              // the normalized path, percent-encoded as sent
 	ext     *extauthz.Decision  // the external authorizer's allow, when asked
@@ -55,14 +56,19 @@ type exchange struct {
 // responseHeaders applies every response modifier of the exchange: the
 // rule's, then the chosen backendRef's, then CORS, then the server header.
 func (p *Proxy) responseHeaders(x *exchange, h http.Header) {
+	if x.traffic != nil {
+		// The TrafficPolicy's first: the rule's own filters (Gateway API
+		// filters take precedence over kgateway policies) apply after.
+		route.ApplyHeaders(h, x.traffic.IR.ResponseHeaders)
+	}
 	if x.rule != nil {
 		route.ApplyHeaders(h, x.rule.IR.ResponseHeaders)
 		if x.backend != nil {
 			route.ApplyHeaders(h, x.backend.ResponseHeaders)
 		}
-		if x.rule.CORS != nil {
-			x.rule.CORS.Decorate(x.r, h)
-		}
+	}
+	if c := x.cors(); c != nil {
+		c.Decorate(x.r, h)
 	}
 	if x.ext != nil {
 		x.ext.ApplyResponse(h)
@@ -130,11 +136,33 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sp.Routes != nil {
 		x.rule, routed = sp.Routes.Match(r, namespaceOf(info.Identity))
 	}
+	if x.rule != nil {
+		x.traffic = x.rule.Traffic
+	} else {
+		x.traffic = sp.Traffic
+	}
 	// CORS preflights are answered before authorization, as browsers send
 	// them without credentials.
-	if x.rule != nil && x.rule.CORS != nil && route.IsPreflight(r) {
+	if x.cors() != nil && route.IsPreflight(r) {
 		p.preflight(x)
 		return
+	}
+	// kgateway TrafficPolicy: CSRF, then the local rate limit, before
+	// authentication and authorization (Envoy's filter order).
+	if tr := x.traffic; tr != nil {
+		if tr.CSRF != nil {
+			switch tr.CSRF.Check(r, mrand.Uint32N(100)) {
+			case route.CSRFDenied:
+				p.localReply(x, replyCSRF)
+				return
+			case route.CSRFShadowed:
+				p.log.Debug("csrf shadow: invalid origin", "service", sp.Name, "origin", r.Header.Get("Origin"), "host", r.Host)
+			}
+		}
+		if tr.Limit != nil && !tr.Limit.Allow() {
+			p.localReply(x, replyRateLimited)
+			return
+		}
 	}
 	// RequestAuthentication: an invalid token is refused; a valid one
 	// gives the request principal and claims policies see.
@@ -190,6 +218,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		backend = x.cfg.Backend(x.backend.Backend)
+		if x.traffic != nil {
+			route.ApplyHeaders(r.Header, x.traffic.IR.RequestHeaders)
+		}
 		route.ApplyHeaders(r.Header, rule.IR.RequestHeaders)
 		route.ApplyHeaders(r.Header, x.backend.RequestHeaders)
 		if rw := rule.IR.Rewrite; rw != nil {
@@ -204,8 +235,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.mirror(x)
 		}
 	}
+	if x.rule == nil && x.traffic != nil {
+		route.ApplyHeaders(r.Header, x.traffic.IR.RequestHeaders)
+	}
 	if backend == nil {
 		p.localReply(x, replyNoHealthy)
+		return
+	}
+	if x.traffic != nil && x.traffic.IR.MaxRequestBytes > 0 && !p.bufferBody(x, x.traffic.IR.MaxRequestBytes) {
 		return
 	}
 	// The waypoint answers Expect: 100-continue itself (as Envoy does by
@@ -425,10 +462,50 @@ func (p *Proxy) redirect(x *exchange) {
 	p.localReply(x, replyRedirect(rd.StatusCode))
 }
 
+// cors is the CORS filter of the exchange: its rule's (where the
+// translator folded a TrafficPolicy's in when the rule had none), else,
+// when no rule took it, the port's TrafficPolicy's.
+func (x *exchange) cors() *route.CORS {
+	if x.rule != nil {
+		return x.rule.CORS
+	}
+	if x.traffic != nil {
+		return x.traffic.CORS
+	}
+	return nil
+}
+
+// bufferBody reads the whole request body, at most max bytes, before it
+// goes upstream, as Envoy's buffer filter does (kgateway's
+// buffer.maxRequestSize): a body declared or found larger gets 413. It
+// reports whether the request may go on.
+func (p *Proxy) bufferBody(x *exchange, max int64) bool {
+	r := x.r
+	if r.ContentLength > max {
+		x.w.Header()["Connection"] = []string{"close"}
+		p.localReply(x, replyTooLarge)
+		return false
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if int64(len(buf)) > max {
+		x.w.Header()["Connection"] = []string{"close"}
+		p.localReply(x, replyTooLarge)
+		return false
+	}
+	r.Body = readCloser{bytes.NewReader(buf), r.Body}
+	return true
+}
+
 // preflight answers a CORS preflight request without going upstream.
 func (p *Proxy) preflight(x *exchange) {
 	h := x.w.Header()
-	x.rule.CORS.Preflight(x.r, h)
+	x.cors().Preflight(x.r, h)
 	h["Content-Length"] = []string{"0"}
 	h["Server"] = p.serverHeader
 	x.w.WriteHeader(http.StatusOK)

@@ -1,0 +1,121 @@
+package v1alpha1
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// DeepCopyObject implements runtime.Object.
+func (in *TrafficPolicy) DeepCopyObject() runtime.Object { return in.DeepCopy() }
+
+// DeepCopyObject implements runtime.Object.
+func (in *TrafficPolicyList) DeepCopyObject() runtime.Object { return in.DeepCopy() }
+
+// DeepCopy copies the policy.
+func (in *TrafficPolicy) DeepCopy() *TrafficPolicy {
+	if in == nil {
+		return nil
+	}
+	out := &TrafficPolicy{TypeMeta: in.TypeMeta}
+	in.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	in.Spec.DeepCopyInto(&out.Spec)
+	in.Status.DeepCopyInto(&out.Status)
+	return out
+}
+
+// DeepCopy copies the list.
+func (in *TrafficPolicyList) DeepCopy() *TrafficPolicyList {
+	if in == nil {
+		return nil
+	}
+	out := &TrafficPolicyList{TypeMeta: in.TypeMeta}
+	in.ListMeta.DeepCopyInto(&out.ListMeta)
+	if in.Items != nil {
+		out.Items = make([]TrafficPolicy, len(in.Items))
+		for i := range in.Items {
+			out.Items[i] = *in.Items[i].DeepCopy()
+		}
+	}
+	return out
+}
+
+func ptr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}
+
+func raw(r json.RawMessage) json.RawMessage { return slices.Clone(r) }
+
+// DeepCopyInto copies the spec into out.
+func (in *TrafficPolicySpec) DeepCopyInto(out *TrafficPolicySpec) {
+	*out = *in
+	if in.TargetRefs != nil {
+		out.TargetRefs = make([]LocalPolicyTargetReferenceWithSectionName, len(in.TargetRefs))
+		for i, r := range in.TargetRefs {
+			r.SectionName = ptr(r.SectionName)
+			out.TargetRefs[i] = r
+		}
+	}
+	if in.TargetSelectors != nil {
+		out.TargetSelectors = make([]LocalPolicyTargetSelectorWithSectionName, len(in.TargetSelectors))
+		for i, s := range in.TargetSelectors {
+			s.SectionName = ptr(s.SectionName)
+			s.MatchLabels = maps.Clone(s.MatchLabels)
+			out.TargetSelectors[i] = s
+		}
+	}
+	if in.RateLimit != nil {
+		rl := &RateLimit{Global: raw(in.RateLimit.Global)}
+		if l := in.RateLimit.Local; l != nil {
+			rl.Local = &LocalRateLimitPolicy{}
+			if tb := l.TokenBucket; tb != nil {
+				rl.Local.TokenBucket = &TokenBucket{MaxTokens: tb.MaxTokens, TokensPerFill: ptr(tb.TokensPerFill), FillInterval: tb.FillInterval}
+			}
+		}
+		out.RateLimit = rl
+	}
+	if in.Cors != nil {
+		c := &CorsPolicy{Disable: ptr(in.Cors.Disable)}
+		if in.Cors.HTTPCORSFilter != nil {
+			c.HTTPCORSFilter = in.Cors.HTTPCORSFilter.DeepCopy()
+		}
+		out.Cors = c
+	}
+	if in.Csrf != nil {
+		c := &CSRFPolicy{PercentageEnabled: ptr(in.Csrf.PercentageEnabled), PercentageShadowed: ptr(in.Csrf.PercentageShadowed)}
+		if in.Csrf.AdditionalOrigins != nil {
+			c.AdditionalOrigins = make([]StringMatcher, len(in.Csrf.AdditionalOrigins))
+			for i, m := range in.Csrf.AdditionalOrigins {
+				c.AdditionalOrigins[i] = StringMatcher{Exact: ptr(m.Exact), Prefix: ptr(m.Prefix), Suffix: ptr(m.Suffix),
+					Contains: ptr(m.Contains), SafeRegex: ptr(m.SafeRegex), IgnoreCase: m.IgnoreCase}
+			}
+		}
+		out.Csrf = c
+	}
+	if in.HeaderModifiers != nil {
+		out.HeaderModifiers = &HeaderModifiers{Request: in.HeaderModifiers.Request.DeepCopy(), Response: in.HeaderModifiers.Response.DeepCopy()}
+	}
+	if in.Buffer != nil {
+		b := &Buffer{Disable: ptr(in.Buffer.Disable)}
+		if in.Buffer.MaxRequestSize != nil {
+			q := in.Buffer.MaxRequestSize.DeepCopy()
+			b.MaxRequestSize = &q
+		}
+		out.Buffer = b
+	}
+	if in.Timeouts != nil {
+		out.Timeouts = &Timeouts{Request: ptr(in.Timeouts.Request), StreamIdle: ptr(in.Timeouts.StreamIdle)}
+	}
+	if in.Retry != nil {
+		out.Retry = &Retry{RetryOn: slices.Clone(in.Retry.RetryOn), Attempts: in.Retry.Attempts, PerTryTimeout: ptr(in.Retry.PerTryTimeout),
+			StatusCodes: slices.Clone(in.Retry.StatusCodes), BackoffBaseInterval: ptr(in.Retry.BackoffBaseInterval)}
+	}
+	out.AI, out.Transformation, out.ExtProc, out.ExtAuth, out.RBAC = raw(in.AI), raw(in.Transformation), raw(in.ExtProc), raw(in.ExtAuth), raw(in.RBAC)
+	out.AutoHostRewrite = ptr(in.AutoHostRewrite)
+}
