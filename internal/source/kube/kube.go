@@ -28,6 +28,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
+	kgwv1alpha1 "github.com/kgateway-dev/kgateway-waypoint/internal/api/kgateway/v1alpha1"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/source"
 )
 
@@ -125,6 +126,13 @@ func kinds() []*kind {
 			fill: func(s *source.Snapshot, l client.ObjectList) {
 				s.RequestAuthentications = l.(*istiosec.RequestAuthenticationList).Items
 			}},
+		// --- kgateway TrafficPolicy (begin) ---
+		{name: "TrafficPolicy", status: true, obj: func() client.Object { return &kgwv1alpha1.TrafficPolicy{} },
+			list: func() client.ObjectList { return &kgwv1alpha1.TrafficPolicyList{} },
+			fill: func(s *source.Snapshot, l client.ObjectList) {
+				s.TrafficPolicies = ptrs(l.(*kgwv1alpha1.TrafficPolicyList).Items)
+			}},
+		// --- kgateway TrafficPolicy (end) ---
 	}
 }
 
@@ -422,6 +430,7 @@ func sortSnapshot(s *source.Snapshot) {
 	sortObjs(s.WorkloadEntries)
 	sortObjs(s.AuthorizationPolicies)
 	sortObjs(s.RequestAuthentications)
+	sortObjs(s.TrafficPolicies) // kgateway TrafficPolicy
 }
 
 // CacheOptions are the manager cache settings the source expects: managed
