@@ -26,8 +26,8 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/labels"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	kgw "github.com/kgateway-dev/kgateway-waypoint/internal/api/kgateway/v1alpha1"
@@ -53,8 +53,8 @@ type tpolicy struct {
 	// invalid are values the waypoint refuses (the field is then left
 	// out); unsupported the fields it does not implement.
 	invalid, unsupported []string
-	attached             bool     // reached at least one request path
-	won, lost            bool     // gave a field somewhere / lost one somewhere
+	attached             bool            // reached at least one request path
+	won, lost            bool            // gave a field somewhere / lost one somewhere
 	missing              []missingTarget // targets it names that do not exist
 }
 
