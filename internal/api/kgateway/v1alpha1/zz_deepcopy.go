@@ -19,11 +19,17 @@ func (in *TrafficPolicy) DeepCopy() *TrafficPolicy {
 	if in == nil {
 		return nil
 	}
-	out := &TrafficPolicy{TypeMeta: in.TypeMeta}
+	out := &TrafficPolicy{}
+	in.DeepCopyInto(out)
+	return out
+}
+
+// DeepCopyInto copies the policy into out.
+func (in *TrafficPolicy) DeepCopyInto(out *TrafficPolicy) {
+	out.TypeMeta = in.TypeMeta
 	in.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
 	in.Spec.DeepCopyInto(&out.Spec)
 	in.Status.DeepCopyInto(&out.Status)
-	return out
 }
 
 // DeepCopy copies the list.
@@ -31,15 +37,36 @@ func (in *TrafficPolicyList) DeepCopy() *TrafficPolicyList {
 	if in == nil {
 		return nil
 	}
-	out := &TrafficPolicyList{TypeMeta: in.TypeMeta}
+	out := &TrafficPolicyList{}
+	in.DeepCopyInto(out)
+	return out
+}
+
+// DeepCopyInto copies the list into out.
+func (in *TrafficPolicyList) DeepCopyInto(out *TrafficPolicyList) {
+	out.TypeMeta = in.TypeMeta
 	in.ListMeta.DeepCopyInto(&out.ListMeta)
+	out.Items = nil
 	if in.Items != nil {
 		out.Items = make([]TrafficPolicy, len(in.Items))
 		for i := range in.Items {
-			out.Items[i] = *in.Items[i].DeepCopy()
+			in.Items[i].DeepCopyInto(&out.Items[i])
 		}
 	}
-	return out
+}
+
+// DeepCopy copies the CORS policy (and shadows the embedded filter's
+// DeepCopy, which would copy only the filter).
+func (in *CorsPolicy) DeepCopy() *CorsPolicy {
+	if in == nil {
+		return nil
+	}
+	c := &CorsPolicy{Disable: ptr(in.Disable)}
+	if in.HTTPCORSFilter != nil {
+		f := *in.HTTPCORSFilter
+		c.HTTPCORSFilter = f.DeepCopy()
+	}
+	return c
 }
 
 func ptr[T any](p *T) *T {
@@ -80,13 +107,7 @@ func (in *TrafficPolicySpec) DeepCopyInto(out *TrafficPolicySpec) {
 		}
 		out.RateLimit = rl
 	}
-	if in.Cors != nil {
-		c := &CorsPolicy{Disable: ptr(in.Cors.Disable)}
-		if in.Cors.HTTPCORSFilter != nil {
-			c.HTTPCORSFilter = in.Cors.HTTPCORSFilter.DeepCopy()
-		}
-		out.Cors = c
-	}
+	out.Cors = in.Cors.DeepCopy()
 	if in.Csrf != nil {
 		c := &CSRFPolicy{PercentageEnabled: ptr(in.Csrf.PercentageEnabled), PercentageShadowed: ptr(in.Csrf.PercentageShadowed)}
 		if in.Csrf.AdditionalOrigins != nil {
