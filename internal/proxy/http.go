@@ -147,9 +147,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.preflight(x)
 		return
 	}
-	// kgateway TrafficPolicy: CSRF, then the local rate limit, before
-	// authentication and authorization (Envoy's filter order).
+	// kgateway TrafficPolicy: the stream idle timeout, CSRF, then the
+	// local rate limit, before authentication and authorization (Envoy's
+	// filter order).
 	if tr := x.traffic; tr != nil {
+		if ms := tr.IR.StreamIdleTimeoutMs; ms != nil {
+			x.idle.setTimeout(time.Duration(*ms) * time.Millisecond)
+		}
 		if tr.CSRF != nil {
 			switch tr.CSRF.Check(r, mrand.Uint32N(100)) {
 			case route.CSRFDenied:

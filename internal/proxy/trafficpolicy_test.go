@@ -1,8 +1,10 @@
 package proxy_test
 
 import (
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -283,5 +285,47 @@ spec:
 	}
 	if a.Hits() != 5 {
 		t.Errorf("backend saw %d requests, want the 5 allowed", a.Hits())
+	}
+}
+
+// timeouts.streamIdle replaces the waypoint's stream idle timeout (5
+// minutes by default) for the rule's requests: a hanging backend gets the
+// client a 408 after it, while the other rule keeps the default.
+func TestTrafficPolicyStreamIdle(t *testing.T) {
+	hb := startHangingBackend(t, "127.0.1.1")
+	w := startWaypoint(t, svcManifests(hb.addr)+`
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: ns}
+spec:
+  parentRefs: [{group: "", kind: Service, name: svc}]
+  rules:
+  - name: quick
+    matches: [{path: {type: PathPrefix, value: /quick}}]
+    backendRefs: [{name: svc, port: 80}]
+  - backendRefs: [{name: svc, port: 80}]
+---
+apiVersion: gateway.kgateway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: idle, namespace: ns}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r, sectionName: quick}]
+  timeouts: {streamIdle: 300ms}
+`)
+	start := time.Now()
+	resp, body := w.do(vip, curlID, get("/quick/hang"))
+	if resp.StatusCode != http.StatusRequestTimeout || body != "stream timeout" {
+		t.Fatalf("%d %q, want 408 stream timeout", resp.StatusCode, body)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("408 after %v, want about 300ms", d)
+	}
+	// The other rule: still waiting after a second (the default is 5m).
+	c := w.dial(vip, curlID)
+	_, _ = io.WriteString(c, "GET /other HTTP/1.1\r\nHost: svc\r\n\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the rule without the policy ended (%d bytes, %v) within a second", n, err)
 	}
 }

@@ -22,6 +22,7 @@ package translate
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -33,6 +34,9 @@ import (
 	kgw "github.com/kgateway-dev/kgateway-waypoint/internal/api/kgateway/v1alpha1"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 )
+
+// gatewayTimeouts is what a Gateway-attached policy's timeouts get.
+const gatewayTimeouts = "timeouts on a Gateway target (kgateway applies them to HTTPRoute targets only)"
 
 const (
 	// AnnotationInheritedPolicyPriority is kgateway's annotation on a
@@ -75,6 +79,7 @@ type tpFields struct {
 	csrf            *ir.CSRF
 	maxBytes        int64
 	requestMs       int64
+	streamIdleMs    *int64
 	retry           *ir.Retry
 	set             map[string]bool
 }
@@ -127,6 +132,9 @@ func (t *translator) indexTrafficPolicies() {
 					return
 				}
 				idx.gateway = appendOnce(idx.gateway, p)
+				if p.f.set["timeouts"] && !slices.Contains(p.unsupported, gatewayTimeouts) {
+					p.unsupported = append(p.unsupported, gatewayTimeouts)
+				}
 			case "HTTPRoute":
 				rn := ir.NamespacedName{Namespace: o.Namespace, Name: name}
 				if section == nil {
@@ -226,11 +234,11 @@ func (t *translator) ruleTraffic(route *gwv1.HTTPRoute, rule *gwv1.HTTPRouteRule
 	if rule.Name != nil {
 		byRule = t.tp.rule[rn][string(*rule.Name)]
 	}
-	levels := [][]*tpolicy{ext, byRule, t.tp.route[rn], t.tp.gateway}
+	levels, gw := [][]*tpolicy{ext, byRule, t.tp.route[rn], t.tp.gateway}, 3
 	if t.preferParent() {
-		levels = [][]*tpolicy{t.tp.gateway, ext, byRule, t.tp.route[rn]}
+		levels, gw = [][]*tpolicy{t.tp.gateway, ext, byRule, t.tp.route[rn]}, 0
 	}
-	m := mergeTraffic(levels)
+	m := mergeTraffic(levels, gw)
 	if m.empty() {
 		return
 	}
@@ -277,7 +285,7 @@ func (t *translator) gatewayTraffic() {
 	if len(t.tp.gateway) == 0 {
 		return
 	}
-	m := mergeTraffic([][]*tpolicy{t.tp.gateway})
+	m := mergeTraffic([][]*tpolicy{t.tp.gateway}, 0)
 	if m.empty() {
 		return
 	}
@@ -300,9 +308,6 @@ func (t *translator) gatewayTraffic() {
 			for _, e := range sp.Routes {
 				if e.GRPC && !grpcDone[e] {
 					grpcDone[e] = true
-					if m.from["timeouts"] != nil && e.RequestTimeoutMs == 0 {
-						e.RequestTimeoutMs = m.f.requestMs
-					}
 					if m.from["retry"] != nil && e.Retry == nil {
 						e.Retry = m.f.retry
 					}
@@ -334,14 +339,16 @@ type merged struct {
 func (m *merged) empty() bool { return len(m.from) == 0 }
 
 // mergeTraffic takes each field from the first policy that sets it,
-// levels in priority order, each level's policies oldest first.
-func mergeTraffic(levels [][]*tpolicy) merged {
+// levels in priority order, each level's policies oldest first. The
+// Gateway's level (index gw, -1 for none) gives no timeouts: kgateway
+// applies them to HTTPRoute targets only.
+func mergeTraffic(levels [][]*tpolicy, gw int) merged {
 	m := merged{from: map[string]*tpolicy{}}
 	for _, field := range tpFieldNames {
-		for _, level := range levels {
+		for li, level := range levels {
 			for _, p := range level {
 				p.attached = true
-				if !p.f.set[field] {
+				if !p.f.set[field] || (li == gw && field == "timeouts") {
 					continue
 				}
 				if m.from[field] == nil {
@@ -370,7 +377,7 @@ func copyField(dst, src *tpFields, field string) {
 	case "buffer":
 		dst.maxBytes = src.maxBytes
 	case "timeouts":
-		dst.requestMs = src.requestMs
+		dst.requestMs, dst.streamIdleMs = src.requestMs, src.streamIdleMs
 	case "retry":
 		dst.retry = src.retry
 	}
@@ -379,7 +386,8 @@ func copyField(dst, src *tpFields, field string) {
 // traffic is the proxy's part of the merge (nil when it has none); with
 // cors, the CORS too (for traffic no route entry takes).
 func (m *merged) traffic(cors bool) *ir.TrafficPolicy {
-	tr := &ir.TrafficPolicy{RequestHeaders: m.f.reqHdr, ResponseHeaders: m.f.respHdr, CSRF: m.f.csrf, MaxRequestBytes: m.f.maxBytes}
+	tr := &ir.TrafficPolicy{RequestHeaders: m.f.reqHdr, ResponseHeaders: m.f.respHdr, CSRF: m.f.csrf, MaxRequestBytes: m.f.maxBytes,
+		StreamIdleTimeoutMs: m.f.streamIdleMs}
 	if cors {
 		tr.CORS = m.f.cors
 	}
@@ -389,7 +397,7 @@ func (m *merged) traffic(cors bool) *ir.TrafficPolicy {
 		tr.LocalRateLimit = &tb
 	}
 	if tr.LocalRateLimit == nil && tr.RequestHeaders == nil && tr.ResponseHeaders == nil && tr.CSRF == nil &&
-		tr.MaxRequestBytes == 0 && tr.CORS == nil {
+		tr.MaxRequestBytes == 0 && tr.CORS == nil && tr.StreamIdleTimeoutMs == nil {
 		return nil
 	}
 	seen := map[string]bool{}
@@ -490,9 +498,16 @@ func convertTrafficPolicy(s *kgw.TrafficPolicySpec, p *tpolicy) tpFields {
 			}
 		}
 		if to.StreamIdle != nil {
-			p.unsupported = append(p.unsupported, "timeouts.streamIdle (the waypoint's --stream-idle-timeout applies)")
+			d, err := parseKgwDuration(*to.StreamIdle)
+			if err != nil {
+				bad("timeouts.streamIdle %q is not a duration", *to.StreamIdle)
+				ok = false
+			} else {
+				ms := d.Milliseconds()
+				f.streamIdleMs = &ms
+			}
 		}
-		if ok && to.Request != nil {
+		if ok && (to.Request != nil || to.StreamIdle != nil) {
 			f.set["timeouts"] = true
 		}
 	}
