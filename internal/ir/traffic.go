@@ -20,6 +20,9 @@ type TrafficPolicy struct {
 	MaxRequestBytes int64 `json:"maxRequestBytes,omitempty"`
 	// CSRF is Envoy's CSRF filter.
 	CSRF *CSRF `json:"csrf,omitempty"`
+	// ExtAuthz names the Waypoint.ExtAuthzProviders entry (a kgateway
+	// GatewayExtension's) that checks these requests (extAuth); "" none.
+	ExtAuthz string `json:"extAuthz,omitempty"`
 	// StreamIdleTimeoutMs replaces the waypoint's stream idle timeout for
 	// these requests (timeouts.streamIdle): nil keeps it, 0 turns it off.
 	StreamIdleTimeoutMs *int64 `json:"streamIdleTimeoutMs,omitempty"`

@@ -40,8 +40,8 @@ const (
 
 // --- kgateway TrafficPolicy (begin) ---
 
-// KgatewayTrafficPolicy is kgateway's TrafficPolicy CRD, from this
-// repository's install/crds (kgateway's module is not available): a set
+// KgatewayTrafficPolicy is kgateway's TrafficPolicy and GatewayExtension
+// CRDs, from this repository's install/crds (kgateway's module is not available): a set
 // of its own, outside All, for the tests that ask for it.
 const KgatewayTrafficPolicy = Istio << 1
 
@@ -172,7 +172,7 @@ func CRDPaths(crds int) ([]string, error) {
 		paths = append(paths, filepath.Join(is, "kubernetes", "customresourcedefinitions.gen.yaml"))
 	}
 	if crds&KgatewayTrafficPolicy != 0 {
-		paths = append(paths, repoCRD("gateway.kgateway.dev_trafficpolicies.yaml"))
+		paths = append(paths, repoCRD("gateway.kgateway.dev_trafficpolicies.yaml"), repoCRD("gateway.kgateway.dev_gatewayextensions.yaml"))
 	}
 	return paths, nil
 }

@@ -167,6 +167,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.localReply(x, replyRateLimited)
 			return
 		}
+		// extAuth: the GatewayExtension's ext_authz server decides.
+		if tr.IR.ExtAuthz != "" && !p.checkExternal(x, tr.IR.ExtAuthz, "TrafficPolicy", false) {
+			return
+		}
 	}
 	// RequestAuthentication: an invalid token is refused; a valid one
 	// gives the request principal and claims policies see.
@@ -186,7 +190,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// CUSTOM first: the external authorizer decides the requests its
 		// policies select, before DENY and ALLOW.
 		if provider, policy, matched := sp.Authz.Custom(areq); matched {
-			if !p.checkExternal(x, provider, policy) {
+			if !p.checkExternal(x, provider, policy, true) {
 				return
 			}
 		}
@@ -321,16 +325,16 @@ func namespaceOf(identity string) string {
 // checkExternal asks a CUSTOM policy's external authorizer about the
 // request. It answers the client itself and returns false on a denial;
 // on an allow it applies the authorizer's request changes and returns true.
-// A provider that is unknown, unusable, or one of several on the port,
-// denies, as istiod makes Envoy do.
-func (p *Proxy) checkExternal(x *exchange, provider, policy string) bool {
+// A provider that is unknown, unusable, or (custom: a CUSTOM policy's)
+// one of several on the port, denies, as istiod makes Envoy do.
+func (p *Proxy) checkExternal(x *exchange, provider, policy string, custom bool) bool {
 	r, sp := x.r, x.sp
 	var client extauthz.Client
 	known := false
 	if x.auth != nil {
 		client, known = x.auth.clients[provider]
 	}
-	if !known || client == nil || len(sp.Authz.CustomProviders()) > 1 {
+	if !known || client == nil || (custom && len(sp.Authz.CustomProviders()) > 1) {
 		p.log.Debug("CUSTOM policy without a usable provider: denied", "service", sp.Name, "policy", policy, "provider", provider)
 		p.localReply(x, replyNoProvider)
 		return false

@@ -40,6 +40,9 @@ type Snapshot struct {
 	// TrafficPolicies are kgateway's gateway.kgateway.dev/v1alpha1
 	// TrafficPolicies (docs/trafficpolicy.md).
 	TrafficPolicies []*kgwv1alpha1.TrafficPolicy
+	// GatewayExtensions are the external services TrafficPolicies name
+	// (extAuth's ext_authz server).
+	GatewayExtensions []*kgwv1alpha1.GatewayExtension
 	// --- kgateway TrafficPolicy (end) ---
 
 	// MeshConfig is Istio's mesh config, parsed; nil is Istio's default

@@ -107,6 +107,7 @@ func (t *translator) run() *Result {
 	t.attachRequestAuthentications()
 	t.nodeLocalities()
 	t.loadBalancingConditions()
+	t.extAuthProviders()        // kgateway TrafficPolicy
 	t.trafficPolicyConditions() // kgateway TrafficPolicy
 	sortConditions(t.conditions)
 	t.countAttachedRoutes()

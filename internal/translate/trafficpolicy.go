@@ -21,6 +21,7 @@ package translate
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -81,11 +82,12 @@ type tpFields struct {
 	requestMs       int64
 	streamIdleMs    *int64
 	retry           *ir.Retry
+	extAuth         string // the provider name; "" with set["extAuth"]: disabled
 	set             map[string]bool
 }
 
 // The top-level fields, in the order they are merged and reported.
-var tpFieldNames = []string{"rateLimit", "headerModifiers", "cors", "csrf", "buffer", "timeouts", "retry"}
+var tpFieldNames = []string{"rateLimit", "extAuth", "headerModifiers", "cors", "csrf", "buffer", "timeouts", "retry"}
 
 // tpIndex is the policies by attachment point.
 type tpIndex struct {
@@ -95,14 +97,17 @@ type tpIndex struct {
 	rule    map[ir.NamespacedName]map[string][]*tpolicy // HTTPRoute rule targets, by rule name
 	all     []*tpolicy
 	bound   map[ir.NamespacedName]bool // HTTPRoutes attached to this waypoint
-
+	// extAuthProblems are why a GatewayExtension cannot be used, by
+	// provider name ("" when it can).
+	extAuthProblems map[string]string
 }
 
 // indexTrafficPolicies validates every TrafficPolicy and files it under
 // the points it attaches to.
 func (t *translator) indexTrafficPolicies() {
 	idx := &tpIndex{byName: map[ir.NamespacedName]*tpolicy{}, route: map[ir.NamespacedName][]*tpolicy{},
-		rule: map[ir.NamespacedName]map[string][]*tpolicy{}, bound: map[ir.NamespacedName]bool{}}
+		rule: map[ir.NamespacedName]map[string][]*tpolicy{}, bound: map[ir.NamespacedName]bool{},
+		extAuthProblems: map[string]string{}}
 	t.tp = idx
 	if len(t.snap.TrafficPolicies) == 0 {
 		return
@@ -380,6 +385,8 @@ func copyField(dst, src *tpFields, field string) {
 		dst.requestMs, dst.streamIdleMs = src.requestMs, src.streamIdleMs
 	case "retry":
 		dst.retry = src.retry
+	case "extAuth":
+		dst.extAuth = src.extAuth
 	}
 }
 
@@ -387,7 +394,7 @@ func copyField(dst, src *tpFields, field string) {
 // cors, the CORS too (for traffic no route entry takes).
 func (m *merged) traffic(cors bool) *ir.TrafficPolicy {
 	tr := &ir.TrafficPolicy{RequestHeaders: m.f.reqHdr, ResponseHeaders: m.f.respHdr, CSRF: m.f.csrf, MaxRequestBytes: m.f.maxBytes,
-		StreamIdleTimeoutMs: m.f.streamIdleMs}
+		StreamIdleTimeoutMs: m.f.streamIdleMs, ExtAuthz: m.f.extAuth}
 	if cors {
 		tr.CORS = m.f.cors
 	}
@@ -397,7 +404,7 @@ func (m *merged) traffic(cors bool) *ir.TrafficPolicy {
 		tr.LocalRateLimit = &tb
 	}
 	if tr.LocalRateLimit == nil && tr.RequestHeaders == nil && tr.ResponseHeaders == nil && tr.CSRF == nil &&
-		tr.MaxRequestBytes == 0 && tr.CORS == nil && tr.StreamIdleTimeoutMs == nil {
+		tr.MaxRequestBytes == 0 && tr.CORS == nil && tr.StreamIdleTimeoutMs == nil && tr.ExtAuthz == "" {
 		return nil
 	}
 	seen := map[string]bool{}
@@ -511,6 +518,27 @@ func convertTrafficPolicy(s *kgw.TrafficPolicySpec, p *tpolicy) tpFields {
 			f.set["timeouts"] = true
 		}
 	}
+	if ea := s.ExtAuth; ea != nil {
+		switch {
+		case ea.Disable != nil && ea.ExtensionRef == nil:
+			f.set["extAuth"] = true
+		case ea.Disable == nil && ea.ExtensionRef != nil:
+			f.set["extAuth"] = true
+			ns := p.obj.Namespace
+			if ea.ExtensionRef.Namespace != nil && *ea.ExtensionRef.Namespace != "" {
+				ns = string(*ea.ExtensionRef.Namespace)
+			}
+			f.extAuth = extAuthProviderName(ir.NamespacedName{Namespace: ns, Name: string(ea.ExtensionRef.Name)})
+			if len(ea.ContextExtensions) > 0 {
+				p.unsupported = append(p.unsupported, "extAuth.contextExtensions")
+			}
+			if ea.WithRequestBody != nil {
+				p.unsupported = append(p.unsupported, "extAuth.withRequestBody (the GatewayExtension's applies)")
+			}
+		default:
+			bad("extAuth: exactly one of extensionRef and disable must be set")
+		}
+	}
 	if r := s.Retry; r != nil {
 		if out, err := convertKgwRetry(r, p); err != "" {
 			bad("%s", err)
@@ -524,7 +552,7 @@ func convertTrafficPolicy(s *kgw.TrafficPolicySpec, p *tpolicy) tpFields {
 		set  bool
 	}{
 		{"ai", len(s.AI) > 0}, {"transformation", len(s.Transformation) > 0}, {"extProc", len(s.ExtProc) > 0},
-		{"extAuth", len(s.ExtAuth) > 0}, {"autoHostRewrite", s.AutoHostRewrite != nil}, {"rbac", len(s.RBAC) > 0},
+		{"autoHostRewrite", s.AutoHostRewrite != nil}, {"rbac", len(s.RBAC) > 0},
 	} {
 		if u.set {
 			p.unsupported = append(p.unsupported, u.name)
@@ -673,6 +701,11 @@ func (t *translator) trafficPolicyConditions() {
 	gwRef := &ParentRef{Ref: gwv1.ParentReference{Group: ptrTo(gwv1.Group(gatewayAPIGroup)), Kind: ptrTo(gwv1.Kind("Gateway")),
 		Namespace: ptrTo(gwv1.Namespace(t.gw.Namespace)), Name: gwv1.ObjectName(t.gw.Name)}}
 	for _, p := range t.tp.all {
+		if p.f.extAuth != "" && p.won {
+			if prob := t.tp.extAuthProblems[p.f.extAuth]; prob != "" {
+				p.invalid = append(p.invalid, "extAuth: "+prob+"; the requests it applies to are denied")
+			}
+		}
 		var missing []string
 		for _, m := range p.missing {
 			if m.route == nil || t.tp.bound[*m.route] {
@@ -712,3 +745,107 @@ func (t *translator) trafficPolicyConditions() {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// extAuthPrefix starts the names of the ext_authz providers made from
+// GatewayExtensions (the mesh config's providers have names without "/").
+const extAuthPrefix = "gatewayextension/"
+
+func extAuthProviderName(n ir.NamespacedName) string {
+	return extAuthPrefix + n.Namespace + "/" + n.Name
+}
+
+// extAuthProviders adds to the waypoint the ext_authz provider of every
+// GatewayExtension its TrafficPolicies use: Envoy's gRPC ext_authz to the
+// extension's grpcService. One that cannot be used is added as invalid,
+// so that its requests are denied (fail closed), and reported on the
+// policies through extAuthProblems.
+func (t *translator) extAuthProviders() {
+	used := map[string]bool{}
+	add := func(tr *ir.TrafficPolicy) {
+		if tr != nil && tr.ExtAuthz != "" {
+			used[tr.ExtAuthz] = true
+		}
+	}
+	for _, s := range t.out.Services {
+		for _, sp := range s.Ports {
+			add(sp.Traffic)
+			for _, e := range sp.Routes {
+				add(e.Traffic)
+			}
+		}
+	}
+	if t.out.WorkloadPort != nil {
+		add(t.out.WorkloadPort.Traffic)
+	}
+	if len(used) == 0 {
+		return
+	}
+	if t.out.ExtAuthzProviders == nil {
+		t.out.ExtAuthzProviders = map[string]*ir.ExtAuthzProvider{}
+	}
+	for _, name := range slices.Sorted(maps.Keys(used)) {
+		prov, problem := t.extAuthProvider(name)
+		if problem != "" {
+			prov.Invalid = problem
+			t.tp.extAuthProblems[name] = problem
+		}
+		t.out.ExtAuthzProviders[name] = prov
+	}
+}
+
+// extAuthProvider converts the GatewayExtension a provider name names.
+func (t *translator) extAuthProvider(name string) (*ir.ExtAuthzProvider, string) {
+	prov := &ir.ExtAuthzProvider{Name: name, Kind: ir.ExtAuthzGRPC, TimeoutMs: 200, StatusOnError: 403}
+	nn, _ := ir.ParseNamespacedName(strings.TrimPrefix(name, extAuthPrefix))
+	var ext *kgw.GatewayExtension
+	for _, g := range t.snap.GatewayExtensions {
+		if g.Namespace == nn.Namespace && g.Name == nn.Name {
+			ext = g
+		}
+	}
+	switch {
+	case ext == nil:
+		return prov, fmt.Sprintf("GatewayExtension %s not found", nn)
+	case ext.Spec.ExtAuth == nil:
+		return prov, fmt.Sprintf("GatewayExtension %s is not of type ExtAuth", nn)
+	case ext.Spec.ExtAuth.GrpcService == nil:
+		return prov, fmt.Sprintf("GatewayExtension %s: only extAuth.grpcService is supported by the waypoint", nn)
+	}
+	ea := ext.Spec.ExtAuth
+	g := ea.GrpcService
+	ref := g.BackendRef
+	if (ref.Group != nil && *ref.Group != "" && *ref.Group != "core") || (ref.Kind != nil && *ref.Kind != "Service") {
+		return prov, fmt.Sprintf("GatewayExtension %s: the grpcService backendRef must be a Service", nn)
+	}
+	ns := ext.Namespace
+	if ref.Namespace != nil && *ref.Namespace != "" {
+		ns = string(*ref.Namespace)
+	}
+	if ns != ext.Namespace {
+		return prov, fmt.Sprintf("GatewayExtension %s: a grpcService in another namespace is not supported", nn)
+	}
+	if ref.Port == nil {
+		return prov, fmt.Sprintf("GatewayExtension %s: the grpcService backendRef needs a port", nn)
+	}
+	prov.Service = ns + "/" + string(ref.Name) + "." + ns + ".svc." + t.opts.ClusterDomain
+	prov.Namespace, prov.Host, prov.Port = ns, string(ref.Name)+"."+ns+".svc."+t.opts.ClusterDomain, uint16(*ref.Port)
+	prov.Backend = t.authorizerBackend(ns, prov.Host, prov.Port)
+	if prov.Backend == "" {
+		return prov, fmt.Sprintf("GatewayExtension %s: Service %s/%s port %d not found", nn, ns, ref.Name, *ref.Port)
+	}
+	if g.RequestTimeout != nil {
+		d, err := parseKgwDuration(*g.RequestTimeout)
+		if err != nil || d < time.Millisecond {
+			return prov, fmt.Sprintf("GatewayExtension %s: grpcService.requestTimeout %q: a duration of at least 1ms is required", nn, *g.RequestTimeout)
+		}
+		prov.TimeoutMs = d.Milliseconds()
+	}
+	prov.FailOpen, prov.ClearRouteCache = ea.FailOpen, ea.ClearRouteCache
+	if ea.StatusOnError != 0 {
+		prov.StatusOnError = int(ea.StatusOnError)
+	}
+	if b := ea.WithRequestBody; b != nil && b.MaxRequestBytes > 0 {
+		prov.Body = &ir.ExtAuthzBody{MaxRequestBytes: uint32(b.MaxRequestBytes), AllowPartialMessage: b.AllowPartialMessage, PackAsBytes: b.PackAsBytes}
+	}
+	return prov, ""
+}

@@ -122,7 +122,7 @@ func equalTraffic(a, b *ir.TrafficPolicy) bool {
 		eqPtr(a.RequestHeaders, b.RequestHeaders, equalHeaderModifier) &&
 		eqPtr(a.ResponseHeaders, b.ResponseHeaders, equalHeaderModifier) &&
 		eqPtr(a.CORS, b.CORS, equalCORS) &&
-		a.MaxRequestBytes == b.MaxRequestBytes &&
+		a.MaxRequestBytes == b.MaxRequestBytes && a.ExtAuthz == b.ExtAuthz &&
 		eqPtr(a.StreamIdleTimeoutMs, b.StreamIdleTimeoutMs, func(a, b *int64) bool { return *a == *b }) &&
 		eqPtr(a.CSRF, b.CSRF, func(a, b *ir.CSRF) bool {
 			return a.EnabledPercent == b.EnabledPercent && a.ShadowPercent == b.ShadowPercent &&

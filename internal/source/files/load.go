@@ -78,7 +78,8 @@ var kinds = map[kindKey][]string{
 	{"security.istio.io", "AuthorizationPolicy"}:    {"v1", "v1beta1"},
 	{"security.istio.io", "RequestAuthentication"}:  {"v1", "v1beta1"},
 	// --- kgateway TrafficPolicy ---
-	{kgwv1alpha1.Group, "TrafficPolicy"}: {"v1alpha1"},
+	{kgwv1alpha1.Group, "TrafficPolicy"}:    {"v1alpha1"},
+	{kgwv1alpha1.Group, "GatewayExtension"}: {"v1alpha1"},
 }
 
 // clusterScoped kinds have no namespace.
@@ -406,6 +407,9 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	case "TrafficPolicy": // kgateway TrafficPolicy
 		o := &kgwv1alpha1.TrafficPolicy{}
 		obj, meta = o, &o.ObjectMeta
+	case "GatewayExtension":
+		o := &kgwv1alpha1.GatewayExtension{}
+		obj, meta = o, &o.ObjectMeta
 	default:
 		return nil, nil, fmt.Errorf("unsupported kind %s", kind)
 	}
@@ -486,6 +490,8 @@ func (l *loader) add(obj any) {
 		s.RequestAuthentications = append(s.RequestAuthentications, o)
 	case *kgwv1alpha1.TrafficPolicy: // kgateway TrafficPolicy
 		s.TrafficPolicies = append(s.TrafficPolicies, o)
+	case *kgwv1alpha1.GatewayExtension:
+		s.GatewayExtensions = append(s.GatewayExtensions, o)
 	}
 }
 

@@ -22,7 +22,7 @@ spec:
 		t.Fatal(err)
 	}
 	if len(snap.TrafficPolicies) != 1 || snap.TrafficPolicies[0].Name != "rl" ||
-		snap.TrafficPolicies[0].Spec.RateLimit.Local.TokenBucket.MaxTokens != 1 || len(snap.TrafficPolicies[0].Spec.ExtAuth) == 0 {
+		snap.TrafficPolicies[0].Spec.RateLimit.Local.TokenBucket.MaxTokens != 1 || snap.TrafficPolicies[0].Spec.ExtAuth == nil {
 		t.Fatalf("snapshot: %+v", snap.TrafficPolicies)
 	}
 	for _, bad := range []struct{ doc, want string }{

@@ -132,6 +132,11 @@ func kinds() []*kind {
 			fill: func(s *source.Snapshot, l client.ObjectList) {
 				s.TrafficPolicies = ptrs(l.(*kgwv1alpha1.TrafficPolicyList).Items)
 			}},
+		{name: "GatewayExtension", status: true, obj: func() client.Object { return &kgwv1alpha1.GatewayExtension{} },
+			list: func() client.ObjectList { return &kgwv1alpha1.GatewayExtensionList{} },
+			fill: func(s *source.Snapshot, l client.ObjectList) {
+				s.GatewayExtensions = ptrs(l.(*kgwv1alpha1.GatewayExtensionList).Items)
+			}},
 		// --- kgateway TrafficPolicy (end) ---
 	}
 }
@@ -431,6 +436,7 @@ func sortSnapshot(s *source.Snapshot) {
 	sortObjs(s.AuthorizationPolicies)
 	sortObjs(s.RequestAuthentications)
 	sortObjs(s.TrafficPolicies) // kgateway TrafficPolicy
+	sortObjs(s.GatewayExtensions)
 }
 
 // CacheOptions are the manager cache settings the source expects: managed

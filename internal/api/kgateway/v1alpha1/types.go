@@ -6,7 +6,7 @@
 // (install/helm/kgateway-crds/templates/gateway.kgateway.dev_trafficpolicies.yaml)
 // and api/v1alpha1/traffic_policy_types.go: the JSON names are kgateway's,
 // so users' manifests decode unchanged. The fields the waypoint honours are
-// typed; the others (ai, transformation, extProc, extAuth, rateLimit.global,
+// typed; the others (ai, transformation, extProc, rateLimit.global,
 // autoHostRewrite, rbac) are kept as raw JSON, so that a manifest carrying
 // them still decodes and the translator can name them in the policy's
 // status instead of dropping them silently. Durations are kept as strings
@@ -31,9 +31,9 @@ const Group = "gateway.kgateway.dev"
 // GroupVersion is gateway.kgateway.dev/v1alpha1.
 var GroupVersion = schema.GroupVersion{Group: Group, Version: "v1alpha1"}
 
-// AddToScheme registers TrafficPolicy and TrafficPolicyList.
+// AddToScheme registers TrafficPolicy, GatewayExtension and their lists.
 func AddToScheme(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &TrafficPolicy{}, &TrafficPolicyList{})
+	s.AddKnownTypes(GroupVersion, &TrafficPolicy{}, &TrafficPolicyList{}, &GatewayExtension{}, &GatewayExtensionList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }
@@ -74,7 +74,7 @@ type TrafficPolicySpec struct {
 	AI              json.RawMessage `json:"ai,omitempty"`
 	Transformation  json.RawMessage `json:"transformation,omitempty"`
 	ExtProc         json.RawMessage `json:"extProc,omitempty"`
-	ExtAuth         json.RawMessage `json:"extAuth,omitempty"`
+	ExtAuth         *ExtAuthPolicy  `json:"extAuth,omitempty"`
 	AutoHostRewrite *bool           `json:"autoHostRewrite,omitempty"`
 	RBAC            json.RawMessage `json:"rbac,omitempty"`
 }

@@ -47,7 +47,7 @@ func TestDecodeAndDeepCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	if p.Spec.RateLimit.Local.TokenBucket.FillInterval != "100s" || p.Spec.Cors.HTTPCORSFilter == nil ||
-		len(p.Spec.Cors.AllowOrigins) != 1 || p.Spec.Buffer.MaxRequestSize.Value() != 1<<20 || len(p.Spec.ExtAuth) == 0 {
+		len(p.Spec.Cors.AllowOrigins) != 1 || p.Spec.Buffer.MaxRequestSize.Value() != 1<<20 || p.Spec.ExtAuth == nil || p.Spec.ExtAuth.ExtensionRef.Name != "a" {
 		t.Fatalf("decoded %+v", p.Spec)
 	}
 	cp := p.DeepCopy()
@@ -67,7 +67,7 @@ func TestDecodeAndDeepCopy(t *testing.T) {
 	cp.Spec.HeaderModifiers.Request.Set[0].Value = "changed"
 	*cp.Spec.Timeouts.Request = "9s"
 	cp.Spec.Retry.RetryOn[0] = "changed"
-	cp.Spec.ExtAuth[0] = ' '
+	cp.Spec.ExtAuth.ExtensionRef.Name = "changed"
 	cp.Status.Ancestors[0].Conditions[0].Message = "changed"
 	cp.Labels["a"] = "changed"
 	after, _ := json.Marshal(&p)

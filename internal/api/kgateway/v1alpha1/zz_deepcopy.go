@@ -137,6 +137,82 @@ func (in *TrafficPolicySpec) DeepCopyInto(out *TrafficPolicySpec) {
 		out.Retry = &Retry{RetryOn: slices.Clone(in.Retry.RetryOn), Attempts: in.Retry.Attempts, PerTryTimeout: ptr(in.Retry.PerTryTimeout),
 			StatusCodes: slices.Clone(in.Retry.StatusCodes), BackoffBaseInterval: ptr(in.Retry.BackoffBaseInterval)}
 	}
-	out.AI, out.Transformation, out.ExtProc, out.ExtAuth, out.RBAC = raw(in.AI), raw(in.Transformation), raw(in.ExtProc), raw(in.ExtAuth), raw(in.RBAC)
+	out.AI, out.Transformation, out.ExtProc, out.RBAC = raw(in.AI), raw(in.Transformation), raw(in.ExtProc), raw(in.RBAC)
+	out.ExtAuth = in.ExtAuth.DeepCopy()
 	out.AutoHostRewrite = ptr(in.AutoHostRewrite)
+}
+
+// DeepCopyObject implements runtime.Object.
+func (in *GatewayExtension) DeepCopyObject() runtime.Object { return in.DeepCopy() }
+
+// DeepCopyObject implements runtime.Object.
+func (in *GatewayExtensionList) DeepCopyObject() runtime.Object { return in.DeepCopy() }
+
+// DeepCopy copies the extension.
+func (in *GatewayExtension) DeepCopy() *GatewayExtension {
+	if in == nil {
+		return nil
+	}
+	out := &GatewayExtension{}
+	in.DeepCopyInto(out)
+	return out
+}
+
+// DeepCopyInto copies the extension into out.
+func (in *GatewayExtension) DeepCopyInto(out *GatewayExtension) {
+	out.TypeMeta = in.TypeMeta
+	in.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	s := in.Spec
+	out.Spec = GatewayExtensionSpec{Type: ptr(s.Type), ExtAuth: s.ExtAuth.DeepCopy(),
+		ExtProc: raw(s.ExtProc), RateLimit: raw(s.RateLimit), JWTProviders: raw(s.JWTProviders)}
+	out.Status.Conditions = nil
+	for _, c := range in.Status.Conditions {
+		out.Status.Conditions = append(out.Status.Conditions, *c.DeepCopy())
+	}
+}
+
+// DeepCopy copies the list.
+func (in *GatewayExtensionList) DeepCopy() *GatewayExtensionList {
+	if in == nil {
+		return nil
+	}
+	out := &GatewayExtensionList{TypeMeta: in.TypeMeta}
+	in.ListMeta.DeepCopyInto(&out.ListMeta)
+	if in.Items != nil {
+		out.Items = make([]GatewayExtension, len(in.Items))
+		for i := range in.Items {
+			in.Items[i].DeepCopyInto(&out.Items[i])
+		}
+	}
+	return out
+}
+
+// DeepCopy copies the provider.
+func (in *ExtAuthProvider) DeepCopy() *ExtAuthProvider {
+	if in == nil {
+		return nil
+	}
+	out := *in
+	if g := in.GrpcService; g != nil {
+		out.GrpcService = &ExtGrpcService{BackendRef: *g.BackendRef.DeepCopy(), Authority: ptr(g.Authority),
+			RequestTimeout: ptr(g.RequestTimeout), Retry: raw(g.Retry)}
+	}
+	out.HttpService = raw(in.HttpService)
+	out.HeadersToForward = slices.Clone(in.HeadersToForward)
+	out.WithRequestBody = ptr(in.WithRequestBody)
+	out.StatPrefix = ptr(in.StatPrefix)
+	return &out
+}
+
+// DeepCopy copies the policy's extAuth.
+func (in *ExtAuthPolicy) DeepCopy() *ExtAuthPolicy {
+	if in == nil {
+		return nil
+	}
+	out := &ExtAuthPolicy{WithRequestBody: ptr(in.WithRequestBody), ContextExtensions: maps.Clone(in.ContextExtensions),
+		Disable: ptr(in.Disable)}
+	if r := in.ExtensionRef; r != nil {
+		out.ExtensionRef = &NamespacedObjectReference{Name: r.Name, Namespace: ptr(r.Namespace)}
+	}
+	return out
 }
