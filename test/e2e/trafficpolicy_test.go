@@ -15,8 +15,8 @@ import (
 // kgateway-waypoint, an HTTPRoute attached to the Service, a TrafficPolicy
 // with a local rate limit targeting the HTTPRoute), on the real binary in
 // standalone mode: the burst passes, then 429 local_rate_limited through
-// the waypoint; a field the waypoint does not implement (extAuth) is
-// reported, not dropped.
+// the waypoint; a field the waypoint does not implement (transformation)
+// is reported, not dropped.
 func TestStandaloneTrafficPolicyRateLimit(t *testing.T) {
 	pod := startHTTPBackend(t, "127.0.201.7")
 	dir := t.TempDir()
@@ -41,16 +41,18 @@ spec:
 apiVersion: gateway.kgateway.dev/v1alpha1
 kind: TrafficPolicy
 metadata:
-  name: ext-auth
+  name: transform
   namespace: httpbin
 spec:
   targetRefs:
   - group: gateway.networking.k8s.io
     kind: Gateway
     name: httpbin-waypoint
-  extAuth:
-    extensionRef:
-      name: basic-auth
+  transformation:
+    response:
+      set:
+      - name: x-kgateway-response
+        value: '{{ request_header("x-kgateway-request") }}'
   headerModifiers:
     response:
       add:
@@ -91,7 +93,7 @@ spec:
 	b, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	st := string(b)
-	if !strings.Contains(st, "ext-auth") || !strings.Contains(st, "PartiallyInvalid") || !strings.Contains(st, "extAuth") {
-		t.Errorf("/debug/status does not report the unsupported extAuth on ext-auth:\n%s", st)
+	if !strings.Contains(st, "transform") || !strings.Contains(st, "PartiallyInvalid") || !strings.Contains(st, "not supported by the waypoint: transformation") {
+		t.Errorf("/debug/status does not report the unsupported transformation:\n%s", st)
 	}
 }
