@@ -89,3 +89,38 @@ func TestListDeepCopy(t *testing.T) {
 		t.Fatal("the list copy shares its items")
 	}
 }
+
+func TestGatewayExtensionDeepCopy(t *testing.T) {
+	var g kgw.GatewayExtension
+	doc := `apiVersion: gateway.kgateway.dev/v1alpha1
+kind: GatewayExtension
+metadata: {name: basic-auth, namespace: ns}
+spec:
+  type: ExtAuth
+  extAuth:
+    grpcService: {backendRef: {name: ext-authz, port: 9000}, requestTimeout: 1s}
+    headersToForward: [cookie]
+    withRequestBody: {maxRequestBytes: 10}
+`
+	if err := yaml.UnmarshalStrict([]byte(doc), &g); err != nil {
+		t.Fatal(err)
+	}
+	cp := g.DeepCopy()
+	if !reflect.DeepEqual(&g, cp) {
+		t.Fatal("the copy differs")
+	}
+	cp.Spec.ExtAuth.GrpcService.BackendRef.Name = "other"
+	*cp.Spec.ExtAuth.GrpcService.BackendRef.Port = 1
+	cp.Spec.ExtAuth.HeadersToForward[0] = "x"
+	cp.Spec.ExtAuth.WithRequestBody.MaxRequestBytes = 1
+	if g.Spec.ExtAuth.GrpcService.BackendRef.Name != "ext-authz" || *g.Spec.ExtAuth.GrpcService.BackendRef.Port != 9000 ||
+		g.Spec.ExtAuth.HeadersToForward[0] != "cookie" || g.Spec.ExtAuth.WithRequestBody.MaxRequestBytes != 10 {
+		t.Fatalf("changing the copy changed the original: %+v", g.Spec.ExtAuth)
+	}
+	l := &kgw.GatewayExtensionList{Items: []kgw.GatewayExtension{g}}
+	lc := l.DeepCopyObject().(*kgw.GatewayExtensionList)
+	lc.Items[0].Name = "x"
+	if l.Items[0].Name != "basic-auth" {
+		t.Fatal("the list copy shares its items")
+	}
+}

@@ -176,15 +176,22 @@ func (in *GatewayExtensionList) DeepCopy() *GatewayExtensionList {
 	if in == nil {
 		return nil
 	}
-	out := &GatewayExtensionList{TypeMeta: in.TypeMeta}
+	out := &GatewayExtensionList{}
+	in.DeepCopyInto(out)
+	return out
+}
+
+// DeepCopyInto copies the list into out.
+func (in *GatewayExtensionList) DeepCopyInto(out *GatewayExtensionList) {
+	out.TypeMeta = in.TypeMeta
 	in.ListMeta.DeepCopyInto(&out.ListMeta)
+	out.Items = nil
 	if in.Items != nil {
 		out.Items = make([]GatewayExtension, len(in.Items))
 		for i := range in.Items {
 			in.Items[i].DeepCopyInto(&out.Items[i])
 		}
 	}
-	return out
 }
 
 // DeepCopy copies the provider.
