@@ -91,12 +91,13 @@ var tpFieldNames = []string{"rateLimit", "extAuth", "headerModifiers", "cors", "
 
 // tpIndex is the policies by attachment point.
 type tpIndex struct {
-	byName  map[ir.NamespacedName]*tpolicy
-	gateway []*tpolicy
-	route   map[ir.NamespacedName][]*tpolicy            // HTTPRoute targets
-	rule    map[ir.NamespacedName]map[string][]*tpolicy // HTTPRoute rule targets, by rule name
-	all     []*tpolicy
-	bound   map[ir.NamespacedName]bool // HTTPRoutes attached to this waypoint
+	byName   map[ir.NamespacedName]*tpolicy
+	gateway  []*tpolicy
+	listener []*tpolicy                                  // Gateway targets with a sectionName (its one listener)
+	route    map[ir.NamespacedName][]*tpolicy            // HTTPRoute targets
+	rule     map[ir.NamespacedName]map[string][]*tpolicy // HTTPRoute rule targets, by rule name
+	all      []*tpolicy
+	bound    map[ir.NamespacedName]bool // HTTPRoutes attached to this waypoint
 	// extAuthProblems are why a GatewayExtension cannot be used, by
 	// provider name ("" when it can).
 	extAuthProblems map[string]string
@@ -136,7 +137,11 @@ func (t *translator) indexTrafficPolicies() {
 					p.missing = append(p.missing, missingTarget{msg: fmt.Sprintf("Gateway %s/%s has no listener %q", t.gw.Namespace, t.gw.Name, *section)})
 					return
 				}
-				idx.gateway = appendOnce(idx.gateway, p)
+				if section != nil {
+					idx.listener = appendOnce(idx.listener, p)
+				} else {
+					idx.gateway = appendOnce(idx.gateway, p)
+				}
 				if p.f.set["timeouts"] && !slices.Contains(p.unsupported, gatewayTimeouts) {
 					p.unsupported = append(p.unsupported, gatewayTimeouts)
 				}
@@ -239,9 +244,9 @@ func (t *translator) ruleTraffic(route *gwv1.HTTPRoute, rule *gwv1.HTTPRouteRule
 	if rule.Name != nil {
 		byRule = t.tp.rule[rn][string(*rule.Name)]
 	}
-	levels, gw := [][]*tpolicy{ext, byRule, t.tp.route[rn], t.tp.gateway}, 3
+	levels, gw := [][]*tpolicy{ext, byRule, t.tp.route[rn], t.tp.listener, t.tp.gateway}, 3
 	if t.preferParent() {
-		levels, gw = [][]*tpolicy{t.tp.gateway, ext, byRule, t.tp.route[rn]}, 0
+		levels, gw = [][]*tpolicy{t.tp.listener, t.tp.gateway, ext, byRule, t.tp.route[rn]}, 0
 	}
 	m := mergeTraffic(levels, gw)
 	if m.empty() {
@@ -287,10 +292,10 @@ func entryTraffic(e *ir.HTTPRouteRule, svc ir.NamespacedName) {
 // does: the HTTP service ports' unrouted traffic, the workload port's, and
 // GRPCRoute entries (TrafficPolicies target HTTPRoutes, not GRPCRoutes).
 func (t *translator) gatewayTraffic() {
-	if len(t.tp.gateway) == 0 {
+	if len(t.tp.gateway) == 0 && len(t.tp.listener) == 0 {
 		return
 	}
-	m := mergeTraffic([][]*tpolicy{t.tp.gateway}, 0)
+	m := mergeTraffic([][]*tpolicy{t.tp.listener, t.tp.gateway}, 0)
 	if m.empty() {
 		return
 	}
@@ -345,15 +350,15 @@ func (m *merged) empty() bool { return len(m.from) == 0 }
 
 // mergeTraffic takes each field from the first policy that sets it,
 // levels in priority order, each level's policies oldest first. The
-// Gateway's level (index gw, -1 for none) gives no timeouts: kgateway
-// applies them to HTTPRoute targets only.
+// Gateway's levels (its listener's at index gw, its own at gw+1) give no
+// timeouts: kgateway applies them to HTTPRoute targets only.
 func mergeTraffic(levels [][]*tpolicy, gw int) merged {
 	m := merged{from: map[string]*tpolicy{}}
 	for _, field := range tpFieldNames {
 		for li, level := range levels {
 			for _, p := range level {
 				p.attached = true
-				if !p.f.set[field] || (li == gw && field == "timeouts") {
+				if !p.f.set[field] || ((li == gw || li == gw+1) && field == "timeouts") {
 					continue
 				}
 				if m.from[field] == nil {
