@@ -1,7 +1,8 @@
 // Package kube is the cluster source: shared informers (the controller-runtime
 // manager's cache) on every kind the translator reads, and one on istiod's
 // mesh ConfigMap, turned into a source.Snapshot on demand. Kinds whose CRD is not installed (GRPCRoute,
-// TCPRoute, ReferenceGrant, ServiceEntry, AuthorizationPolicy) are left out
+// TCPRoute, ReferenceGrant, ServiceEntry, AuthorizationPolicy, kgateway's
+// TrafficPolicy and GatewayExtension) are left out
 // of the snapshot and looked for again periodically, so installing a CRD
 // later needs no restart.
 package kube
