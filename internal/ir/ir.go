@@ -161,6 +161,11 @@ type ServicePort struct {
 	// JWTRules are the RequestAuthentication rules that apply to this port,
 	// sorted by policy namespace/name.
 	JWTRules []*JWTRule `json:"jwtRules,omitempty"`
+	// Traffic is what kgateway TrafficPolicies attached to the waypoint
+	// Gateway do to the port's HTTP requests that no route entry takes
+	// (no route attached, or none matches); a matched entry carries its
+	// own merged Traffic.
+	Traffic *TrafficPolicy `json:"traffic,omitempty"`
 }
 
 // HTTPRouteRule is one match of one rule of an HTTPRoute. A rule with several
@@ -208,6 +213,9 @@ type HTTPRouteRule struct {
 	// Unsupported, when set, says why the rule cannot be honoured; requests
 	// matching it get a 500 rather than skipping a filter.
 	Unsupported string `json:"unsupported,omitempty"`
+	// Traffic is what kgateway TrafficPolicies do to the entry's requests
+	// (traffic.go), merged from every attachment that reaches it.
+	Traffic *TrafficPolicy `json:"traffic,omitempty"`
 }
 
 // PathModifier rewrites a request path.

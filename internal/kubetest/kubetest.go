@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -33,9 +34,24 @@ const (
 	GatewayAPIExtra
 	// Istio is every Istio CRD (AuthorizationPolicy, ServiceEntry, ...).
 	Istio
-	// All CRDs.
+	// All CRDs of the modules.
 	All = GatewayAPICore | GatewayAPIExtra | Istio
 )
+
+// --- kgateway TrafficPolicy (begin) ---
+
+// KgatewayTrafficPolicy is kgateway's TrafficPolicy and GatewayExtension
+// CRDs, from this repository's install/crds (kgateway's module is not available): a set
+// of its own, outside All, for the tests that ask for it.
+const KgatewayTrafficPolicy = Istio << 1
+
+// repoCRD is a CRD file of this repository's install/crds.
+func repoCRD(name string) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "install", "crds", name)
+}
+
+// --- kgateway TrafficPolicy (end) ---
 
 // Env is a running API server.
 type Env struct {
@@ -154,6 +170,9 @@ func CRDPaths(crds int) ([]string, error) {
 			return nil, err
 		}
 		paths = append(paths, filepath.Join(is, "kubernetes", "customresourcedefinitions.gen.yaml"))
+	}
+	if crds&KgatewayTrafficPolicy != 0 {
+		paths = append(paths, repoCRD("gateway.kgateway.dev_trafficpolicies.yaml"), repoCRD("gateway.kgateway.dev_gatewayextensions.yaml"))
 	}
 	return paths, nil
 }

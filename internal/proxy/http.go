@@ -37,6 +37,7 @@ type exchange struct {
 	auth    *authorizers   // that generation's external authorizers
 	sp      *config.ServicePort
 	rule    *route.Rule
+	traffic *route.Traffic      // the TrafficPolicy in force (the rule's, else the port's)
 	backend *ir.WeightedBackend // the backendRef chosen (nil: the service itself)
 	path    string              // the normalized path, percent-encoded as sent
 	ext     *extauthz.Decision  // the external authorizer's allow, when asked
@@ -55,14 +56,19 @@ type exchange struct {
 // responseHeaders applies every response modifier of the exchange: the
 // rule's, then the chosen backendRef's, then CORS, then the server header.
 func (p *Proxy) responseHeaders(x *exchange, h http.Header) {
+	if x.traffic != nil {
+		// The TrafficPolicy's first: the rule's own filters (Gateway API
+		// filters take precedence over kgateway policies) apply after.
+		route.ApplyHeaders(h, x.traffic.IR.ResponseHeaders)
+	}
 	if x.rule != nil {
 		route.ApplyHeaders(h, x.rule.IR.ResponseHeaders)
 		if x.backend != nil {
 			route.ApplyHeaders(h, x.backend.ResponseHeaders)
 		}
-		if x.rule.CORS != nil {
-			x.rule.CORS.Decorate(x.r, h)
-		}
+	}
+	if c := x.cors(); c != nil {
+		c.Decorate(x.r, h)
 	}
 	if x.ext != nil {
 		x.ext.ApplyResponse(h)
@@ -130,11 +136,41 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sp.Routes != nil {
 		x.rule, routed = sp.Routes.Match(r, namespaceOf(info.Identity))
 	}
+	if x.rule != nil {
+		x.traffic = x.rule.Traffic
+	} else {
+		x.traffic = sp.Traffic
+	}
 	// CORS preflights are answered before authorization, as browsers send
 	// them without credentials.
-	if x.rule != nil && x.rule.CORS != nil && route.IsPreflight(r) {
+	if x.cors() != nil && route.IsPreflight(r) {
 		p.preflight(x)
 		return
+	}
+	// kgateway TrafficPolicy: the stream idle timeout, CSRF, then the
+	// local rate limit, before authentication and authorization (Envoy's
+	// filter order).
+	if tr := x.traffic; tr != nil {
+		if ms := tr.IR.StreamIdleTimeoutMs; ms != nil {
+			x.idle.setTimeout(time.Duration(*ms) * time.Millisecond)
+		}
+		if tr.CSRF != nil {
+			switch tr.CSRF.Check(r, mrand.Uint32N(100)) {
+			case route.CSRFDenied:
+				p.localReply(x, replyCSRF)
+				return
+			case route.CSRFShadowed:
+				p.log.Debug("csrf shadow: invalid origin", "service", sp.Name, "origin", r.Header.Get("Origin"), "host", r.Host)
+			}
+		}
+		if tr.Limit != nil && !tr.Limit.Allow() {
+			p.localReply(x, replyRateLimited)
+			return
+		}
+		// extAuth: the GatewayExtension's ext_authz server decides.
+		if tr.IR.ExtAuthz != "" && !p.checkExternal(x, tr.IR.ExtAuthz, "TrafficPolicy", false) {
+			return
+		}
 	}
 	// RequestAuthentication: an invalid token is refused; a valid one
 	// gives the request principal and claims policies see.
@@ -154,7 +190,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// CUSTOM first: the external authorizer decides the requests its
 		// policies select, before DENY and ALLOW.
 		if provider, policy, matched := sp.Authz.Custom(areq); matched {
-			if !p.checkExternal(x, provider, policy) {
+			if !p.checkExternal(x, provider, policy, true) {
 				return
 			}
 		}
@@ -190,6 +226,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		backend = x.cfg.Backend(x.backend.Backend)
+		if x.traffic != nil {
+			route.ApplyHeaders(r.Header, x.traffic.IR.RequestHeaders)
+		}
 		route.ApplyHeaders(r.Header, rule.IR.RequestHeaders)
 		route.ApplyHeaders(r.Header, x.backend.RequestHeaders)
 		if rw := rule.IR.Rewrite; rw != nil {
@@ -204,8 +243,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.mirror(x)
 		}
 	}
+	if x.rule == nil && x.traffic != nil {
+		route.ApplyHeaders(r.Header, x.traffic.IR.RequestHeaders)
+	}
 	if backend == nil {
 		p.localReply(x, replyNoHealthy)
+		return
+	}
+	if x.traffic != nil && x.traffic.IR.MaxRequestBytes > 0 && !p.bufferBody(x, x.traffic.IR.MaxRequestBytes) {
 		return
 	}
 	// The waypoint answers Expect: 100-continue itself (as Envoy does by
@@ -280,16 +325,16 @@ func namespaceOf(identity string) string {
 // checkExternal asks a CUSTOM policy's external authorizer about the
 // request. It answers the client itself and returns false on a denial;
 // on an allow it applies the authorizer's request changes and returns true.
-// A provider that is unknown, unusable, or one of several on the port,
-// denies, as istiod makes Envoy do.
-func (p *Proxy) checkExternal(x *exchange, provider, policy string) bool {
+// A provider that is unknown, unusable, or (custom: a CUSTOM policy's)
+// one of several on the port, denies, as istiod makes Envoy do.
+func (p *Proxy) checkExternal(x *exchange, provider, policy string, custom bool) bool {
 	r, sp := x.r, x.sp
 	var client extauthz.Client
 	known := false
 	if x.auth != nil {
 		client, known = x.auth.clients[provider]
 	}
-	if !known || client == nil || len(sp.Authz.CustomProviders()) > 1 {
+	if !known || client == nil || (custom && len(sp.Authz.CustomProviders()) > 1) {
 		p.log.Debug("CUSTOM policy without a usable provider: denied", "service", sp.Name, "policy", policy, "provider", provider)
 		p.localReply(x, replyNoProvider)
 		return false
@@ -425,10 +470,50 @@ func (p *Proxy) redirect(x *exchange) {
 	p.localReply(x, replyRedirect(rd.StatusCode))
 }
 
+// cors is the CORS filter of the exchange: its rule's (where the
+// translator folded a TrafficPolicy's in when the rule had none), else,
+// when no rule took it, the port's TrafficPolicy's.
+func (x *exchange) cors() *route.CORS {
+	if x.rule != nil {
+		return x.rule.CORS
+	}
+	if x.traffic != nil {
+		return x.traffic.CORS
+	}
+	return nil
+}
+
+// bufferBody reads the whole request body, at most max bytes, before it
+// goes upstream, as Envoy's buffer filter does (kgateway's
+// buffer.maxRequestSize): a body declared or found larger gets 413. It
+// reports whether the request may go on.
+func (p *Proxy) bufferBody(x *exchange, max int64) bool {
+	r := x.r
+	if r.ContentLength > max {
+		x.w.Header()["Connection"] = []string{"close"}
+		p.localReply(x, replyTooLarge)
+		return false
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if int64(len(buf)) > max {
+		x.w.Header()["Connection"] = []string{"close"}
+		p.localReply(x, replyTooLarge)
+		return false
+	}
+	r.Body = readCloser{bytes.NewReader(buf), r.Body}
+	return true
+}
+
 // preflight answers a CORS preflight request without going upstream.
 func (p *Proxy) preflight(x *exchange) {
 	h := x.w.Header()
-	x.rule.CORS.Preflight(x.r, h)
+	x.cors().Preflight(x.r, h)
 	h["Content-Length"] = []string{"0"}
 	h["Server"] = p.serverHeader
 	x.w.WriteHeader(http.StatusOK)

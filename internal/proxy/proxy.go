@@ -24,6 +24,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/config"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/ratelimit"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 )
@@ -93,7 +94,7 @@ func New(opts Options) *Proxy {
 		log:  opts.Logger,
 		pool: upstream.NewPool(opts.Upstream),
 		shared: config.Shared{Outlier: upstream.NewOutlier(), JWKS: authn.NewJWKSCache(nil, 0),
-			NodeName: opts.NodeName, Locality: opts.Locality},
+			NodeName: opts.NodeName, Locality: opts.Locality, RateLimits: ratelimit.NewRegistry()},
 		serverHeader: []string{opts.ServerHeader},
 		tel:          opts.Telemetry,
 		streamIdle:   cmp.Or(opts.StreamIdleTimeout, defaultStreamIdleTimeout),
@@ -188,6 +189,8 @@ func (p *Proxy) Update(w *ir.Waypoint) error {
 	if !c.BackendsKept() {
 		p.shared.Outlier.Retain(c.Endpoints())
 	}
+	// The rate limit buckets no entry of this configuration uses go.
+	p.shared.RateLimits.Retain(rateLimitKeys(w))
 	for _, w := range c.Warnings() {
 		p.log.Warn(w.Kind, "service", w.Service, "warning", w.Message)
 	}
@@ -225,3 +228,25 @@ func (p *Proxy) EndpointEjected(ep string) bool { return p.shared.Outlier.Ejecte
 // EndpointInFlight is the number of requests and connections in flight to
 // an endpoint (for tests and stats).
 func (p *Proxy) EndpointInFlight(ep string) int { return p.shared.Outlier.InFlight(ep) }
+
+// rateLimitKeys are the keys of every token bucket w's TrafficPolicies use.
+func rateLimitKeys(w *ir.Waypoint) map[string]bool {
+	keys := map[string]bool{}
+	add := func(t *ir.TrafficPolicy) {
+		if t != nil && t.LocalRateLimit != nil {
+			keys[t.LocalRateLimit.Key] = true
+		}
+	}
+	for _, s := range w.Services {
+		for _, sp := range s.Ports {
+			add(sp.Traffic)
+			for _, r := range sp.Routes {
+				add(r.Traffic)
+			}
+		}
+	}
+	if w.WorkloadPort != nil {
+		add(w.WorkloadPort.Traffic)
+	}
+	return keys
+}

@@ -48,6 +48,12 @@ var (
 	// replyNoProvider: a CUSTOM policy whose external authorizer is
 	// unknown or unusable denies.
 	replyNoProvider = reply{http.StatusForbidden, bodyDenied, telemetry.FlagUnauthorizedExternalService, telemetry.DetailsExtAuthzDenied}
+
+	// kgateway TrafficPolicy replies, as Envoy's filters answer: the local
+	// rate limit's 429, the CSRF filter's 403, the buffer filter's 413.
+	replyRateLimited = reply{http.StatusTooManyRequests, "local_rate_limited", telemetry.FlagRateLimited, "local_rate_limited"}
+	replyCSRF        = reply{http.StatusForbidden, "Invalid origin", telemetry.FlagNone, "csrf_origin_mismatch"}
+	replyTooLarge    = reply{http.StatusRequestEntityTooLarge, "Payload Too Large", telemetry.FlagNone, "request_payload_too_large"}
 )
 
 // replyDenied is the 403 of a DENY or ALLOW policy's decision.

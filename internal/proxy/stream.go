@@ -32,7 +32,7 @@ const defaultStreamIdleTimeout = 5 * time.Minute
 // timestamp store; the timer re-arms itself for the time that is left, so
 // a busy stream costs no timer resets.
 type idleTimer struct {
-	timeout time.Duration
+	timeout atomic.Int64 // time.Duration; 0: off (a route's policy turned it off)
 	last    atomic.Int64 // nanotime of the last activity
 	cancel  context.CancelCauseFunc
 	t       *time.Timer
@@ -46,20 +46,37 @@ var clockStart = time.Now()
 func nanotime() int64 { return int64(time.Since(clockStart)) }
 
 func newIdleTimer(timeout time.Duration, cancel context.CancelCauseFunc, w http.ResponseWriter) *idleTimer {
-	it := &idleTimer{timeout: timeout, cancel: cancel, w: w}
+	it := &idleTimer{cancel: cancel, w: w}
+	it.timeout.Store(int64(timeout))
 	it.last.Store(nanotime())
 	it.t = time.AfterFunc(timeout, it.fire)
 	return it
 }
 
 func (it *idleTimer) fire() {
+	timeout := time.Duration(it.timeout.Load())
+	if timeout <= 0 {
+		return // turned off
+	}
 	quiet := time.Duration(nanotime() - it.last.Load())
-	if quiet >= it.timeout {
+	if quiet >= timeout {
 		it.cancel(errStreamIdle)
 		_ = http.NewResponseController(it.w).SetReadDeadline(time.Unix(1, 0))
 		return
 	}
-	it.t.Reset(it.timeout - quiet)
+	it.t.Reset(timeout - quiet)
+}
+
+// setTimeout changes the timeout of the stream (a route's TrafficPolicy
+// timeouts.streamIdle), counted from the last activity; 0 turns it off.
+func (it *idleTimer) setTimeout(d time.Duration) {
+	it.timeout.Store(int64(d))
+	if d <= 0 {
+		it.t.Stop()
+		return
+	}
+	quiet := time.Duration(nanotime() - it.last.Load())
+	it.t.Reset(max(d-quiet, 0))
 }
 
 // touch records activity.

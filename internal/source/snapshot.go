@@ -12,6 +12,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	kgwv1alpha1 "github.com/kgateway-dev/kgateway-waypoint/internal/api/kgateway/v1alpha1"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 )
 
@@ -34,6 +35,16 @@ type Snapshot struct {
 	WorkloadEntries        []*istionet.WorkloadEntry
 	AuthorizationPolicies  []*istiosec.AuthorizationPolicy
 	RequestAuthentications []*istiosec.RequestAuthentication
+
+	// --- kgateway TrafficPolicy (begin) ---
+	// TrafficPolicies are kgateway's gateway.kgateway.dev/v1alpha1
+	// TrafficPolicies (docs/trafficpolicy.md).
+	TrafficPolicies []*kgwv1alpha1.TrafficPolicy
+	// GatewayExtensions are the external services TrafficPolicies name
+	// (extAuth's ext_authz server).
+	GatewayExtensions []*kgwv1alpha1.GatewayExtension
+	// --- kgateway TrafficPolicy (end) ---
+
 	// MeshConfig is Istio's mesh config, parsed; nil is Istio's default
 	// mesh config (no mesh config file, or no mesh ConfigMap).
 	MeshConfig *meshconfig.Config

@@ -126,6 +126,11 @@ func (w *Writer) Write(ctx context.Context, snap *source.Snapshot, wps []Waypoin
 	for _, r := range snap.TCPRoutes {
 		errs = append(errs, w.route(ctx, r, &r.Status.RouteStatus, r.Spec.ParentRefs, conds["TCPRoute/"+r.Namespace+"/"+r.Name]))
 	}
+	// --- kgateway TrafficPolicy (begin) ---
+	for _, p := range snap.TrafficPolicies {
+		errs = append(errs, w.trafficPolicy(ctx, p, conds[translate.KindTrafficPolicy+"/"+p.Namespace+"/"+p.Name]))
+	}
+	// --- kgateway TrafficPolicy (end) ---
 	for _, s := range snap.Services {
 		errs = append(errs, w.service(ctx, s, onlyType(conds["Service/"+s.Namespace+"/"+s.Name], "WaypointBound", translate.ConditionLoadBalancing)))
 	}

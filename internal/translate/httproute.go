@@ -101,7 +101,17 @@ func (t *translator) compileHTTPRoute(route *gwv1.HTTPRoute, b binding) []*ir.HT
 				tmpl.Unsupported = msg
 			}
 		}
+		var ext []*tpolicy // kgateway TrafficPolicies of ExtensionRef filters
 		for _, f := range rule.Filters {
+			if isTrafficPolicyRef(f) {
+				p := t.tp.byName[ir.NamespacedName{Namespace: route.Namespace, Name: string(f.ExtensionRef.Name)}]
+				if p == nil {
+					fail("ExtensionRef: TrafficPolicy %s/%s not found; requests matching this rule get 500", route.Namespace, f.ExtensionRef.Name)
+					continue
+				}
+				ext = appendOnce(ext, p)
+				continue
+			}
 			t.applyHTTPFilter(route.Namespace, b.service, tmpl, f, fail, &probs, ri)
 		}
 		if err := convertTimeouts(rule.Timeouts, tmpl); err != "" {
@@ -110,6 +120,7 @@ func (t *translator) compileHTTPRoute(route *gwv1.HTTPRoute, b binding) []*ir.HT
 		if rule.Retry != nil {
 			tmpl.Retry = convertRetry(rule.Retry)
 		}
+		t.ruleTraffic(route, rule, ext, tmpl)
 		for i, br := range rule.BackendRefs {
 			fs := make([]backendFilter, len(br.Filters))
 			for j, f := range br.Filters {
@@ -132,6 +143,7 @@ func (t *translator) compileHTTPRoute(route *gwv1.HTTPRoute, b binding) []*ir.HT
 			}
 			e := *tmpl
 			e.MatchIndex, e.Match = mi, m
+			entryTraffic(&e, b.service)
 			if err := checkPrefixRewrite(&e); err != "" {
 				probs.invalid = append(probs.invalid, fmt.Sprintf("rule %d match %d: %s", ri, mi, err))
 				if e.Unsupported == "" {

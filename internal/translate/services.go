@@ -40,6 +40,8 @@ type translator struct {
 	served     map[ir.NamespacedName]*ir.Service   // Services of this waypoint
 	servedSE   map[ir.NamespacedName][]*ir.Service // ServiceEntries of this waypoint, one per host
 	conditions []Condition
+
+	tp *tpIndex // kgateway TrafficPolicies (trafficpolicy.go)
 }
 
 func newTranslator(snap *source.Snapshot, opts Options, gw *gwv1.Gateway) *translator {
@@ -98,11 +100,15 @@ func (t *translator) run() *Result {
 	t.sortServices()
 	t.selectWorkloads()
 	t.meshSettings()
+	t.indexTrafficPolicies() // kgateway TrafficPolicy
 	t.attachRoutes()
+	t.gatewayTraffic() // kgateway TrafficPolicy
 	t.attachPolicies()
 	t.attachRequestAuthentications()
 	t.nodeLocalities()
 	t.loadBalancingConditions()
+	t.extAuthProviders()        // kgateway TrafficPolicy
+	t.trafficPolicyConditions() // kgateway TrafficPolicy
 	sortConditions(t.conditions)
 	t.countAttachedRoutes()
 	return &Result{Waypoint: t.out, Gateway: t.verdict, Conditions: t.conditions}

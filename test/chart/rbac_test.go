@@ -75,6 +75,7 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 		"gateway.networking.k8s.io/tcproutes/status": true, "security.istio.io/authorizationpolicies/status": true,
 		"/services/status": true, "networking.istio.io/serviceentries/status": true,
 		"authentication.k8s.io/tokenreviews": true,
+		"gateway.kgateway.dev/trafficpolicies/status": true, // kgateway TrafficPolicy ancestors
 	}
 	for _, rule := range r["ClusterRole"] {
 		for _, v := range rule.Verbs {
@@ -106,7 +107,8 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 	// Everything the translator reads is readable.
 	for _, need := range []string{"/namespaces: watch", "/services: watch", "/pods: watch", "discovery.k8s.io/endpointslices: watch",
 		"gateway.networking.k8s.io/httproutes: watch", "security.istio.io/authorizationpolicies: watch",
-		"security.istio.io/requestauthentications: watch", "networking.istio.io/serviceentries: watch"} {
+		"security.istio.io/requestauthentications: watch", "networking.istio.io/serviceentries: watch",
+		"gateway.kgateway.dev/trafficpolicies: watch", "gateway.kgateway.dev/gatewayextensions: watch"} {
 		if !contains(cluster, need) {
 			t.Errorf("missing %q", need)
 		}

@@ -1,6 +1,6 @@
 // Package scheme is the runtime.Scheme of the controller: the Kubernetes
 // built-in types, Gateway API (v1, v1beta1) and the Istio types the
-// waypoint reads (networking, security).
+// waypoint reads (networking, security), and kgateway's TrafficPolicy.
 package scheme
 
 import (
@@ -11,6 +11,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
+
+	kgwv1alpha1 "github.com/kgateway-dev/kgateway-waypoint/internal/api/kgateway/v1alpha1"
 )
 
 // Scheme knows every type the controller reads or writes.
@@ -24,5 +26,8 @@ func New() *runtime.Scheme {
 	utilruntime.Must(gwv1beta1.Install(s))
 	utilruntime.Must(istionet.AddToScheme(s))
 	utilruntime.Must(istiosec.AddToScheme(s))
+	// --- kgateway TrafficPolicy (begin) ---
+	utilruntime.Must(kgwv1alpha1.AddToScheme(s))
+	// --- kgateway TrafficPolicy (end) ---
 	return s
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/ratelimit"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 )
@@ -33,6 +34,9 @@ type Shared struct {
 	// Locality, when set, is where the waypoint runs, whatever the IR says
 	// (standalone's --locality).
 	Locality *ir.Locality
+	// RateLimits keeps the TrafficPolicies' token buckets across
+	// configurations; nil gives each configuration buckets of its own.
+	RateLimits *ratelimit.Registry
 }
 
 // place is where the waypoint runs by sh and w.
@@ -78,7 +82,7 @@ func Compile(w *ir.Waypoint, prev *Config, sh Shared) (*Config, error) {
 	if sh.Outlier == nil {
 		sh.Outlier = upstream.NewOutlier()
 	}
-	c := &Config{ir: w, version: 1, place: sh.place(w)} // during compilation, c.ir is w
+	c := &Config{ir: w, version: 1, place: sh.place(w), limits: sh.RateLimits} // during compilation, c.ir is w
 	if prev != nil {
 		c.version = prev.version + 1
 	}
@@ -455,11 +459,20 @@ func (c *Config) compilePort(s *ir.Service, p *ir.ServicePort, old *ServicePort,
 	case o != nil && equalPtrs(p.Routes, o.Routes, equalRule):
 		sp.Routes = old.Routes
 	case len(p.Routes) > 0:
-		t, err := route.Compile(p.Routes)
+		t, err := route.CompileWith(p.Routes, c.limits)
 		if err != nil {
 			return nil, fmt.Errorf("service %s/%s port %d: %w", s.Namespace, s.Name, p.Port, err)
 		}
 		sp.Routes = t
+	}
+	if o != nil && eqPtr(p.Traffic, o.Traffic, equalTraffic) {
+		sp.Traffic = old.Traffic
+	} else {
+		tr, err := route.CompileTraffic(p.Traffic, c.limits)
+		if err != nil {
+			return nil, fmt.Errorf("service %s/%s port %d: %w", s.Namespace, s.Name, p.Port, err)
+		}
+		sp.Traffic = tr
 	}
 	return sp, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/ratelimit"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 )
@@ -46,6 +47,8 @@ type Config struct {
 	authBackends map[hostPort]string
 	// place is where the waypoint runs, for its backends' locality tiers.
 	place upstream.Place
+	// limits gives the TrafficPolicies' rate limit buckets (Shared's).
+	limits *ratelimit.Registry
 }
 
 // Place is where this configuration has the waypoint run (Shared's
@@ -66,8 +69,11 @@ type ServicePort struct {
 	// Routes is the route table; nil when no route is attached (requests
 	// go to DefaultBackend).
 	Routes *route.Table
-	Authn  *authn.Authenticator
-	Authz  *authz.Evaluator
+	// Traffic is the Gateway's TrafficPolicy for requests no route entry
+	// takes; nil without one.
+	Traffic *route.Traffic
+	Authn   *authn.Authenticator
+	Authz   *authz.Evaluator
 	// DefaultBackend is the service itself (nil when the configuration has
 	// no such backend).
 	DefaultBackend *upstream.Backend

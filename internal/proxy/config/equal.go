@@ -63,7 +63,8 @@ func equalPort(a, b *ir.ServicePort) bool {
 		equalPtrs(a.Routes, b.Routes, equalRule) &&
 		equalPtrs(a.Policies, b.Policies, equalPolicy) &&
 		slices.EqualFunc(a.TCPBackends, b.TCPBackends, equalWeighted) &&
-		equalPtrs(a.JWTRules, b.JWTRules, equalJWTRule)
+		equalPtrs(a.JWTRules, b.JWTRules, equalJWTRule) &&
+		eqPtr(a.Traffic, b.Traffic, equalTraffic)
 }
 
 // equalBackend reports whether two backends are identical.
@@ -111,7 +112,22 @@ func equalRule(a, b *ir.HTTPRouteRule) bool {
 		eqPtr(a.CORS, b.CORS, equalCORS) &&
 		a.RequestTimeoutMs == b.RequestTimeoutMs && a.BackendRequestTimeoutMs == b.BackendRequestTimeoutMs &&
 		eqPtr(a.Retry, b.Retry, equalRetry) &&
-		a.Unsupported == b.Unsupported
+		a.Unsupported == b.Unsupported &&
+		eqPtr(a.Traffic, b.Traffic, equalTraffic)
+}
+
+func equalTraffic(a, b *ir.TrafficPolicy) bool {
+	return slices.Equal(a.Sources, b.Sources) &&
+		eqPtr(a.LocalRateLimit, b.LocalRateLimit, func(a, b *ir.TokenBucket) bool { return *a == *b }) &&
+		eqPtr(a.RequestHeaders, b.RequestHeaders, equalHeaderModifier) &&
+		eqPtr(a.ResponseHeaders, b.ResponseHeaders, equalHeaderModifier) &&
+		eqPtr(a.CORS, b.CORS, equalCORS) &&
+		a.MaxRequestBytes == b.MaxRequestBytes && a.ExtAuthz == b.ExtAuthz &&
+		eqPtr(a.StreamIdleTimeoutMs, b.StreamIdleTimeoutMs, func(a, b *int64) bool { return *a == *b }) &&
+		eqPtr(a.CSRF, b.CSRF, func(a, b *ir.CSRF) bool {
+			return a.EnabledPercent == b.EnabledPercent && a.ShadowPercent == b.ShadowPercent &&
+				slices.Equal(a.AdditionalOrigins, b.AdditionalOrigins)
+		})
 }
 
 func equalMatch(a, b *ir.HTTPMatch) bool {

@@ -10,6 +10,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authn"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/authz"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 )
 
@@ -61,6 +62,15 @@ func (c *Config) compileWorkloads(prev *Config, jwks *authn.JWKSCache, outlier *
 	} else {
 		base.Authn = authn.Compile(p.JWTRules, authn.Options{JWKS: jwks})
 	}
+	if old != nil && eqPtr(p.Traffic, old.Port.Traffic, equalTraffic) {
+		base.Traffic = old.Traffic
+	} else {
+		tr, err := route.CompileTraffic(p.Traffic, c.limits)
+		if err != nil {
+			return fmt.Errorf("workload port: %w", err)
+		}
+		base.Traffic = tr
+	}
 	c.workloadPort = base
 	c.workloads = make(map[netip.Addr]*workload, len(w.Workloads))
 	for i, wl := range w.Workloads {
@@ -98,7 +108,8 @@ func (w *workload) port(ip netip.Addr, port uint16) *ServicePort {
 	}
 	sp := &ServicePort{
 		Service:        w.service,
-		Port:           &ir.ServicePort{Port: port, Protocol: w.base.Port.Protocol, Policies: w.base.Port.Policies, JWTRules: w.base.Port.JWTRules},
+		Port:           &ir.ServicePort{Port: port, Protocol: w.base.Port.Protocol, Policies: w.base.Port.Policies, JWTRules: w.base.Port.JWTRules, Traffic: w.base.Port.Traffic},
+		Traffic:        w.base.Traffic,
 		Authn:          w.base.Authn,
 		Authz:          w.base.Authz,
 		DefaultBackend: be("HTTP1"),

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/ratelimit"
 )
 
 // Table is the compiled route table of one service port: the producer
@@ -38,6 +39,8 @@ type Rule struct {
 
 	// CORS is the compiled CORS filter, nil when the rule has none.
 	CORS *CORS
+	// Traffic is the entry's compiled TrafficPolicy, nil without one.
+	Traffic *Traffic
 }
 
 type pathMatcher struct {
@@ -61,10 +64,14 @@ type queryMatcher struct {
 // Compile builds a table from route entries that are already in precedence
 // order. An entry that cannot be compiled is an error: the translator
 // validates matches, so this only happens with a corrupt config.
-func Compile(entries []*ir.HTTPRouteRule) (*Table, error) {
+func Compile(entries []*ir.HTTPRouteRule) (*Table, error) { return CompileWith(entries, nil) }
+
+// CompileWith is Compile with the rate limit buckets of the entries'
+// TrafficPolicies taken from limits (nil: new buckets of their own).
+func CompileWith(entries []*ir.HTTPRouteRule, limits *ratelimit.Registry) (*Table, error) {
 	t := &Table{rules: make([]*Rule, 0, len(entries))}
 	for i, e := range entries {
-		r, err := compileRule(e)
+		r, err := compileRule(e, limits)
 		if err != nil {
 			return nil, fmt.Errorf("route %s rule %d match %d (entry %d): %w", e.Route, e.RuleIndex, e.MatchIndex, i, err)
 		}
@@ -80,7 +87,7 @@ func Compile(entries []*ir.HTTPRouteRule) (*Table, error) {
 	return t, nil
 }
 
-func compileRule(e *ir.HTTPRouteRule) (*Rule, error) {
+func compileRule(e *ir.HTTPRouteRule, limits *ratelimit.Registry) (*Rule, error) {
 	r := &Rule{IR: e, method: e.Match.Method}
 	if p := e.Match.Path; p != nil {
 		r.path = pathMatcher{typ: p.Type, value: p.Value}
@@ -132,6 +139,11 @@ func compileRule(e *ir.HTTPRouteRule) (*Rule, error) {
 		r.cumulative = append(r.cumulative, r.total)
 	}
 	r.CORS = CompileCORS(e.CORS)
+	tr, err := CompileTraffic(e.Traffic, limits)
+	if err != nil {
+		return nil, err
+	}
+	r.Traffic = tr
 	return r, nil
 }
 

@@ -29,6 +29,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
+	kgwv1alpha1 "github.com/kgateway-dev/kgateway-waypoint/internal/api/kgateway/v1alpha1"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/source"
 )
 
@@ -76,6 +77,9 @@ var kinds = map[kindKey][]string{
 	{"networking.istio.io", "WorkloadEntry"}:        {"v1", "v1beta1", "v1alpha3"},
 	{"security.istio.io", "AuthorizationPolicy"}:    {"v1", "v1beta1"},
 	{"security.istio.io", "RequestAuthentication"}:  {"v1", "v1beta1"},
+	// --- kgateway TrafficPolicy ---
+	{kgwv1alpha1.Group, "TrafficPolicy"}:    {"v1alpha1"},
+	{kgwv1alpha1.Group, "GatewayExtension"}: {"v1alpha1"},
 }
 
 // clusterScoped kinds have no namespace.
@@ -400,6 +404,12 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	case "RequestAuthentication":
 		o := &istiosec.RequestAuthentication{}
 		obj, meta = o, &o.ObjectMeta
+	case "TrafficPolicy": // kgateway TrafficPolicy
+		o := &kgwv1alpha1.TrafficPolicy{}
+		obj, meta = o, &o.ObjectMeta
+	case "GatewayExtension":
+		o := &kgwv1alpha1.GatewayExtension{}
+		obj, meta = o, &o.ObjectMeta
 	default:
 		return nil, nil, fmt.Errorf("unsupported kind %s", kind)
 	}
@@ -478,6 +488,10 @@ func (l *loader) add(obj any) {
 		s.AuthorizationPolicies = append(s.AuthorizationPolicies, o)
 	case *istiosec.RequestAuthentication:
 		s.RequestAuthentications = append(s.RequestAuthentications, o)
+	case *kgwv1alpha1.TrafficPolicy: // kgateway TrafficPolicy
+		s.TrafficPolicies = append(s.TrafficPolicies, o)
+	case *kgwv1alpha1.GatewayExtension:
+		s.GatewayExtensions = append(s.GatewayExtensions, o)
 	}
 }
 

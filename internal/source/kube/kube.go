@@ -1,7 +1,8 @@
 // Package kube is the cluster source: shared informers (the controller-runtime
 // manager's cache) on every kind the translator reads, and one on istiod's
 // mesh ConfigMap, turned into a source.Snapshot on demand. Kinds whose CRD is not installed (GRPCRoute,
-// TCPRoute, ReferenceGrant, ServiceEntry, AuthorizationPolicy) are left out
+// TCPRoute, ReferenceGrant, ServiceEntry, AuthorizationPolicy, kgateway's
+// TrafficPolicy and GatewayExtension) are left out
 // of the snapshot and looked for again periodically, so installing a CRD
 // later needs no restart.
 package kube
@@ -28,6 +29,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
+	kgwv1alpha1 "github.com/kgateway-dev/kgateway-waypoint/internal/api/kgateway/v1alpha1"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/source"
 )
 
@@ -125,6 +127,18 @@ func kinds() []*kind {
 			fill: func(s *source.Snapshot, l client.ObjectList) {
 				s.RequestAuthentications = l.(*istiosec.RequestAuthenticationList).Items
 			}},
+		// --- kgateway TrafficPolicy (begin) ---
+		{name: "TrafficPolicy", status: true, obj: func() client.Object { return &kgwv1alpha1.TrafficPolicy{} },
+			list: func() client.ObjectList { return &kgwv1alpha1.TrafficPolicyList{} },
+			fill: func(s *source.Snapshot, l client.ObjectList) {
+				s.TrafficPolicies = ptrs(l.(*kgwv1alpha1.TrafficPolicyList).Items)
+			}},
+		{name: "GatewayExtension", status: true, obj: func() client.Object { return &kgwv1alpha1.GatewayExtension{} },
+			list: func() client.ObjectList { return &kgwv1alpha1.GatewayExtensionList{} },
+			fill: func(s *source.Snapshot, l client.ObjectList) {
+				s.GatewayExtensions = ptrs(l.(*kgwv1alpha1.GatewayExtensionList).Items)
+			}},
+		// --- kgateway TrafficPolicy (end) ---
 	}
 }
 
@@ -422,6 +436,8 @@ func sortSnapshot(s *source.Snapshot) {
 	sortObjs(s.WorkloadEntries)
 	sortObjs(s.AuthorizationPolicies)
 	sortObjs(s.RequestAuthentications)
+	sortObjs(s.TrafficPolicies) // kgateway TrafficPolicy
+	sortObjs(s.GatewayExtensions)
 }
 
 // CacheOptions are the manager cache settings the source expects: managed
