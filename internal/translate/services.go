@@ -108,6 +108,7 @@ func (t *translator) run() *Result {
 	t.nodeLocalities()
 	t.loadBalancingConditions()
 	t.extAuthProviders()        // kgateway TrafficPolicy
+	t.rateLimitProviders()      // kgateway TrafficPolicy
 	t.trafficPolicyConditions() // kgateway TrafficPolicy
 	sortConditions(t.conditions)
 	t.countAttachedRoutes()
