@@ -226,7 +226,7 @@ func TestWaypointFieldsAreAccountedFor(t *testing.T) {
 	// depend on (Config.place, compared in compileBackends).
 	compiled := []string{"Services", "Backends", "Workloads", "WorkloadPort", "NodeLocalities"}
 	forPorts := []string{"TrustDomain", "TrustDomainAliases"}
-	perRequest := []string{"PathNormalization", "DefaultRetry", "ExtAuthzProviders"}
+	perRequest := []string{"PathNormalization", "DefaultRetry", "ExtAuthzProviders", "RateLimitProviders"}
 	// names and the listener (dataplane.Runner; HBONE also picks how the
 	// proxy reaches endpoints: Proxy.Update gives it to the upstream pool)
 	unused := []string{"Gateway", "InboundPort", "HBONE"}
@@ -289,5 +289,22 @@ func TestEqualIsUnambiguous(t *testing.T) {
 	p2 := &ir.ServicePort{Port: 80, Routes: []*ir.HTTPRouteRule{nil}}
 	if equalPort(p1, p2) || equalPort(p2, p1) {
 		t.Fatal("a nil rule compared equal to a rule")
+	}
+}
+
+// Every field of a rate limit service but Backend decides whether the
+// proxy keeps its client.
+func TestSameRateLimitProvidersCoversEveryField(t *testing.T) {
+	providerType := reflect.TypeFor[ir.RateLimitProvider]()
+	notBackend := func(t reflect.Type, field string) bool { return t == providerType && field == "Backend" }
+	checkEqual(t, func(x, y *map[string]*ir.RateLimitProvider) bool { return SameRateLimitProviders(*x, *y) }, notBackend)
+	a := &ir.RateLimitProvider{Name: "p", Host: "rl.ns.svc.cluster.local", Port: 8081, Backend: "ns/rl:8081", Domain: "d"}
+	b := *a
+	b.Backend = ""
+	if !SameRateLimitProviders(map[string]*ir.RateLimitProvider{"p": a}, map[string]*ir.RateLimitProvider{"p": &b}) ||
+		!SameRateLimitProviders(nil, map[string]*ir.RateLimitProvider{}) ||
+		SameRateLimitProviders(map[string]*ir.RateLimitProvider{"p": a}, map[string]*ir.RateLimitProvider{"q": a}) ||
+		SameRateLimitProviders(map[string]*ir.RateLimitProvider{"p": a}, map[string]*ir.RateLimitProvider{"p": nil}) {
+		t.Fatal("rate limit service sets compared wrongly")
 	}
 }
