@@ -44,6 +44,7 @@ type exchange struct {
 	path    string              // the normalized path, percent-encoded as sent
 	ext     *extauthz.Decision  // the external authorizer's allow, when asked
 	rlHdr   http.Header         // the rate limit service's response headers, when asked
+	rlReply bool                // the exchange is the rate limit's 429: the service's Content-Type wins
 
 	// For telemetry (filled only when it is on).
 	start          time.Time
@@ -77,6 +78,10 @@ func (p *Proxy) responseHeaders(x *exchange, h http.Header) {
 		x.ext.ApplyResponse(h)
 	}
 	for k, vv := range x.rlHdr {
+		if k == "Content-Type" && x.rlReply {
+			h[k] = vv // Envoy: the service's content type is authoritative on its 429
+			continue
+		}
 		h[k] = append(h[k], vv...)
 	}
 	h["Server"] = p.serverHeader
@@ -631,13 +636,7 @@ func (p *Proxy) globalRateLimit(x *exchange, tr *route.Traffic) bool {
 	}
 	switch res.Outcome {
 	case rls.OverLimit:
-		h := x.w.Header()
-		for k, vv := range res.Headers {
-			h[k] = append(h[k], vv...)
-		}
-		if ct := res.Headers["Content-Type"]; len(ct) > 0 {
-			h["Content-Type"] = ct // the service's content type is authoritative (Envoy)
-		}
+		x.rlHdr, x.rlReply = res.Headers, true
 		p.localReply(x, replyGlobalRateLimited(string(res.Body)))
 		return false
 	case rls.Error:

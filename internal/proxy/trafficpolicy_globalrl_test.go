@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,15 +53,22 @@ func (s *rlsStandIn) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRe
 	} else {
 		remaining = s.limit - n
 	}
+	var body []byte
+	hdrs := []*corev3.HeaderValue{{Key: "x-rls-said", Value: code.String()}}
+	if code == rlsv3.RateLimitResponse_OVER_LIMIT && strings.Contains(key, "x-user-id=carol") {
+		body = []byte(`{"error":"slow down"}`)
+		hdrs = append(hdrs, &corev3.HeaderValue{Key: "content-type", Value: "application/json"})
+	}
 	return &rlsv3.RateLimitResponse{
 		OverallCode: code,
+		RawBody:     body,
 		Statuses: []*rlsv3.RateLimitResponse_DescriptorStatus{{
 			Code:               code,
 			CurrentLimit:       &rlsv3.RateLimitResponse_RateLimit{Name: "per-user", RequestsPerUnit: s.limit, Unit: rlsv3.RateLimitResponse_RateLimit_MINUTE},
 			LimitRemaining:     remaining,
 			DurationUntilReset: durationpb.New(42 * time.Second),
 		}},
-		ResponseHeadersToAdd: []*corev3.HeaderValue{{Key: "x-rls-said", Value: code.String()}},
+		ResponseHeadersToAdd: hdrs,
 		RequestHeadersToAdd:  []*corev3.HeaderValue{{Key: "x-rls-upstream", Value: "seen"}},
 	}, nil
 }
@@ -178,12 +186,22 @@ func TestTrafficPolicyGlobalRateLimit(t *testing.T) {
 			t.Fatalf("descriptor entries %v, want %v", got, want)
 		}
 	}
+	// The service's body and content type on its 429.
+	for range 2 {
+		w.do(vip, curlID, get("/get", "X-User-Id", "carol"))
+	}
+	resp, body = w.do(vip, curlID, get("/get", "X-User-Id", "carol"))
+	if resp.StatusCode != 429 || body != `{"error":"slow down"}` || len(resp.Header.Values("Content-Type")) != 1 ||
+		resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("over the limit with the service's body: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
 	// No x-user-id: the descriptor cannot be built, the service is not asked.
+	calls := len(rl.requests())
 	if resp, body := w.do(vip, curlID, get("/get")); resp.StatusCode != 200 {
 		t.Fatalf("without the header entry's header: %d %q", resp.StatusCode, body)
 	}
-	if n := len(rl.requests()); n != 4 {
-		t.Fatalf("%d calls after a request without x-user-id, want still 4", n)
+	if n := len(rl.requests()); n != calls {
+		t.Fatalf("%d calls after a request without x-user-id, want still %d", n, calls)
 	}
 }
 

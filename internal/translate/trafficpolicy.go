@@ -1019,6 +1019,16 @@ func (t *translator) rateLimitProvider(name string) (*ir.RateLimitProvider, stri
 	if ref.Port == nil {
 		return prov, fmt.Sprintf("GatewayExtension %s: the grpcService backendRef needs a port", nn) + outcome
 	}
+	if g.RequestTimeout != nil {
+		// The gRPC call's own timeout bounds it too (Envoy applies both).
+		d, err := parseKgwDuration(*g.RequestTimeout)
+		if err != nil || d < time.Millisecond {
+			return prov, fmt.Sprintf("GatewayExtension %s: grpcService.requestTimeout %q: a duration of at least 1ms is required", nn, *g.RequestTimeout) + outcome
+		}
+		if ms := d.Milliseconds(); prov.TimeoutMs == 0 || ms < prov.TimeoutMs {
+			prov.TimeoutMs = ms
+		}
+	}
 	prov.Namespace, prov.Host, prov.Port = ns, string(ref.Name)+"."+ns+".svc."+t.opts.ClusterDomain, uint16(*ref.Port)
 	prov.Backend = t.authorizerBackend(ns, prov.Host, prov.Port)
 	if prov.Backend == "" {
