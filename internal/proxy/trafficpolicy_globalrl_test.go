@@ -195,6 +195,14 @@ func TestTrafficPolicyGlobalRateLimit(t *testing.T) {
 		resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("over the limit with the service's body: %d %q %v", resp.StatusCode, body, resp.Header)
 	}
+	// A header value that is not UTF-8 is still counted (a call that could
+	// not be sent would fail open past the limit).
+	for i := range 3 {
+		resp, _ := w.do(vip, curlID, get("/get", "X-User-Id", "\xffmallory"))
+		if want := []int{200, 200, 429}[i]; resp.StatusCode != want {
+			t.Fatalf("non-UTF-8 user, request %d: %d, want %d", i, resp.StatusCode, want)
+		}
+	}
 	// No x-user-id: the descriptor cannot be built, the service is not asked.
 	calls := len(rl.requests())
 	if resp, body := w.do(vip, curlID, get("/get")); resp.StatusCode != 200 {

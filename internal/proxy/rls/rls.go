@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rlcommon "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
@@ -108,9 +109,28 @@ func (d *Descriptor) Build(r Request) *rlcommon.RateLimitDescriptor {
 			}
 			v = r.Remote.Unmap().String()
 		}
-		out.Entries[i] = &rlcommon.RateLimitDescriptor_Entry{Key: e.key, Value: v}
+		out.Entries[i] = &rlcommon.RateLimitDescriptor_Entry{Key: e.key, Value: validUTF8(v)}
 	}
 	return out
+}
+
+// validUTF8 replaces the bytes of s that are not UTF-8 with '!' (as Envoy's
+// sanitizeUtf8String for ext_authz): a proto3 string must be valid UTF-8,
+// and a value that could not be sent would make the call fail, so that a
+// client could choose to fail open past the limit.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	b := []byte(s)
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			b[i] = '!'
+		}
+		i += n
+	}
+	return string(b)
 }
 
 // Outcome is what the service decided.

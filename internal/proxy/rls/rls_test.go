@@ -7,6 +7,7 @@ import (
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
@@ -41,6 +42,14 @@ func TestCompileAndBuild(t *testing.T) {
 		if e.GetKey()+"="+e.GetValue() != want[i] {
 			t.Fatalf("entry %d: %s=%s, want %s", i, e.GetKey(), e.GetValue(), want[i])
 		}
+	}
+	// A value that is not UTF-8 is made sendable, not a failed call.
+	bad := d.Build(Request{Headers: http.Header{"X-User": {"a\xffb"}}, PathWithQuery: "/\xfe", Remote: netip.MustParseAddr("10.0.0.1")})
+	if v := bad.GetEntries()[1].GetValue(); v != "a!b" || bad.GetEntries()[3].GetValue() != "/!" {
+		t.Errorf("sanitized values %q %q", v, bad.GetEntries()[3].GetValue())
+	}
+	if _, err := proto.Marshal(bad); err != nil {
+		t.Errorf("the sanitized descriptor does not marshal: %v", err)
 	}
 	if d.Build(Request{Headers: http.Header{}, Remote: netip.MustParseAddr("10.0.0.1")}) != nil {
 		t.Error("a descriptor without its header was built")
