@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,21 @@ type rlsStandIn struct {
 	delay  time.Duration
 	seen   []*rlsv3.RateLimitRequest
 	counts map[string]uint32
+	conns  atomic.Int32 // connections accepted
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int32
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
 }
 
 func (s *rlsStandIn) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
@@ -88,7 +104,7 @@ func startRLSStandIn(t *testing.T, limit uint32, delay time.Duration) (*rlsStand
 	rl := &rlsStandIn{limit: limit, delay: delay, counts: map[string]uint32{}}
 	s := grpc.NewServer()
 	rlsv3.RegisterRateLimitServiceServer(s, rl)
-	go func() { _ = s.Serve(l) }()
+	go func() { _ = s.Serve(countingListener{l, &rl.conns}) }()
 	t.Cleanup(s.Stop)
 	return rl, l.Addr().(*net.TCPAddr).AddrPort()
 }
@@ -247,4 +263,36 @@ func TestTrafficPolicyGlobalRateLimitFailure(t *testing.T) {
 		t.Fatalf("slow service, failOpen: %d after %v, want 200 within the timeout", resp.StatusCode, time.Since(start))
 	}
 	_ = slow
+}
+
+// The client of a rate limit service is kept across configurations that
+// leave its GatewayExtension alone (one connection), and replaced when the
+// extension changes.
+func TestTrafficPolicyGlobalRateLimitClientKept(t *testing.T) {
+	rl, rlsAddr := startRLSStandIn(t, 100, 0)
+	a := startBackend(t, "a", "127.0.1.1", false)
+	ext := "    domain: d1\n"
+	w := startWaypoint(t, globalRLManifests(a.addr, rlsAddr, ext))
+	call := func() {
+		t.Helper()
+		if resp, body := w.do(vip, curlID, get("/get", "X-User-Id", "u")); resp.StatusCode != 200 {
+			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+	}
+	call()
+	// An unrelated change: another service.
+	w.apply(globalRLManifests(a.addr, rlsAddr, ext) + serviceManifest("other", "127.0.100.7", 80, "http", "", a.addr))
+	call()
+	if n := rl.conns.Load(); n != 1 {
+		t.Fatalf("%d connections to the service after an unrelated update, want 1 (the client kept)", n)
+	}
+	w.apply(globalRLManifests(a.addr, rlsAddr, "    domain: d2\n"))
+	call()
+	if n := rl.conns.Load(); n != 2 {
+		t.Fatalf("%d connections after the extension changed, want 2 (a new client)", n)
+	}
+	reqs := rl.requests()
+	if len(reqs) != 3 || reqs[1].GetDomain() != "d1" || reqs[2].GetDomain() != "d2" {
+		t.Fatalf("domains of the calls: %v", reqs)
+	}
 }
