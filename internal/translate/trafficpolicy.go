@@ -9,8 +9,8 @@ package translate
 // rules) or to one rule of it by sectionName (the rule's name), and the
 // ExtensionRef filter of a route rule (group gateway.kgateway.dev, kind
 // TrafficPolicy). Merging is kgateway's shallow merge: each top-level
-// field (rateLimit, headerModifiers, cors, csrf, buffer, timeouts, retry)
-// is taken whole from the most specific attachment that sets it
+// field (rateLimit.local and rateLimit.global apart, extAuth,
+// headerModifiers, cors, csrf, buffer, timeouts, retry) is taken whole from the most specific attachment that sets it
 // (ExtensionRef > rule > HTTPRoute > Gateway listener > Gateway), and among
 // the policies of one attachment from the oldest (creation time, then
 // namespace/name). The kgateway.dev/inherited-policy-priority annotation on
