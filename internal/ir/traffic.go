@@ -105,6 +105,9 @@ type RateLimitProvider struct {
 	Host      string `json:"host"`
 	Port      uint16 `json:"port"`
 	Backend   string `json:"backend,omitempty"`
+	// Authority is the :authority of the calls (grpcService.authority);
+	// "" is the outbound cluster name, as istiod names one.
+	Authority string `json:"authority,omitempty"`
 	// Domain is sent with every request.
 	Domain string `json:"domain"`
 	// FailOpen lets a request through when the service fails or times

@@ -13,6 +13,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -29,6 +30,7 @@ type rlsStandIn struct {
 	seen   []*rlsv3.RateLimitRequest
 	counts map[string]uint32
 	conns  atomic.Int32 // connections accepted
+	auth   []string     // the :authority of each call
 }
 
 // countingListener counts the connections it accepts.
@@ -56,6 +58,8 @@ func (s *rlsStandIn) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRe
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seen = append(s.seen, req)
+	md, _ := metadata.FromIncomingContext(ctx)
+	s.auth = append(s.auth, strings.Join(md.Get(":authority"), ","))
 	key := ""
 	for _, e := range req.GetDescriptors()[0].GetEntries() {
 		key += e.GetKey() + "=" + e.GetValue() + ";"
@@ -286,7 +290,8 @@ func TestTrafficPolicyGlobalRateLimitClientKept(t *testing.T) {
 	if n := rl.conns.Load(); n != 1 {
 		t.Fatalf("%d connections to the service after an unrelated update, want 1 (the client kept)", n)
 	}
-	w.apply(globalRLManifests(a.addr, rlsAddr, "    domain: d2\n"))
+	w.apply(strings.Replace(globalRLManifests(a.addr, rlsAddr, "    domain: d2\n"),
+		"backendRef: {name: ratelimit, port: 8081}", "backendRef: {name: ratelimit, port: 8081}\n      authority: rl.example", 1))
 	call()
 	if n := rl.conns.Load(); n != 2 {
 		t.Fatalf("%d connections after the extension changed, want 2 (a new client)", n)
@@ -294,5 +299,10 @@ func TestTrafficPolicyGlobalRateLimitClientKept(t *testing.T) {
 	reqs := rl.requests()
 	if len(reqs) != 3 || reqs[1].GetDomain() != "d1" || reqs[2].GetDomain() != "d2" {
 		t.Fatalf("domains of the calls: %v", reqs)
+	}
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.auth[0] != "outbound_.8081_._.ratelimit.ns.svc.cluster.local" || rl.auth[2] != "rl.example" {
+		t.Fatalf(":authority of the calls %q, want the cluster name, then grpcService.authority", rl.auth)
 	}
 }

@@ -104,8 +104,9 @@ type tpIndex struct {
 	// extAuthProblems are why a GatewayExtension cannot be used, by
 	// provider name ("" when it can).
 	extAuthProblems map[string]string
-	// rateLimitProblems are the same for the rate limit services.
-	rateLimitProblems map[string]string
+	// rateLimitProblems are the same for the rate limit services;
+	// rateLimitNotes, what of one is left out while it is used.
+	rateLimitProblems, rateLimitNotes map[string]string
 }
 
 // indexTrafficPolicies validates every TrafficPolicy and files it under
@@ -113,7 +114,7 @@ type tpIndex struct {
 func (t *translator) indexTrafficPolicies() {
 	idx := &tpIndex{byName: map[ir.NamespacedName]*tpolicy{}, route: map[ir.NamespacedName][]*tpolicy{},
 		rule: map[ir.NamespacedName]map[string][]*tpolicy{}, bound: map[ir.NamespacedName]bool{},
-		extAuthProblems: map[string]string{}, rateLimitProblems: map[string]string{}}
+		extAuthProblems: map[string]string{}, rateLimitProblems: map[string]string{}, rateLimitNotes: map[string]string{}}
 	t.tp = idx
 	if len(t.snap.TrafficPolicies) == 0 {
 		return
@@ -728,6 +729,9 @@ func (t *translator) trafficPolicyConditions() {
 			if prob := t.tp.rateLimitProblems[p.f.globalRL.Provider]; prob != "" {
 				p.invalid = append(p.invalid, "rateLimit.global: "+prob)
 			}
+			if note := t.tp.rateLimitNotes[p.f.globalRL.Provider]; note != "" {
+				p.unsupported = append(p.unsupported, note)
+			}
 		}
 		var missing []string
 		for _, m := range p.missing {
@@ -1018,6 +1022,12 @@ func (t *translator) rateLimitProvider(name string) (*ir.RateLimitProvider, stri
 	}
 	if ref.Port == nil {
 		return prov, fmt.Sprintf("GatewayExtension %s: the grpcService backendRef needs a port", nn) + outcome
+	}
+	if g.Authority != nil {
+		prov.Authority = *g.Authority
+	}
+	if len(g.Retry) > 0 {
+		t.tp.rateLimitNotes[name] = fmt.Sprintf("GatewayExtension %s: rateLimit.grpcService.retry (calls are not retried)", nn)
 	}
 	if g.RequestTimeout != nil {
 		// The gRPC call's own timeout bounds it too (Envoy applies both).

@@ -195,12 +195,21 @@ func New(p *ir.RateLimitProvider, opts Options) (*Client, error) {
 	conn, err := grpc.NewClient("passthrough:///"+net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port))),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(dial),
-		grpc.WithAuthority(strings.ReplaceAll(fmt.Sprintf("outbound|%d||%s", p.Port, p.Host), "|", "_.")),
+		grpc.WithAuthority(authority(p)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("rls: provider %q: %w", p.Name, err)
 	}
 	return &Client{p: p, conn: conn, rls: rlsv3.NewRateLimitServiceClient(conn)}, nil
+}
+
+// authority is the provider's, else the outbound cluster name with "|"
+// replaced by "_." (as the ext_authz gRPC client names it).
+func authority(p *ir.RateLimitProvider) string {
+	if p.Authority != "" {
+		return p.Authority
+	}
+	return strings.ReplaceAll(fmt.Sprintf("outbound|%d||%s", p.Port, p.Host), "|", "_.")
 }
 
 // Close closes the connection.
