@@ -101,6 +101,7 @@ func (t *translator) run() *Result {
 	t.attachRoutes()
 	t.attachPolicies()
 	t.attachRequestAuthentications()
+	t.telemetry() // Telemetry API (telemetry branch)
 	t.nodeLocalities()
 	t.loadBalancingConditions()
 	sortConditions(t.conditions)

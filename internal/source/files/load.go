@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	istiotel "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,6 +77,9 @@ var kinds = map[kindKey][]string{
 	{"networking.istio.io", "WorkloadEntry"}:        {"v1", "v1beta1", "v1alpha3"},
 	{"security.istio.io", "AuthorizationPolicy"}:    {"v1", "v1beta1"},
 	{"security.istio.io", "RequestAuthentication"}:  {"v1", "v1beta1"},
+	// --- Telemetry API (telemetry branch) ---
+	{"telemetry.istio.io", "Telemetry"}: {"v1", "v1alpha1"},
+	// --- end Telemetry API ---
 }
 
 // clusterScoped kinds have no namespace.
@@ -400,6 +404,11 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	case "RequestAuthentication":
 		o := &istiosec.RequestAuthentication{}
 		obj, meta = o, &o.ObjectMeta
+	// --- Telemetry API (telemetry branch) ---
+	case "Telemetry":
+		o := &istiotel.Telemetry{}
+		obj, meta = o, &o.ObjectMeta
+	// --- end Telemetry API ---
 	default:
 		return nil, nil, fmt.Errorf("unsupported kind %s", kind)
 	}
@@ -419,6 +428,10 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 		spec = &o.Spec
 	case *istionet.WorkloadEntry:
 		spec = &o.Spec
+	// --- Telemetry API (telemetry branch) ---
+	case *istiotel.Telemetry:
+		spec = &o.Spec
+		// --- end Telemetry API ---
 	}
 	if spec != nil {
 		if err := strictProtoSpec(raw, spec); err != nil {
@@ -478,6 +491,10 @@ func (l *loader) add(obj any) {
 		s.AuthorizationPolicies = append(s.AuthorizationPolicies, o)
 	case *istiosec.RequestAuthentication:
 		s.RequestAuthentications = append(s.RequestAuthentications, o)
+	// --- Telemetry API (telemetry branch) ---
+	case *istiotel.Telemetry:
+		s.Telemetries = append(s.Telemetries, o)
+		// --- end Telemetry API ---
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	istiotel "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -125,6 +126,13 @@ func kinds() []*kind {
 			fill: func(s *source.Snapshot, l client.ObjectList) {
 				s.RequestAuthentications = l.(*istiosec.RequestAuthenticationList).Items
 			}},
+		// --- Telemetry API (telemetry branch) ---
+		{name: "Telemetry", status: true, obj: func() client.Object { return &istiotel.Telemetry{} },
+			list: func() client.ObjectList { return &istiotel.TelemetryList{} },
+			fill: func(s *source.Snapshot, l client.ObjectList) {
+				s.Telemetries = l.(*istiotel.TelemetryList).Items
+			}},
+		// --- end Telemetry API ---
 	}
 }
 
@@ -422,6 +430,7 @@ func sortSnapshot(s *source.Snapshot) {
 	sortObjs(s.WorkloadEntries)
 	sortObjs(s.AuthorizationPolicies)
 	sortObjs(s.RequestAuthentications)
+	sortObjs(s.Telemetries) // Telemetry API (telemetry branch)
 }
 
 // CacheOptions are the manager cache settings the source expects: managed
