@@ -156,13 +156,17 @@ func (t *translator) telemetry() {
 		}
 	}
 
-	t.out.Telemetry = mergeTelemetry(chain, settings, rep, false)
+	t.out.Telemetry = mergeTelemetry(chain, settings, rep, nil)
 	for _, s := range t.out.Services {
 		pieces := perService[ir.NamespacedName{Namespace: s.Namespace, Name: s.Kind + "/" + s.Name}]
 		if len(pieces) == 0 {
 			continue
 		}
-		s.Telemetry = mergeTelemetry(append(slices.Clone(chain), pieces...), settings, rep, true)
+		svcKeys := map[string]bool{}
+		for _, p := range pieces {
+			svcKeys[p.key] = true
+		}
+		s.Telemetry = mergeTelemetry(append(slices.Clone(chain), pieces...), settings, rep, svcKeys)
 		if s.Telemetry == nil {
 			s.Telemetry = &ir.Telemetry{}
 		}
@@ -183,13 +187,13 @@ func (t *translator) telemetry() {
 }
 
 // mergeTelemetry merges the pieces, in precedence order, into the IR.
-// perService marks a Service-targeted merge (tag overrides there cannot
+// svcKeys are the Service-targeted pieces (their tag overrides cannot
 // reshape the metric families the whole waypoint shares).
-func mergeTelemetry(chain []telemetryPiece, s *meshconfig.TelemetrySettings, rep *telemetryReport, perService bool) *ir.Telemetry {
+func mergeTelemetry(chain []telemetryPiece, s *meshconfig.TelemetrySettings, rep *telemetryReport, svcKeys map[string]bool) *ir.Telemetry {
 	out := &ir.Telemetry{
 		AccessLog: mergeAccessLogs(chain, s, rep),
 		Tracing:   mergeTracing(chain, s, rep),
-		Metrics:   mergeMetrics(chain, s, rep, perService),
+		Metrics:   mergeMetrics(chain, s, rep, svcKeys),
 	}
 	if out.AccessLog == nil && out.Tracing == nil && out.Metrics == nil {
 		return nil
@@ -239,6 +243,9 @@ func mergeAccessLogs(chain []telemetryPiece, s *meshconfig.TelemetrySettings, re
 	}
 	for _, p := range levels {
 		for i, al := range p.obj.Spec.GetAccessLogging() {
+			if al.GetFilter() != nil && len(al.GetProviders()) == 0 {
+				rep.add(p.key, fmt.Sprintf("accessLogging[%d].filter: a filter applies only with the providers it names (istiod keeps no filter for inherited providers): name the provider", i))
+			}
 			if f := al.GetFilter().GetExpression(); f != "" {
 				if _, err := expr.Compile(f); err != nil {
 					rep.add(p.key, fmt.Sprintf("accessLogging[%d].filter: %v (the filter is left out: every record is logged)", i, err))
@@ -501,7 +508,7 @@ func allMetricNames() []string { return slices.Sorted(maps.Values(standardMetric
 // waypoint (each adds a label value to every series key).
 const MaxTagValueOverrides = 8
 
-func mergeMetrics(chain []telemetryPiece, s *meshconfig.TelemetrySettings, rep *telemetryReport, perService bool) *ir.MetricsConfig {
+func mergeMetrics(chain []telemetryPiece, s *meshconfig.TelemetrySettings, rep *telemetryReport, svcKeys map[string]bool) *ir.MetricsConfig {
 	var levels []telemetryPiece
 	for _, p := range chain {
 		if len(p.obj.Spec.GetMetrics()) > 0 {
@@ -605,7 +612,7 @@ func mergeMetrics(chain []telemetryPiece, s *meshconfig.TelemetrySettings, rep *
 						ov.disabled = &v
 					}
 					for tag, to := range o.GetTagOverrides() {
-						if perService {
+						if svcKeys[l.key] {
 							rep.add(l.key, fmt.Sprintf("metrics[%d].overrides[%d].tagOverrides: tag overrides of a Service-targeted Telemetry are not supported (target the Gateway)", i, j))
 							break
 						}

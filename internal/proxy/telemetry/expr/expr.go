@@ -61,7 +61,8 @@ func Compile(src string) (*Program, error) {
 	}
 	ast, iss := env.Compile(src)
 	if iss.Err() != nil {
-		return nil, fmt.Errorf("CEL expression %q: %v", src, iss.Err())
+		msg, _, _ := strings.Cut(iss.Err().Error(), "\n")
+		return nil, fmt.Errorf("CEL expression %q: %s", src, strings.TrimPrefix(msg, "ERROR: <input>:"))
 	}
 	if err := checkAttributes(src); err != nil {
 		return nil, err
