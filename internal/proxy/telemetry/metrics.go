@@ -296,6 +296,23 @@ func (t *Telemetry) RecordRequest(r *RequestRecord) {
 	if t == nil || r == nil {
 		return
 	}
+	pol := t.policyFor(r.DestinationServiceNamespace, r.DestinationServiceName)
+	var off *[numMetrics]bool
+	if pol != nil {
+		off = &pol.disabled
+	} else {
+		off = &noneDisabled
+	}
+	if !(off[mRequestCount] && off[mRequestDuration] && off[mRequestSize] && off[mResponseSize]) {
+		t.observeRequest(r, off)
+	}
+	t.logRequest(r, pol)
+}
+
+// noneDisabled: every metric on.
+var noneDisabled [numMetrics]bool
+
+func (t *Telemetry) observeRequest(r *RequestRecord, off *[numMetrics]bool) {
 	var k seriesKey
 	t.health.folded(t.setPeers(&k, &r.Source, &r.Destination, r.DestinationService, r.DestinationServiceName,
 		r.DestinationServiceNamespace, r.ResponseFlags, r.ConnectionSecurityPolicy))
@@ -310,8 +327,12 @@ func (t *Telemetry) RecordRequest(r *RequestRecord) {
 		}
 	}
 	s := t.httpSeriesFor(&k)
-	s.requests.Inc()
-	s.duration.Observe(float64(r.Duration.Milliseconds()))
+	if !off[mRequestCount] {
+		s.requests.Inc()
+	}
+	if !off[mRequestDuration] {
+		s.duration.Observe(float64(r.Duration.Milliseconds()))
+	}
 	reqBytes, respBytes := r.RequestWireBytes, r.ResponseWireBytes
 	if reqBytes == 0 {
 		reqBytes = r.RequestBytes
@@ -319,11 +340,20 @@ func (t *Telemetry) RecordRequest(r *RequestRecord) {
 	if respBytes == 0 {
 		respBytes = r.ResponseBytes
 	}
-	s.reqBytes.Observe(float64(reqBytes))
-	s.respBytes.Observe(float64(respBytes))
-	if t.accessLog != nil {
-		t.logRequest(r)
+	if !off[mRequestSize] {
+		s.reqBytes.Observe(float64(reqBytes))
 	}
+	if !off[mResponseSize] {
+		s.respBytes.Observe(float64(respBytes))
+	}
+}
+
+// tcpOff is the disabled metrics for a connection's service.
+func (t *Telemetry) tcpOff(r *TCPRecord) (*policy, *[numMetrics]bool) {
+	if pol := t.policyFor(r.DestinationServiceNamespace, r.DestinationServiceName); pol != nil {
+		return pol, &pol.disabled
+	}
+	return nil, &noneDisabled
 }
 
 // tcpKey is the label set of a connection; folds are counted once, when
@@ -344,6 +374,9 @@ func (t *Telemetry) TCPOpened(r *TCPRecord) {
 	if t == nil || r == nil {
 		return
 	}
+	if _, off := t.tcpOff(r); off[mTCPOpened] {
+		return
+	}
 	k := t.tcpKey(r, true)
 	t.tcpSeriesFor(&k).opened.Inc()
 }
@@ -356,17 +389,25 @@ func (t *Telemetry) TCPReport(r *TCPRecord) {
 	if t == nil || r == nil {
 		return
 	}
+	_, off := t.tcpOff(r)
+	if off[mTCPSent] && off[mTCPReceived] {
+		return
+	}
 	k := t.tcpKey(r, false)
-	t.tcpBytes(t.tcpSeriesFor(&k), r)
+	t.tcpBytes(t.tcpSeriesFor(&k), r, off)
 }
 
-func (t *Telemetry) tcpBytes(s *tcpSeries, r *TCPRecord) {
+func (t *Telemetry) tcpBytes(s *tcpSeries, r *TCPRecord, off *[numMetrics]bool) {
 	if d := r.SentBytes - r.reportedSent; d > 0 {
-		s.sent.Add(float64(d))
+		if !off[mTCPSent] {
+			s.sent.Add(float64(d))
+		}
 		r.reportedSent = r.SentBytes
 	}
 	if d := r.ReceivedBytes - r.reportedReceived; d > 0 {
-		s.received.Add(float64(d))
+		if !off[mTCPReceived] {
+			s.received.Add(float64(d))
+		}
 		r.reportedReceived = r.ReceivedBytes
 	}
 }
@@ -377,11 +418,14 @@ func (t *Telemetry) TCPClosed(r *TCPRecord) {
 	if t == nil || r == nil {
 		return
 	}
-	k := t.tcpKey(r, false)
-	s := t.tcpSeriesFor(&k)
-	t.tcpBytes(s, r)
-	s.closed.Inc()
-	if t.accessLog != nil {
-		t.logTCP(r)
+	pol, off := t.tcpOff(r)
+	if !(off[mTCPSent] && off[mTCPReceived] && off[mTCPClosed]) {
+		k := t.tcpKey(r, false)
+		s := t.tcpSeriesFor(&k)
+		t.tcpBytes(s, r, off)
+		if !off[mTCPClosed] {
+			s.closed.Inc()
+		}
 	}
+	t.logTCP(r, pol)
 }
