@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -151,13 +152,57 @@ func (t *Telemetry) setPeers(k *seriesKey, src, dst *Peer, svc, svcName, svcName
 	return folded
 }
 
+// httpSeries and tcpSeries are one label set's children, each created on
+// first use: a metric the Telemetry API disables never shows a series.
 type httpSeries struct {
-	requests                      prometheus.Counter
-	duration, reqBytes, respBytes prometheus.Observer
+	m                             *istioMetrics
+	vals                          []string
+	requests                      lazy[prometheus.Counter]
+	duration, reqBytes, respBytes lazy[prometheus.Observer]
 }
 
 type tcpSeries struct {
-	opened, closed, sent, received prometheus.Counter
+	m                              *istioMetrics
+	vals                           []string
+	opened, closed, sent, received lazy[prometheus.Counter]
+}
+
+// lazy is a child made once (WithLabelValues gives the same child to
+// racing makers).
+type lazy[T any] struct{ p atomic.Pointer[T] }
+
+func (l *lazy[T]) get(mk func() T) T {
+	if v := l.p.Load(); v != nil {
+		return *v
+	}
+	v := mk()
+	l.p.CompareAndSwap(nil, &v)
+	return *l.p.Load()
+}
+
+func (s *httpSeries) req() prometheus.Counter {
+	return s.requests.get(func() prometheus.Counter { return s.m.requests.WithLabelValues(s.vals...) })
+}
+func (s *httpSeries) dur() prometheus.Observer {
+	return s.duration.get(func() prometheus.Observer { return s.m.duration.WithLabelValues(s.vals...) })
+}
+func (s *httpSeries) reqSize() prometheus.Observer {
+	return s.reqBytes.get(func() prometheus.Observer { return s.m.reqBytes.WithLabelValues(s.vals...) })
+}
+func (s *httpSeries) respSize() prometheus.Observer {
+	return s.respBytes.get(func() prometheus.Observer { return s.m.respBytes.WithLabelValues(s.vals...) })
+}
+func (s *tcpSeries) open() prometheus.Counter {
+	return s.opened.get(func() prometheus.Counter { return s.m.opened.WithLabelValues(s.vals...) })
+}
+func (s *tcpSeries) close() prometheus.Counter {
+	return s.closed.get(func() prometheus.Counter { return s.m.closed.WithLabelValues(s.vals...) })
+}
+func (s *tcpSeries) sentC() prometheus.Counter {
+	return s.sent.get(func() prometheus.Counter { return s.m.sent.WithLabelValues(s.vals...) })
+}
+func (s *tcpSeries) recvC() prometheus.Counter {
+	return s.received.get(func() prometheus.Counter { return s.m.received.WithLabelValues(s.vals...) })
 }
 
 // istioMetrics holds Istio's standard metric families and a cache of their
@@ -235,12 +280,7 @@ func (t *Telemetry) httpSeriesFor(k *seriesKey) *httpSeries {
 	}
 	c := k.clone()
 	v := c.values(true)
-	s = &httpSeries{
-		requests:  m.requests.WithLabelValues(v...),
-		duration:  m.duration.WithLabelValues(v...),
-		reqBytes:  m.reqBytes.WithLabelValues(v...),
-		respBytes: m.respBytes.WithLabelValues(v...),
-	}
+	s = &httpSeries{m: m, vals: v}
 	m.http[c] = s
 	return s
 }
@@ -270,12 +310,7 @@ func (t *Telemetry) tcpSeriesFor(k *seriesKey) *tcpSeries {
 	}
 	c := k.clone()
 	v := c.values(false)
-	s = &tcpSeries{
-		opened:   m.opened.WithLabelValues(v...),
-		closed:   m.closed.WithLabelValues(v...),
-		sent:     m.sent.WithLabelValues(v...),
-		received: m.received.WithLabelValues(v...),
-	}
+	s = &tcpSeries{m: m, vals: v}
 	m.tcp[c] = s
 	return s
 }
@@ -328,10 +363,10 @@ func (t *Telemetry) observeRequest(r *RequestRecord, off *[numMetrics]bool) {
 	}
 	s := t.httpSeriesFor(&k)
 	if !off[mRequestCount] {
-		s.requests.Inc()
+		s.req().Inc()
 	}
 	if !off[mRequestDuration] {
-		s.duration.Observe(float64(r.Duration.Milliseconds()))
+		s.dur().Observe(float64(r.Duration.Milliseconds()))
 	}
 	reqBytes, respBytes := r.RequestWireBytes, r.ResponseWireBytes
 	if reqBytes == 0 {
@@ -341,10 +376,10 @@ func (t *Telemetry) observeRequest(r *RequestRecord, off *[numMetrics]bool) {
 		respBytes = r.ResponseBytes
 	}
 	if !off[mRequestSize] {
-		s.reqBytes.Observe(float64(reqBytes))
+		s.reqSize().Observe(float64(reqBytes))
 	}
 	if !off[mResponseSize] {
-		s.respBytes.Observe(float64(respBytes))
+		s.respSize().Observe(float64(respBytes))
 	}
 }
 
@@ -378,7 +413,7 @@ func (t *Telemetry) TCPOpened(r *TCPRecord) {
 		return
 	}
 	k := t.tcpKey(r, true)
-	t.tcpSeriesFor(&k).opened.Inc()
+	t.tcpSeriesFor(&k).open().Inc()
 }
 
 // TCPReport adds the bytes moved since the last report to
@@ -400,13 +435,13 @@ func (t *Telemetry) TCPReport(r *TCPRecord) {
 func (t *Telemetry) tcpBytes(s *tcpSeries, r *TCPRecord, off *[numMetrics]bool) {
 	if d := r.SentBytes - r.reportedSent; d > 0 {
 		if !off[mTCPSent] {
-			s.sent.Add(float64(d))
+			s.sentC().Add(float64(d))
 		}
 		r.reportedSent = r.SentBytes
 	}
 	if d := r.ReceivedBytes - r.reportedReceived; d > 0 {
 		if !off[mTCPReceived] {
-			s.received.Add(float64(d))
+			s.recvC().Add(float64(d))
 		}
 		r.reportedReceived = r.ReceivedBytes
 	}
@@ -424,7 +459,7 @@ func (t *Telemetry) TCPClosed(r *TCPRecord) {
 		s := t.tcpSeriesFor(&k)
 		t.tcpBytes(s, r, off)
 		if !off[mTCPClosed] {
-			s.closed.Inc()
+			s.close().Inc()
 		}
 	}
 	t.logTCP(r, pol)
