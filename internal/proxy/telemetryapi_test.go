@@ -1,0 +1,141 @@
+package proxy_test
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/source/files"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
+)
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startTelemetryWaypoint serves manifests with a telemetry whose
+// /dev/stdout goes to stdout and the mesh config mesh.
+func startTelemetryWaypoint(t *testing.T, stdout *lockedBuf) (*waypoint, func(manifests, mesh string)) {
+	t.Helper()
+	tel, err := telemetry.New(telemetry.Options{Stdout: stdout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := proxy.New(proxy.Options{Telemetry: tel})
+	w := &waypoint{t: t, proxy: p}
+	apply := func(manifests, mesh string) {
+		t.Helper()
+		snap, err := files.LoadBytes("test.yaml", []byte(manifests))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snap.MeshConfig, err = meshconfig.Parse([]byte(mesh)); err != nil {
+			t.Fatal(err)
+		}
+		res, err := translate.Translate(snap, translate.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Update(res.Waypoint); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.addr = ln.Addr().String()
+	w.srv = inbound.NewServer(p, inbound.Options{HTTP: inbound.HTTPOptions{ReadHeaderTimeout: 2 * time.Second}})
+	go func() { _ = w.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = ln.Close(); _ = w.srv.Close(); p.Close() })
+	return w, apply
+}
+
+// A Telemetry changes what the waypoint logs, over real sockets: a filter
+// response.code >= 400 logs only the errors; disabled stops the log; a
+// file provider of the mesh config writes to its path.
+func TestTelemetryAPIAccessLog(t *testing.T) {
+	be := startBackend(t, "web", "127.0.0.1", false)
+	base := svcManifests(be.addr) + serviceManifest("dead", "127.0.100.2", 80, "http", "")
+	stdout := &lockedBuf{}
+	w, apply := startTelemetryWaypoint(t, stdout)
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	mesh := "extensionProviders:\n- name: tofile\n  envoyFileAccessLog: {path: " + logFile + "}\n"
+
+	apply(base+`
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: errors-only, namespace: ns}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}]
+  accessLogging: [{providers: [{name: envoy}], filter: {expression: "response.code >= 400"}}]
+`, mesh)
+	if resp, _ := w.do("127.0.100.1:80", curlID, get("/fine")); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if resp, _ := w.do("127.0.100.2:80", curlID, get("/failing")); resp.StatusCode != 503 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	eventually(t, func() bool { return strings.Contains(stdout.String(), "/failing") })
+	got := stdout.String()
+	if strings.Contains(got, "/fine") || !strings.Contains(got, "/failing") {
+		t.Fatalf("response.code >= 400 logged %q", got)
+	}
+
+	apply(base+`
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: off, namespace: ns}
+spec:
+  accessLogging: [{disabled: true}]
+`, mesh)
+	w.do("127.0.100.2:80", curlID, get("/while-disabled"))
+
+	apply(base+`
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: to-file, namespace: istio-system}
+spec:
+  accessLogging: [{providers: [{name: tofile}]}]
+`, mesh)
+	w.do("127.0.100.1:80", curlID, get("/into-file"))
+	var data []byte
+	eventually(t, func() bool { data, _ = os.ReadFile(logFile); return strings.Contains(string(data), "/into-file") })
+	if strings.Contains(stdout.String(), "/into-file") || strings.Contains(stdout.String(), "/while-disabled") {
+		t.Fatalf("stdout %q: the file provider's line, or one logged while disabled", stdout.String())
+	}
+}
+
+func eventually(t *testing.T, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+	}
+}
