@@ -333,6 +333,9 @@ func mergeAccessLogs(chain []telemetryPiece, s *meshconfig.TelemetrySettings, re
 			if p.Unsupported != "" {
 				problem = fmt.Sprintf("access log provider %q: %s", name, p.Unsupported)
 			}
+			if len(p.Labels) > 0 {
+				problem = fmt.Sprintf("access log provider %q: logFormat.labels (JSON with Istio's default fields is written instead)", name)
+			}
 			if p.Text != "" {
 				problem = fmt.Sprintf("access log provider %q: a custom text logFormat (Istio's default text format is written instead)", name)
 			}
