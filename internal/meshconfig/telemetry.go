@@ -178,13 +178,13 @@ func otherKind(ep *meshv1alpha1.MeshConfig_ExtensionProvider) string {
 		return "zipkin"
 	case ep.GetDatadog() != nil:
 		return "datadog"
-	case ep.GetLightstep() != nil:
+	case ep.GetLightstep() != nil: //nolint:staticcheck // deprecated, still a kind a mesh config can name
 		return "lightstep"
 	case ep.GetStackdriver() != nil:
 		return "stackdriver"
 	case ep.GetSkywalking() != nil:
 		return "skywalking"
-	case ep.GetOpencensus() != nil:
+	case ep.GetOpencensus() != nil: //nolint:staticcheck // deprecated, still a kind a mesh config can name
 		return "opencensus"
 	case ep.GetEnvoyHttpAls() != nil:
 		return "envoyHttpAls"

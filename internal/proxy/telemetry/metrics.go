@@ -338,7 +338,7 @@ func (t *Telemetry) RecordRequest(r *RequestRecord) {
 	} else {
 		off = &noneDisabled
 	}
-	if !(off[mRequestCount] && off[mRequestDuration] && off[mRequestSize] && off[mResponseSize]) {
+	if !off[mRequestCount] || !off[mRequestDuration] || !off[mRequestSize] || !off[mResponseSize] {
 		t.observeRequest(r, off)
 	}
 	t.logRequest(r, pol)
@@ -454,7 +454,7 @@ func (t *Telemetry) TCPClosed(r *TCPRecord) {
 		return
 	}
 	pol, off := t.tcpOff(r)
-	if !(off[mTCPSent] && off[mTCPReceived] && off[mTCPClosed]) {
+	if !off[mTCPSent] || !off[mTCPReceived] || !off[mTCPClosed] {
 		k := t.tcpKey(r, false)
 		s := t.tcpSeriesFor(&k)
 		t.tcpBytes(s, r, off)

@@ -69,7 +69,7 @@ func Compile(src string) (*Program, error) {
 	}
 	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
-		return nil, fmt.Errorf("CEL expression %q: %v", src, err)
+		return nil, fmt.Errorf("CEL expression %q: %w", src, err)
 	}
 	return &Program{src: src, prg: prg}, nil
 }
