@@ -2,6 +2,10 @@ package proxy_test
 
 import (
 	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +16,7 @@ import (
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/admin"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/source/files"
@@ -38,6 +43,12 @@ func (l *lockedBuf) String() string {
 // startTelemetryWaypoint serves manifests with a telemetry whose
 // /dev/stdout goes to stdout and the mesh config mesh.
 func startTelemetryWaypoint(t *testing.T, stdout *lockedBuf) (*waypoint, func(manifests, mesh string)) {
+	t.Helper()
+	w, apply, _ := startTelemetryWaypointWith(t, stdout)
+	return w, apply
+}
+
+func startTelemetryWaypointWith(t *testing.T, stdout *lockedBuf) (*waypoint, func(manifests, mesh string), *telemetry.Telemetry) {
 	t.Helper()
 	tel, err := telemetry.New(telemetry.Options{Stdout: stdout})
 	if err != nil {
@@ -70,7 +81,7 @@ func startTelemetryWaypoint(t *testing.T, stdout *lockedBuf) (*waypoint, func(ma
 	w.srv = inbound.NewServer(p, inbound.Options{HTTP: inbound.HTTPOptions{ReadHeaderTimeout: 2 * time.Second}})
 	go func() { _ = w.srv.Serve(ln) }()
 	t.Cleanup(func() { _ = ln.Close(); _ = w.srv.Close(); p.Close() })
-	return w, apply
+	return w, apply, tel
 }
 
 // A Telemetry changes what the waypoint logs, over real sockets: a filter
@@ -137,5 +148,72 @@ func eventually(t *testing.T, ok func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not met within 5s")
 		}
+	}
+}
+
+// Metrics overrides for reporter=waypoint, scraped from /stats/prometheus:
+// a disabled metric has no series; a tag removed, overridden and added
+// changes the labels, and changes back when the Telemetry goes.
+func TestTelemetryAPIMetrics(t *testing.T) {
+	be := startBackend(t, "web", "127.0.0.1", false)
+	base := svcManifests(be.addr)
+	w, apply, tel := startTelemetryWaypointWith(t, &lockedBuf{})
+	stats := httptest.NewServer(admin.MetricsHandler(tel.Registry()))
+	defer stats.Close()
+	scrape := func() string {
+		t.Helper()
+		resp, err := http.Get(stats.URL + "/stats/prometheus")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	series := func(text, name string) []string {
+		return regexp.MustCompile(`(?m)^`+name+`\{.*$`).FindAllString(text, -1)
+	}
+	apply(base+`
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: metrics, namespace: ns}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}]
+  metrics:
+  - providers: [{name: prometheus}]
+    overrides:
+    - match: {metric: REQUEST_DURATION, mode: CLIENT_AND_SERVER}
+      disabled: true
+    - match: {metric: REQUEST_COUNT, mode: SERVER}
+      tagOverrides:
+        request_protocol: {operation: REMOVE}
+        destination_service_name: {value: "'renamed'"}
+        team: {value: "request.headers['x-team']"}
+`, "")
+	w.do("127.0.100.1:80", curlID, get("/", "X-Team", "blue"))
+	var text string
+	eventually(t, func() bool { text = scrape(); return len(series(text, "istio_requests_total")) == 1 })
+	req := series(text, "istio_requests_total")[0]
+	if strings.Contains(req, "request_protocol=") || !strings.Contains(req, `destination_service_name="renamed"`) ||
+		!strings.Contains(req, `team="blue"`) || !strings.Contains(req, `reporter="waypoint"`) {
+		t.Errorf("istio_requests_total with tag overrides: %s", req)
+	}
+	if n := len(series(text, "istio_request_duration_milliseconds_bucket")); n != 0 {
+		t.Errorf("REQUEST_DURATION disabled, but %d series", n)
+	}
+	if got := series(text, "istio_request_bytes_count"); len(got) != 1 || !strings.Contains(got[0], `request_protocol="http"`) || strings.Contains(got[0], "team=") {
+		t.Errorf("REQUEST_SIZE keeps Istio's labels: %v", got)
+	}
+
+	apply(base, "")
+	w.do("127.0.100.1:80", curlID, get("/"))
+	eventually(t, func() bool { text = scrape(); return len(series(text, "istio_requests_total")) == 1 })
+	req = series(text, "istio_requests_total")[0]
+	if !strings.Contains(req, `request_protocol="http"`) || strings.Contains(req, "team=") || !strings.Contains(req, `destination_service_name="svc"`) {
+		t.Errorf("without the Telemetry, Istio's labels: %s", req)
+	}
+	if n := len(series(text, "istio_request_duration_milliseconds_bucket")); n == 0 {
+		t.Error("REQUEST_DURATION not back without the Telemetry")
 	}
 }

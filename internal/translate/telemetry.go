@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -507,6 +508,8 @@ var standardMetrics = map[tpb.MetricSelector_IstioMetric]string{
 
 func allMetricNames() []string { return slices.Sorted(maps.Values(standardMetrics)) }
 
+var promLabelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
 // MaxTagValueOverrides bounds the distinct tag value expressions of a
 // waypoint (each adds a label value to every series key).
 const MaxTagValueOverrides = 8
@@ -621,6 +624,10 @@ func mergeMetrics(chain []telemetryPiece, s *meshconfig.TelemetrySettings, rep *
 						}
 						if ov.tags == nil {
 							ov.tags = map[string]*tpb.MetricsOverrides_TagOverride{}
+						}
+						if !promLabelName.MatchString(tag) || strings.HasPrefix(tag, "__") {
+							rep.add(l.key, fmt.Sprintf("metrics[%d].overrides[%d].tagOverrides[%s]: not a valid metric label name", i, j, tag))
+							continue
 						}
 						if to.GetOperation() == tpb.MetricsOverrides_TagOverride_UPSERT {
 							if _, err := expr.Compile(to.GetValue()); err != nil {

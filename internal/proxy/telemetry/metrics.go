@@ -58,6 +58,10 @@ type seriesKey struct {
 
 	protocol, flags, security string
 	code, grpcStatus          string // HTTP only
+
+	// extra are the values of the Telemetry API's tag value expressions
+	// (shape.go), in the shape's order.
+	extra [MaxTagExprs]string
 }
 
 func (k *seriesKey) values(http bool) []string {
@@ -73,7 +77,7 @@ func (k *seriesKey) values(http bool) []string {
 	if http {
 		v = append(v, k.code, k.grpcStatus)
 	}
-	return v
+	return append(v, k.extra[:]...)
 }
 
 // foldSource drops every source label: what a full family still lets in.
@@ -110,6 +114,9 @@ func (k *seriesKey) clone() seriesKey {
 		&c.protocol, &c.flags, &c.security, &c.code, &c.grpcStatus,
 	} {
 		*f = strings.Clone(*f)
+	}
+	for i := range c.extra {
+		c.extra[i] = strings.Clone(c.extra[i])
 	}
 	return c
 }
@@ -181,28 +188,28 @@ func (l *lazy[T]) get(mk func() T) T {
 }
 
 func (s *httpSeries) req() prometheus.Counter {
-	return s.requests.get(func() prometheus.Counter { return s.m.requests.WithLabelValues(s.vals...) })
+	return s.requests.get(func() prometheus.Counter { return s.m.requests.WithLabelValues(s.m.shape.pick(mRequestCount, s.vals)...) })
 }
 func (s *httpSeries) dur() prometheus.Observer {
-	return s.duration.get(func() prometheus.Observer { return s.m.duration.WithLabelValues(s.vals...) })
+	return s.duration.get(func() prometheus.Observer { return s.m.duration.WithLabelValues(s.m.shape.pick(mRequestDuration, s.vals)...) })
 }
 func (s *httpSeries) reqSize() prometheus.Observer {
-	return s.reqBytes.get(func() prometheus.Observer { return s.m.reqBytes.WithLabelValues(s.vals...) })
+	return s.reqBytes.get(func() prometheus.Observer { return s.m.reqBytes.WithLabelValues(s.m.shape.pick(mRequestSize, s.vals)...) })
 }
 func (s *httpSeries) respSize() prometheus.Observer {
-	return s.respBytes.get(func() prometheus.Observer { return s.m.respBytes.WithLabelValues(s.vals...) })
+	return s.respBytes.get(func() prometheus.Observer { return s.m.respBytes.WithLabelValues(s.m.shape.pick(mResponseSize, s.vals)...) })
 }
 func (s *tcpSeries) open() prometheus.Counter {
-	return s.opened.get(func() prometheus.Counter { return s.m.opened.WithLabelValues(s.vals...) })
+	return s.opened.get(func() prometheus.Counter { return s.m.opened.WithLabelValues(s.m.shape.pick(mTCPOpened, s.vals)...) })
 }
 func (s *tcpSeries) close() prometheus.Counter {
-	return s.closed.get(func() prometheus.Counter { return s.m.closed.WithLabelValues(s.vals...) })
+	return s.closed.get(func() prometheus.Counter { return s.m.closed.WithLabelValues(s.m.shape.pick(mTCPClosed, s.vals)...) })
 }
 func (s *tcpSeries) sentC() prometheus.Counter {
-	return s.sent.get(func() prometheus.Counter { return s.m.sent.WithLabelValues(s.vals...) })
+	return s.sent.get(func() prometheus.Counter { return s.m.sent.WithLabelValues(s.m.shape.pick(mTCPSent, s.vals)...) })
 }
 func (s *tcpSeries) recvC() prometheus.Counter {
-	return s.received.get(func() prometheus.Counter { return s.m.received.WithLabelValues(s.vals...) })
+	return s.received.get(func() prometheus.Counter { return s.m.received.WithLabelValues(s.m.shape.pick(mTCPReceived, s.vals)...) })
 }
 
 // istioMetrics holds Istio's standard metric families and a cache of their
@@ -212,38 +219,28 @@ type istioMetrics struct {
 	duration, reqBytes, respBytes  *prometheus.HistogramVec
 	opened, closed, sent, received *prometheus.CounterVec
 
+	// shape is the families' labels (shape.go).
+	shape *metricShape
+
 	mu   sync.RWMutex
 	http map[seriesKey]*httpSeries
 	tcp  map[seriesKey]*tcpSeries
 }
 
-func newIstioMetrics(reg prometheus.Registerer, version string) (*istioMetrics, error) {
-	counter := func(name, help string, labels []string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-	}
-	histogram := func(name, help string) *prometheus.HistogramVec {
-		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: DurationBuckets}, HTTPLabels)
-	}
-	m := &istioMetrics{
-		requests:  counter("istio_requests_total", "Requests handled by the proxy.", HTTPLabels),
-		duration:  histogram("istio_request_duration_milliseconds", "Duration of requests in milliseconds."),
-		reqBytes:  histogram("istio_request_bytes", "Size of requests in bytes."),
-		respBytes: histogram("istio_response_bytes", "Size of responses in bytes."),
-		opened:    counter("istio_tcp_connections_opened_total", "TCP connections opened.", TCPLabels),
-		closed:    counter("istio_tcp_connections_closed_total", "TCP connections closed.", TCPLabels),
-		sent:      counter("istio_tcp_sent_bytes_total", "Bytes sent to the client on TCP connections.", TCPLabels),
-		received:  counter("istio_tcp_received_bytes_total", "Bytes received from the client on TCP connections.", TCPLabels),
-		http:      map[seriesKey]*httpSeries{},
-		tcp:       map[seriesKey]*tcpSeries{},
-	}
+// collectors are the families, to register or unregister together.
+func (m *istioMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.requests, m.duration, m.reqBytes, m.respBytes, m.opened, m.closed, m.sent, m.received}
+}
+
+// newIstioMetrics makes the families with Istio's labels and registers,
+// once, the collector of whichever families cur holds.
+func newIstioMetrics(reg prometheus.Registerer, version string, cur *atomic.Pointer[istioMetrics]) (*istioMetrics, error) {
+	m := newFamilies(defaultShape)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "istio_build", Help: "Istio component build info.",
 	}, []string{"component", "tag"})
 	build.WithLabelValues("proxy", version).Set(1)
-	for _, c := range []prometheus.Collector{
-		m.requests, m.duration, m.reqBytes, m.respBytes,
-		m.opened, m.closed, m.sent, m.received, build,
-	} {
+	for _, c := range []prometheus.Collector{familiesCollector{cur}, build} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register Istio metrics: %w", err)
 		}
@@ -251,13 +248,50 @@ func newIstioMetrics(reg prometheus.Registerer, version string) (*istioMetrics, 
 	return m, nil
 }
 
+// familiesCollector collects the families in force. It describes none
+// (an unchecked collector): a registry keeps a family's label names for
+// its lifetime, and the Telemetry API's tag overrides change them.
+type familiesCollector struct{ cur *atomic.Pointer[istioMetrics] }
+
+func (familiesCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c familiesCollector) Collect(ch chan<- prometheus.Metric) {
+	if m := c.cur.Load(); m != nil {
+		for _, f := range m.collectors() {
+			f.Collect(ch)
+		}
+	}
+}
+
+// newFamilies makes Istio's metric families with the labels of sh.
+func newFamilies(sh *metricShape) *istioMetrics {
+	counter := func(i int, name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, sh.names[i])
+	}
+	histogram := func(i int, name, help string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: DurationBuckets}, sh.names[i])
+	}
+	return &istioMetrics{
+		shape:     sh,
+		requests:  counter(mRequestCount, "istio_requests_total", "Requests handled by the proxy."),
+		duration:  histogram(mRequestDuration, "istio_request_duration_milliseconds", "Duration of requests in milliseconds."),
+		reqBytes:  histogram(mRequestSize, "istio_request_bytes", "Size of requests in bytes."),
+		respBytes: histogram(mResponseSize, "istio_response_bytes", "Size of responses in bytes."),
+		opened:    counter(mTCPOpened, "istio_tcp_connections_opened_total", "TCP connections opened."),
+		closed:    counter(mTCPClosed, "istio_tcp_connections_closed_total", "TCP connections closed."),
+		sent:      counter(mTCPSent, "istio_tcp_sent_bytes_total", "Bytes sent to the client on TCP connections."),
+		received:  counter(mTCPReceived, "istio_tcp_received_bytes_total", "Bytes received from the client on TCP connections."),
+		http:      map[seriesKey]*httpSeries{},
+		tcp:       map[seriesKey]*tcpSeries{},
+	}
+}
+
 // httpSeriesFor returns the children for k, creating them once. A family
 // holds at most maxSeries label sets: past it, a new label set has its
 // source folded and joins an existing series if there is one, else the
 // family's single overflow series (every label "unknown"). Both count in
 // kgateway_waypoint_telemetry_series_overflow_total.
-func (t *Telemetry) httpSeriesFor(k *seriesKey) *httpSeries {
-	m := t.std
+func (t *Telemetry) httpSeriesFor(m *istioMetrics, k *seriesKey) *httpSeries {
 	m.mu.RLock()
 	s := m.http[*k]
 	m.mu.RUnlock()
@@ -286,8 +320,7 @@ func (t *Telemetry) httpSeriesFor(k *seriesKey) *httpSeries {
 }
 
 // tcpSeriesFor is httpSeriesFor for the TCP families.
-func (t *Telemetry) tcpSeriesFor(k *seriesKey) *tcpSeries {
-	m := t.std
+func (t *Telemetry) tcpSeriesFor(m *istioMetrics, k *seriesKey) *tcpSeries {
 	m.mu.RLock()
 	s := m.tcp[*k]
 	m.mu.RUnlock()
@@ -361,7 +394,11 @@ func (t *Telemetry) observeRequest(r *RequestRecord, off *[numMetrics]bool) {
 			t.health.folded(foldInvalid)
 		}
 	}
-	s := t.httpSeriesFor(&k)
+	m := t.std.Load()
+	if len(m.shape.exprs) > 0 {
+		t.tagValues(m.shape, &k, &requestVars{r: r})
+	}
+	s := t.httpSeriesFor(m, &k)
 	if !off[mRequestCount] {
 		s.req().Inc()
 	}
@@ -393,7 +430,7 @@ func (t *Telemetry) tcpOff(r *TCPRecord) (*policy, *[numMetrics]bool) {
 
 // tcpKey is the label set of a connection; folds are counted once, when
 // it opens.
-func (t *Telemetry) tcpKey(r *TCPRecord, opened bool) seriesKey {
+func (t *Telemetry) tcpKey(r *TCPRecord, opened bool) (*istioMetrics, seriesKey) {
 	var k seriesKey
 	folded := t.setPeers(&k, &r.Source, &r.Destination, r.DestinationService, r.DestinationServiceName,
 		r.DestinationServiceNamespace, r.ResponseFlags, r.ConnectionSecurityPolicy)
@@ -401,7 +438,11 @@ func (t *Telemetry) tcpKey(r *TCPRecord, opened bool) seriesKey {
 		t.health.folded(folded)
 	}
 	k.protocol = ProtocolTCP
-	return k
+	m := t.std.Load()
+	if len(m.shape.exprs) > 0 {
+		t.tagValues(m.shape, &k, &requestVars{tcp: r})
+	}
+	return m, k
 }
 
 // TCPOpened counts istio_tcp_connections_opened_total.
@@ -412,8 +453,8 @@ func (t *Telemetry) TCPOpened(r *TCPRecord) {
 	if _, off := t.tcpOff(r); off[mTCPOpened] {
 		return
 	}
-	k := t.tcpKey(r, true)
-	t.tcpSeriesFor(&k).open().Inc()
+	m, k := t.tcpKey(r, true)
+	t.tcpSeriesFor(m, &k).open().Inc()
 }
 
 // TCPReport adds the bytes moved since the last report to
@@ -428,8 +469,8 @@ func (t *Telemetry) TCPReport(r *TCPRecord) {
 	if off[mTCPSent] && off[mTCPReceived] {
 		return
 	}
-	k := t.tcpKey(r, false)
-	t.tcpBytes(t.tcpSeriesFor(&k), r, off)
+	m, k := t.tcpKey(r, false)
+	t.tcpBytes(t.tcpSeriesFor(m, &k), r, off)
 }
 
 func (t *Telemetry) tcpBytes(s *tcpSeries, r *TCPRecord, off *[numMetrics]bool) {
@@ -455,8 +496,8 @@ func (t *Telemetry) TCPClosed(r *TCPRecord) {
 	}
 	pol, off := t.tcpOff(r)
 	if !off[mTCPSent] || !off[mTCPReceived] || !off[mTCPClosed] {
-		k := t.tcpKey(r, false)
-		s := t.tcpSeriesFor(&k)
+		m, k := t.tcpKey(r, false)
+		s := t.tcpSeriesFor(m, &k)
 		t.tcpBytes(s, r, off)
 		if !off[mTCPClosed] {
 			s.close().Inc()

@@ -125,6 +125,15 @@ func (t *Telemetry) Apply(w *ir.Waypoint) error {
 		}
 		set.bySvc[s.Namespace+"/"+s.Name] = t.compilePolicy(s.Telemetry, prev, set, &errs)
 	}
+	// The tag overrides are the waypoint's (a Service-targeted Telemetry
+	// cannot reshape the families: the translator reports it).
+	var mc *ir.MetricsConfig
+	if w != nil && w.Telemetry != nil {
+		mc = w.Telemetry.Metrics
+	}
+	if err := t.applyShape(mc); err != nil {
+		errs = append(errs, err)
+	}
 	if set.def == nil && set.bySvc == nil {
 		set = nil
 	}

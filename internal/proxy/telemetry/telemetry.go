@@ -74,7 +74,7 @@ type Telemetry struct {
 	clusterID string
 	maxSeries int
 
-	std    *istioMetrics
+	std    atomic.Pointer[istioMetrics] // replaced when the labels change (shape.go)
 	health *healthMetrics
 	claims *claimsBudget
 
@@ -139,9 +139,11 @@ func New(opts Options) (*Telemetry, error) {
 		version = unknown
 	}
 	var err error
-	if t.std, err = newIstioMetrics(t.reg, version); err != nil {
+	std, err := newIstioMetrics(t.reg, version, &t.std)
+	if err != nil {
 		return nil, err
 	}
+	t.std.Store(std)
 	if t.health, err = newHealthMetrics(t.reg); err != nil {
 		return nil, err
 	}
