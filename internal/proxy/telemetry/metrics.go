@@ -188,16 +188,24 @@ func (l *lazy[T]) get(mk func() T) T {
 }
 
 func (s *httpSeries) req() prometheus.Counter {
-	return s.requests.get(func() prometheus.Counter { return s.m.requests.WithLabelValues(s.m.shape.pick(mRequestCount, s.vals)...) })
+	return s.requests.get(func() prometheus.Counter {
+		return s.m.requests.WithLabelValues(s.m.shape.pick(mRequestCount, s.vals)...)
+	})
 }
 func (s *httpSeries) dur() prometheus.Observer {
-	return s.duration.get(func() prometheus.Observer { return s.m.duration.WithLabelValues(s.m.shape.pick(mRequestDuration, s.vals)...) })
+	return s.duration.get(func() prometheus.Observer {
+		return s.m.duration.WithLabelValues(s.m.shape.pick(mRequestDuration, s.vals)...)
+	})
 }
 func (s *httpSeries) reqSize() prometheus.Observer {
-	return s.reqBytes.get(func() prometheus.Observer { return s.m.reqBytes.WithLabelValues(s.m.shape.pick(mRequestSize, s.vals)...) })
+	return s.reqBytes.get(func() prometheus.Observer {
+		return s.m.reqBytes.WithLabelValues(s.m.shape.pick(mRequestSize, s.vals)...)
+	})
 }
 func (s *httpSeries) respSize() prometheus.Observer {
-	return s.respBytes.get(func() prometheus.Observer { return s.m.respBytes.WithLabelValues(s.m.shape.pick(mResponseSize, s.vals)...) })
+	return s.respBytes.get(func() prometheus.Observer {
+		return s.m.respBytes.WithLabelValues(s.m.shape.pick(mResponseSize, s.vals)...)
+	})
 }
 func (s *tcpSeries) open() prometheus.Counter {
 	return s.opened.get(func() prometheus.Counter { return s.m.opened.WithLabelValues(s.m.shape.pick(mTCPOpened, s.vals)...) })
@@ -209,7 +217,9 @@ func (s *tcpSeries) sentC() prometheus.Counter {
 	return s.sent.get(func() prometheus.Counter { return s.m.sent.WithLabelValues(s.m.shape.pick(mTCPSent, s.vals)...) })
 }
 func (s *tcpSeries) recvC() prometheus.Counter {
-	return s.received.get(func() prometheus.Counter { return s.m.received.WithLabelValues(s.m.shape.pick(mTCPReceived, s.vals)...) })
+	return s.received.get(func() prometheus.Counter {
+		return s.m.received.WithLabelValues(s.m.shape.pick(mTCPReceived, s.vals)...)
+	})
 }
 
 // istioMetrics holds Istio's standard metric families and a cache of their
