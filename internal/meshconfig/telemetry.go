@@ -131,7 +131,17 @@ func telemetrySettings(mc *meshv1alpha1.MeshConfig) (*TelemetrySettings, []error
 		case ep.GetEnvoyOtelAls() != nil:
 			o := ep.GetEnvoyOtelAls()
 			p.Kind, p.Service, p.Port, p.LogName = ProviderOTelALS, o.GetService(), o.GetPort(), o.GetLogName()
-			p.Unsupported = "envoyOtelAls (OTLP access logs) is not implemented by this waypoint"
+			p.Text = o.GetLogFormat().GetText()
+			if l := o.GetLogFormat().GetLabels(); l != nil {
+				p.Labels = map[string]string{}
+				for k, v := range l.GetFields() {
+					p.Labels[k] = v.GetStringValue()
+				}
+			}
+			if p.Service == "" || p.Port == 0 {
+				errs = append(errs, fmt.Errorf("%s: envoyOtelAls: service and port are required", where))
+				continue
+			}
 		case ep.GetOpentelemetry() != nil:
 			o := ep.GetOpentelemetry()
 			p.Kind, p.Service, p.Port = ProviderOpenTelemetry, o.GetService(), o.GetPort()

@@ -326,10 +326,16 @@ func mergeAccessLogs(chain []telemetryPiece, s *meshconfig.TelemetrySettings, re
 		switch {
 		case p == nil:
 			problem = fmt.Sprintf("access log provider %q is not in the mesh config's extensionProviders", name)
+		case p.Kind == meshconfig.ProviderOTelALS:
+			out.Sinks = append(out.Sinks, &ir.AccessLogSink{Provider: p.Name, Kind: ir.AccessLogOTel, Endpoint: p.Endpoint(),
+				LogName: p.LogName, Filter: spec.filter})
+			if p.Text != "" || len(p.Labels) > 0 {
+				problem = fmt.Sprintf("access log provider %q: a custom logFormat (the body is Istio's default text line)", name)
+			}
 		case p.Kind != meshconfig.ProviderFileAccessLog:
 			problem = fmt.Sprintf("access log provider %q: %s", name, or(p.Unsupported, "kind "+p.Kind+" is not an access log provider"))
 		}
-		if problem == "" {
+		if problem == "" && p.Kind == meshconfig.ProviderFileAccessLog {
 			sink := fileSink(p, s)
 			if p.Unsupported != "" {
 				problem = fmt.Sprintf("access log provider %q: %s", name, p.Unsupported)

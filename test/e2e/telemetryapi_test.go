@@ -21,7 +21,7 @@ func TestStandaloneTelemetryAPIChangesLogging(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "telemetry.log")
 	mesh := filepath.Join(t.TempDir(), "mesh.yaml")
 	if err := os.WriteFile(mesh, []byte("extensionProviders:\n- name: tofile\n  envoyFileAccessLog: {path: "+logFile+"}\n"+
-		"- name: als\n  envoyOtelAls: {service: otel.observability.svc.cluster.local, port: 4317}\n"), 0o644); err != nil {
+		"- name: als\n  envoyHttpAls: {service: als.observability.svc.cluster.local, port: 9000}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	inbound, status := freeAddr(t, "127.0.254.1"), freeAddr(t, "127.0.254.1")
@@ -64,7 +64,7 @@ func TestStandaloneTelemetryAPIChangesLogging(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the unsupported provider reported", func() bool {
 		out := p.output()
-		return strings.Contains(out, "WaypointAccepted") && strings.Contains(out, "envoyOtelAls")
+		return strings.Contains(out, "WaypointAccepted") && strings.Contains(out, "envoyHttpAls")
 	})
 
 	write(`  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: httpbin-waypoint}]

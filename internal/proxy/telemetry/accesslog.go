@@ -118,6 +118,10 @@ func (t *Telemetry) writeLines(l *logLine, p *policy, r *RequestRecord, tcp *TCP
 				continue
 			}
 		}
+		if s.otel != nil {
+			t.writeLine(l, false, s.otel.write)
+			continue
+		}
 		t.writeLine(l, s.json, s.out.write)
 	}
 }

@@ -56,7 +56,8 @@ type policy struct {
 }
 
 type sink struct {
-	out    *fileOut
+	out    *fileOut  // file sinks
+	otel   *otelLogs // envoyOtelAls sinks
 	json   bool
 	filter *expr.Program
 }
@@ -77,9 +78,10 @@ type compiledTag struct {
 type policySet struct {
 	def   *policy
 	bySvc map[string]*policy // "namespace/name"
-	// kept: the files and tracers this set uses, by key.
+	// kept: the files, tracers and OTLP log exporters this set uses, by key.
 	files   map[string]*fileOut
 	tracers map[string]*tracer
+	otel    map[string]*otelLogs
 }
 
 // fileOut is one access log destination, shared by the sinks writing to
@@ -107,7 +109,7 @@ func (t *Telemetry) Apply(w *ir.Waypoint) error {
 	t.applyMu.Lock()
 	defer t.applyMu.Unlock()
 	prev := t.pol.Load()
-	set := &policySet{files: map[string]*fileOut{}, tracers: map[string]*tracer{}}
+	set := &policySet{files: map[string]*fileOut{}, tracers: map[string]*tracer{}, otel: map[string]*otelLogs{}}
 	var errs []error
 	if w != nil && w.Telemetry != nil {
 		set.def = t.compilePolicy(w.Telemetry, prev, set, &errs)
@@ -156,6 +158,12 @@ func (t *Telemetry) release(old, cur *policySet) {
 			_ = f.f.Close()
 		}
 	}
+	for k, o := range old.otel {
+		if cur != nil && cur.otel[k] == o {
+			continue
+		}
+		o.close()
+	}
 	for k, tr := range old.tracers {
 		if cur != nil && cur.tracers[k] == tr {
 			continue
@@ -171,6 +179,22 @@ func (t *Telemetry) compilePolicy(tel *ir.Telemetry, prev *policySet, set *polic
 	if al := tel.AccessLog; al != nil {
 		p.logSet = true
 		for _, s := range al.Sinks {
+			if s.Kind == ir.AccessLogOTel {
+				o, err := t.otelFor(s.Endpoint, s.LogName, prev, set)
+				if err != nil {
+					*errs = append(*errs, fmt.Errorf("access log provider %q: %w", s.Provider, err))
+					continue
+				}
+				sk := &sink{otel: o}
+				if s.Filter != "" {
+					if sk.filter, err = expr.Compile(s.Filter); err != nil {
+						*errs = append(*errs, fmt.Errorf("access log provider %q: %w", s.Provider, err))
+						continue
+					}
+				}
+				p.sinks = append(p.sinks, sk)
+				continue
+			}
 			if s.Kind != ir.AccessLogFile {
 				*errs = append(*errs, fmt.Errorf("access log provider %q: kind %q is not supported", s.Provider, s.Kind))
 				continue
@@ -254,6 +278,29 @@ func (t *Telemetry) fileFor(path string, prev, set *policySet) (*fileOut, error)
 	}
 	set.files[path] = out
 	return out, nil
+}
+
+func (t *Telemetry) otelFor(endpoint, logName string, prev, set *policySet) (*otelLogs, error) {
+	key := endpoint + "|" + logName
+	if o := set.otel[key]; o != nil {
+		return o, nil
+	}
+	if prev != nil {
+		if o := prev.otel[key]; o != nil {
+			set.otel[key] = o
+			return o, nil
+		}
+	}
+	name := t.traceDefaults.ServiceName
+	if name == "" {
+		name = "waypoint"
+	}
+	o, err := newOTelLogs(endpoint, logName, name, t.log)
+	if err != nil {
+		return nil, err
+	}
+	set.otel[key] = o
+	return o, nil
 }
 
 func (t *Telemetry) tracerFor(endpoint, service string, prev, set *policySet) (*tracer, error) {

@@ -177,6 +177,9 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 		for _, tr := range set.tracers {
 			errs = append(errs, tr.shutdown(ctx))
 		}
+		for _, o := range set.otel {
+			o.close()
+		}
 	}
 	return errors.Join(errs...)
 }
