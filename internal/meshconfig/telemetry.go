@@ -102,7 +102,11 @@ func telemetrySettings(mc *meshv1alpha1.MeshConfig) (*TelemetrySettings, []error
 		s.DefaultAccessLogging = slices.Clone(dp.GetAccessLogging())
 		s.DefaultTracing = slices.Clone(dp.GetTracing())
 		s.DefaultMetrics = slices.Clone(dp.GetMetrics())
-	} else {
+	}
+	if len(s.DefaultMetrics) == 0 {
+		// istiod merges the document onto its defaults, whose
+		// defaultProviders.metrics is [prometheus]: a list left empty
+		// keeps it.
 		s.DefaultMetrics = []string{BuiltinPrometheus}
 	}
 	s.Providers[BuiltinEnvoy] = &TelemetryProvider{Name: BuiltinEnvoy, Kind: ProviderFileAccessLog, Path: "/dev/stdout"}
