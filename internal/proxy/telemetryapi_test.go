@@ -14,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/admin"
@@ -215,5 +219,87 @@ spec:
 	}
 	if n := len(series(text, "istio_request_duration_milliseconds_bucket")); n == 0 {
 		t.Error("REQUEST_DURATION not back without the Telemetry")
+	}
+}
+
+// otlpHTTP is a minimal OTLP/HTTP trace collector.
+type otlpHTTP struct {
+	mu    sync.Mutex
+	spans []*tracepb.Span
+}
+
+func (o *otlpHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var req coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(body, &req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	o.mu.Lock()
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			o.spans = append(o.spans, ss.GetSpans()...)
+		}
+	}
+	o.mu.Unlock()
+	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(out)
+}
+
+func (o *otlpHTTP) got() []*tracepb.Span {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]*tracepb.Span(nil), o.spans...)
+}
+
+// Tracing through the waypoint from a Telemetry and the mesh config's
+// opentelemetry provider: sampling 0 sends nothing, 100 sends every span,
+// with the custom tags; the receiver is a real OTLP/HTTP collector.
+func TestTelemetryAPITracing(t *testing.T) {
+	be := startBackend(t, "web", "127.0.0.1", false)
+	col := &otlpHTTP{}
+	srv := httptest.NewServer(col)
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	mesh := "extensionProviders:\n- name: otel\n  opentelemetry: {service: " + host + ", port: " + port + ", http: {path: /v1/traces}}\n"
+	w, apply, tel := startTelemetryWaypointWith(t, &lockedBuf{})
+	telemetryDoc := func(pct string) string {
+		return svcManifests(be.addr) + `
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh, namespace: istio-system}
+spec:
+  tracing:
+  - providers: [{name: otel}]
+    randomSamplingPercentage: ` + pct + `
+    customTags:
+      team: {literal: {value: platform}}
+      tenant: {header: {name: x-tenant, defaultValue: none}}
+`
+	}
+	apply(telemetryDoc("0"), mesh)
+	for range 10 {
+		w.do("127.0.100.1:80", curlID, get("/unsampled"))
+	}
+	apply(telemetryDoc("100"), mesh)
+	resp, body := w.do("127.0.100.1:80", curlID, get("/sampled", "X-Tenant", "acme"))
+	if resp.StatusCode != 200 || !strings.Contains(body, "Traceparent") {
+		t.Fatalf("%d %s: the request upstream carries no traceparent", resp.StatusCode, body)
+	}
+	if err := tel.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	spans := col.got()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans, want 1 (ten at 0%%, one at 100%%)", len(spans))
+	}
+	tags := map[string]string{}
+	for _, a := range spans[0].GetAttributes() {
+		tags[a.GetKey()] = a.GetValue().GetStringValue()
+	}
+	if tags["team"] != "platform" || tags["tenant"] != "acme" || !strings.Contains(tags["http.url"], "/sampled") {
+		t.Errorf("span attributes %v", tags)
 	}
 }
