@@ -50,9 +50,11 @@ type AccessLogSink struct {
 	Path string `json:"path,omitempty"`
 	// Format (file): text or json.
 	Format string `json:"format,omitempty"`
-	// Labels (file, json): the JSON object's keys and the Envoy command
-	// operators giving their values (logFormat.labels); empty: Istio's
-	// default JSON fields.
+	// Text is a custom Envoy text format (logFormat.text) with command
+	// operators; Labels the JSON object's keys and the command operators
+	// giving their values (logFormat.labels). Both empty: Istio's default
+	// text or JSON format.
+	Text   string            `json:"text,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
 	// Filter is the CEL expression (filter.expression) a record must
 	// satisfy to be logged; empty: every record.

@@ -15,6 +15,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry/expr"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry/logformat"
 )
 
 // The Telemetry API on a waypoint, selected and merged as istiod does
@@ -327,11 +328,10 @@ func mergeAccessLogs(chain []telemetryPiece, s *meshconfig.TelemetrySettings, re
 		case p == nil:
 			problem = fmt.Sprintf("access log provider %q is not in the mesh config's extensionProviders", name)
 		case p.Kind == meshconfig.ProviderOTelALS:
-			out.Sinks = append(out.Sinks, &ir.AccessLogSink{Provider: p.Name, Kind: ir.AccessLogOTel, Endpoint: p.Endpoint(),
-				LogName: p.LogName, Filter: spec.filter})
-			if p.Text != "" || len(p.Labels) > 0 {
-				problem = fmt.Sprintf("access log provider %q: a custom logFormat (the body is Istio's default text line)", name)
-			}
+			sink := &ir.AccessLogSink{Provider: p.Name, Kind: ir.AccessLogOTel, Endpoint: p.Endpoint(),
+				LogName: p.LogName, Filter: spec.filter}
+			problem = customFormat(sink, p)
+			out.Sinks = append(out.Sinks, sink)
 		case p.Kind != meshconfig.ProviderFileAccessLog:
 			problem = fmt.Sprintf("access log provider %q: %s", name, or(p.Unsupported, "kind "+p.Kind+" is not an access log provider"))
 		}
@@ -340,11 +340,8 @@ func mergeAccessLogs(chain []telemetryPiece, s *meshconfig.TelemetrySettings, re
 			if p.Unsupported != "" {
 				problem = fmt.Sprintf("access log provider %q: %s", name, p.Unsupported)
 			}
-			if len(p.Labels) > 0 {
-				problem = fmt.Sprintf("access log provider %q: logFormat.labels (JSON with Istio's default fields is written instead)", name)
-			}
-			if p.Text != "" {
-				problem = fmt.Sprintf("access log provider %q: a custom text logFormat (Istio's default text format is written instead)", name)
+			if f := customFormat(sink, p); f != "" {
+				problem = f
 			}
 			sink.Filter = spec.filter
 			out.Sinks = append(out.Sinks, sink)
@@ -381,7 +378,7 @@ func validFilter(f string) string {
 func fileSink(p *meshconfig.TelemetryProvider, s *meshconfig.TelemetrySettings) *ir.AccessLogSink {
 	sink := &ir.AccessLogSink{Provider: p.Name, Kind: ir.AccessLogFile, Path: p.Path, Format: ir.LogFormatText}
 	if len(p.Labels) > 0 {
-		sink.Format, sink.Labels = ir.LogFormatJSON, maps.Clone(p.Labels)
+		sink.Format = ir.LogFormatJSON
 	}
 	if p.Name == meshconfig.BuiltinEnvoy && p.Path == "/dev/stdout" && p.Kind == meshconfig.ProviderFileAccessLog {
 		if s.AccessLogEncoding == "JSON" {
@@ -389,6 +386,28 @@ func fileSink(p *meshconfig.TelemetryProvider, s *meshconfig.TelemetrySettings) 
 		}
 	}
 	return sink
+}
+
+// customFormat puts a provider's own log format (text or labels) on the
+// sink when the waypoint can write it, else says why not (the default
+// format is written then).
+func customFormat(sink *ir.AccessLogSink, p *meshconfig.TelemetryProvider) string {
+	if len(p.Labels) > 0 {
+		for _, k := range slices.Sorted(maps.Keys(p.Labels)) {
+			if _, err := logformat.Parse(p.Labels[k]); err != nil {
+				return fmt.Sprintf("access log provider %q: logFormat.labels[%s]: %v (Istio's default format is written instead)", p.Name, k, err)
+			}
+		}
+		sink.Labels = maps.Clone(p.Labels)
+		return ""
+	}
+	if p.Text != "" {
+		if _, err := logformat.Parse(p.Text); err != nil {
+			return fmt.Sprintf("access log provider %q: logFormat.text: %v (Istio's default format is written instead)", p.Name, err)
+		}
+		sink.Text = p.Text
+	}
+	return ""
 }
 
 func legacySink(s *meshconfig.TelemetrySettings) *ir.AccessLogSink {

@@ -66,6 +66,7 @@ type logLine struct {
 	upstreamHost, upstreamCluster        string
 	upstreamLocal, downstreamLocal       string
 	downstreamRemote, serverName, route  string
+	peer                                 string // custom formats only
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -83,7 +84,7 @@ func (t *Telemetry) logRequest(r *RequestRecord, p *policy) {
 		xff: r.XForwardedFor, userAgent: r.UserAgent, requestID: r.RequestID, authority: r.Authority,
 		upstreamHost: r.UpstreamHost, upstreamCluster: r.UpstreamCluster, upstreamLocal: r.UpstreamLocal,
 		downstreamLocal: r.DownstreamLocal, downstreamRemote: r.DownstreamRemote,
-		serverName: r.RequestedServerName, route: r.RouteName,
+		serverName: r.RequestedServerName, route: r.RouteName, peer: r.Source.Principal,
 	}
 	l.serviceTime = -1
 	if details == DetailsViaUpstream {
@@ -118,11 +119,12 @@ func (t *Telemetry) writeLines(l *logLine, p *policy, r *RequestRecord, tcp *TCP
 				continue
 			}
 		}
-		if s.otel != nil {
-			t.writeLine(l, false, s.otel.write)
+		write := s.write
+		if s.format != nil {
+			t.writeCustom(l, s.format, r, write)
 			continue
 		}
-		t.writeLine(l, s.json, s.out.write)
+		t.writeLine(l, s.json && s.otel == nil, write)
 	}
 }
 
@@ -133,7 +135,7 @@ func (t *Telemetry) logTCP(r *TCPRecord, p *policy) {
 		received: r.ReceivedBytes, sent: r.SentBytes, duration: r.Duration.Milliseconds(),
 		upstreamHost: r.UpstreamHost, upstreamCluster: r.UpstreamCluster, upstreamLocal: r.UpstreamLocal,
 		downstreamLocal: r.DownstreamLocal, downstreamRemote: r.DownstreamRemote,
-		serverName: r.RequestedServerName, route: r.RouteName, serviceTime: -1,
+		serverName: r.RequestedServerName, route: r.RouteName, serviceTime: -1, peer: r.Source.Principal,
 	}
 	t.writeLines(&l, p, nil, r)
 }
@@ -162,6 +164,22 @@ func (t *Telemetry) writeLine(l *logLine, json bool, write func([]byte) error) {
 		t.health.accessLogErrs.Inc()
 	}
 	if cap(b) <= 64<<10 { // do not keep a huge line's buffer
+		*bp = b
+		bufPool.Put(bp)
+	}
+}
+
+// writeCustom writes l in a provider's own format.
+func (t *Telemetry) writeCustom(l *logLine, f *customFormat, r *RequestRecord, write func([]byte) error) {
+	bp := bufPool.Get().(*[]byte)
+	if l.start.IsZero() {
+		l.start = time.Now()
+	}
+	b := f.appendLine((*bp)[:0], l, r)
+	if err := write(b); err != nil {
+		t.health.accessLogErrs.Inc()
+	}
+	if cap(b) <= 64<<10 {
 		*bp = b
 		bufPool.Put(bp)
 	}

@@ -59,7 +59,15 @@ type sink struct {
 	out    *fileOut  // file sinks
 	otel   *otelLogs // envoyOtelAls sinks
 	json   bool
+	format *customFormat // nil: Istio's default text or JSON
 	filter *expr.Program
+}
+
+func (s *sink) write(b []byte) error {
+	if s.otel != nil {
+		return s.otel.write(b)
+	}
+	return s.out.write(b)
 }
 
 type tracePolicy struct {
@@ -186,6 +194,10 @@ func (t *Telemetry) compilePolicy(tel *ir.Telemetry, prev *policySet, set *polic
 					continue
 				}
 				sk := &sink{otel: o}
+				if sk.format, err = compileFormat(s.Text, s.Labels); err != nil {
+					*errs = append(*errs, fmt.Errorf("access log provider %q: %w", s.Provider, err))
+					continue
+				}
 				if s.Filter != "" {
 					if sk.filter, err = expr.Compile(s.Filter); err != nil {
 						*errs = append(*errs, fmt.Errorf("access log provider %q: %w", s.Provider, err))
@@ -205,6 +217,10 @@ func (t *Telemetry) compilePolicy(tel *ir.Telemetry, prev *policySet, set *polic
 				continue
 			}
 			sk := &sink{out: out, json: s.Format == ir.LogFormatJSON}
+			if sk.format, err = compileFormat(s.Text, s.Labels); err != nil {
+				*errs = append(*errs, fmt.Errorf("access log provider %q: %w", s.Provider, err))
+				continue
+			}
 			if s.Filter != "" {
 				if sk.filter, err = expr.Compile(s.Filter); err != nil {
 					*errs = append(*errs, fmt.Errorf("access log provider %q: %w", s.Provider, err))

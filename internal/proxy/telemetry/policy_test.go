@@ -185,3 +185,32 @@ func TestApplyTracingSamplingAndTags(t *testing.T) {
 		t.Errorf("disabled tracing started a span %q / %q", sp.TraceID(), h.Get("Traceparent"))
 	}
 }
+
+// A provider's own text format and JSON labels, with Envoy's command
+// operators.
+func TestApplyCustomFormats(t *testing.T) {
+	dir := t.TempDir()
+	text, labels := filepath.Join(dir, "text.log"), filepath.Join(dir, "labels.log")
+	tel, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tel.Apply(&ir.Waypoint{Telemetry: &ir.Telemetry{AccessLog: &ir.AccessLogConfig{Sinks: []*ir.AccessLogSink{
+		{Provider: "t", Kind: ir.AccessLogFile, Path: text, Text: `%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %RESPONSE_CODE% team=%REQ(X-TEAM)% %REQ(X-NONE)% %DOWNSTREAM_PEER_URI_SAN%`},
+		{Provider: "l", Kind: ir.AccessLogFile, Path: labels, Format: ir.LogFormatJSON, Labels: map[string]string{
+			"code": "%RESPONSE_CODE%", "path": "%REQ(:PATH):4%", "who": "team %REQ(x-team)%", "missing": "%REQ(x-none)%"}},
+	}}}}); err != nil {
+		t.Fatal(err)
+	}
+	r := rec(418, "/teapot")
+	r.Source.Principal = "spiffe://cluster.local/ns/a/sa/b"
+	tel.RecordRequest(r)
+	got, _ := os.ReadFile(text)
+	if want := "GET /teapot 418 team=a - spiffe://cluster.local/ns/a/sa/b\n"; string(got) != want {
+		t.Errorf("text format: %q, want %q", got, want)
+	}
+	got, _ = os.ReadFile(labels)
+	if want := `{"code":418,"missing":null,"path":"/tea","who":"team a"}` + "\n"; string(got) != want {
+		t.Errorf("labels: %q, want %q", got, want)
+	}
+}
