@@ -70,6 +70,11 @@ type Waypoint struct {
 	// change without a restart. Set only when a backend prefers close
 	// endpoints (Backend.TrafficDistribution).
 	NodeLocalities map[string]Locality `json:"nodeLocalities,omitempty"`
+
+	// Telemetry is the Telemetry API's (and the mesh config's telemetry
+	// defaults') access log, tracing and metrics for the waypoint
+	// (telemetry.go); nil: none, the proxy's own settings.
+	Telemetry *Telemetry `json:"telemetry,omitempty"`
 }
 
 // NamespacedName names a namespaced Kubernetes object.
@@ -137,6 +142,10 @@ type Service struct {
 	VIPs []string `json:"vips"`
 	// Ports are the service's ports, sorted by port number.
 	Ports []*ServicePort `json:"ports"`
+	// Telemetry replaces Waypoint.Telemetry for this service's traffic
+	// when a Telemetry targets the Service (merged with the waypoint's
+	// as istiod merges them); nil: the waypoint's.
+	Telemetry *Telemetry `json:"telemetry,omitempty"`
 }
 
 // ServicePort is one port of a served Service, with everything the proxy does

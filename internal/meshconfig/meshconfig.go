@@ -74,6 +74,8 @@ type Config struct {
 	TrustDomain string
 	// TrustDomainAliases is trustDomainAliases.
 	TrustDomainAliases []string
+	// Telemetry is the telemetry providers and defaults (telemetry.go).
+	Telemetry *TelemetrySettings
 }
 
 // Load reads and validates the MeshConfig YAML document at path.
@@ -123,7 +125,16 @@ func Parse(data []byte) (*Config, error) {
 	if err := protojson.Unmarshal(js, mc); err != nil {
 		return nil, fmt.Errorf("invalid MeshConfig: %w", err)
 	}
-	return fromMesh(mc)
+	c, err := fromMesh(mc)
+	if err != nil {
+		return nil, err
+	}
+	if _, set := obj["enableTracing"]; set {
+		// istiod's default is true; only a document that says so turns
+		// it off.
+		c.Telemetry.EnableTracing = mc.GetEnableTracing()
+	}
+	return c, nil
 }
 
 func fromMesh(mc *meshv1alpha1.MeshConfig) (*Config, error) {
@@ -194,6 +205,9 @@ func fromMesh(mc *meshv1alpha1.MeshConfig) (*Config, error) {
 			c.ExtAuthzProviders[name] = p
 		}
 	}
+	tel, terrs := telemetrySettings(mc)
+	c.Telemetry = tel
+	errs = append(errs, terrs...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -125,7 +125,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header["X-Request-Id"] = []string{newRequestID()}
 	}
 	if p.tel != nil {
-		_, x.span = p.tel.StartSpanInTunnel(r.Context(), r.Header, sp.Name+"/*", info.Traceparent)
+		_, x.span = p.tel.StartServiceSpan(r.Context(), r.Header, sp.Name+"/*", info.Traceparent, sp.Service.Namespace, sp.Service.Name)
 	}
 	var ok bool
 	if x.path, ok = normalize(r, x.cfg.IR().PathNormalization); !ok {

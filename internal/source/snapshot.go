@@ -8,6 +8,7 @@ package source
 import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	istiotel "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -45,6 +46,10 @@ type Snapshot struct {
 	GatewayExtensions []*kgwv1alpha1.GatewayExtension
 	// --- kgateway TrafficPolicy (end) ---
 
+	// --- Telemetry API (telemetry branch) ---
+	// Telemetries are telemetry.istio.io Telemetry objects (v1, v1alpha1).
+	Telemetries []*istiotel.Telemetry
+	// --- end Telemetry API ---
 	// MeshConfig is Istio's mesh config, parsed; nil is Istio's default
 	// mesh config (no mesh config file, or no mesh ConfigMap).
 	MeshConfig *meshconfig.Config

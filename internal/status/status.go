@@ -148,6 +148,15 @@ func (w *Writer) Write(ctx context.Context, snap *source.Snapshot, wps []Waypoin
 		}
 		errs = append(errs, w.istio(ctx, p, onlyType(conds["AuthorizationPolicy/"+p.Namespace+"/"+p.Name], "WaypointAccepted")))
 	}
+	// --- Telemetry API (telemetry branch) ---
+	for _, tm := range snap.Telemetries {
+		c := conds["Telemetry/"+tm.Namespace+"/"+tm.Name]
+		if len(c) == 0 && !w.remembers(tm) {
+			continue // not about a waypoint, and none we wrote on
+		}
+		errs = append(errs, w.istio(ctx, tm, onlyType(c, "WaypointAccepted")))
+	}
+	// --- end Telemetry API ---
 	w.forgetUnseen()
 	return errors.Join(errs...)
 }

@@ -105,6 +105,7 @@ func (t *translator) run() *Result {
 	t.gatewayTraffic() // kgateway TrafficPolicy
 	t.attachPolicies()
 	t.attachRequestAuthentications()
+	t.telemetry() // Telemetry API (telemetry branch)
 	t.nodeLocalities()
 	t.loadBalancingConditions()
 	t.extAuthProviders()        // kgateway TrafficPolicy

@@ -2,6 +2,7 @@ package config
 
 import (
 	"maps"
+	"reflect"
 	"slices"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
@@ -49,7 +50,7 @@ func sameService(a, b *ir.Service) bool {
 
 // equalService reports whether two services are equal, ports included.
 func equalService(a, b *ir.Service) bool {
-	return sameService(a, b) && equalPtrs(a.Ports, b.Ports, equalPort)
+	return sameService(a, b) && equalPtrs(a.Ports, b.Ports, equalPort) && reflect.DeepEqual(a.Telemetry, b.Telemetry)
 }
 
 // equalPort reports whether two service ports are configured identically:

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	istiotel "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -80,6 +81,9 @@ var kinds = map[kindKey][]string{
 	// --- kgateway TrafficPolicy ---
 	{kgwv1alpha1.Group, "TrafficPolicy"}:    {"v1alpha1"},
 	{kgwv1alpha1.Group, "GatewayExtension"}: {"v1alpha1"},
+	// --- Telemetry API (telemetry branch) ---
+	{"telemetry.istio.io", "Telemetry"}: {"v1", "v1alpha1"},
+	// --- end Telemetry API ---
 }
 
 // clusterScoped kinds have no namespace.
@@ -410,6 +414,11 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	case "GatewayExtension":
 		o := &kgwv1alpha1.GatewayExtension{}
 		obj, meta = o, &o.ObjectMeta
+	// --- Telemetry API (telemetry branch) ---
+	case "Telemetry":
+		o := &istiotel.Telemetry{}
+		obj, meta = o, &o.ObjectMeta
+	// --- end Telemetry API ---
 	default:
 		return nil, nil, fmt.Errorf("unsupported kind %s", kind)
 	}
@@ -429,6 +438,10 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 		spec = &o.Spec
 	case *istionet.WorkloadEntry:
 		spec = &o.Spec
+	// --- Telemetry API (telemetry branch) ---
+	case *istiotel.Telemetry:
+		spec = &o.Spec
+		// --- end Telemetry API ---
 	}
 	if spec != nil {
 		if err := strictProtoSpec(raw, spec); err != nil {
@@ -492,6 +505,10 @@ func (l *loader) add(obj any) {
 		s.TrafficPolicies = append(s.TrafficPolicies, o)
 	case *kgwv1alpha1.GatewayExtension:
 		s.GatewayExtensions = append(s.GatewayExtensions, o)
+	// --- Telemetry API (telemetry branch) ---
+	case *istiotel.Telemetry:
+		s.Telemetries = append(s.Telemetries, o)
+		// --- end Telemetry API ---
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	istiotel "istio.io/client-go/pkg/apis/telemetry/v1"
+	istiotelv1alpha1 "istio.io/client-go/pkg/apis/telemetry/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -139,6 +141,23 @@ func kinds() []*kind {
 				s.GatewayExtensions = ptrs(l.(*kgwv1alpha1.GatewayExtensionList).Items)
 			}},
 		// --- kgateway TrafficPolicy (end) ---
+		// --- Telemetry API (telemetry branch) ---
+		{name: "Telemetry", status: true, obj: func() client.Object { return &istiotel.Telemetry{} },
+			list: func() client.ObjectList { return &istiotel.TelemetryList{} },
+			fill: func(s *source.Snapshot, l client.ObjectList) {
+				s.Telemetries = l.(*istiotel.TelemetryList).Items
+			},
+			// Istio before 1.22 serves only v1alpha1 (the same schema).
+			alt: &kind{name: "Telemetry v1alpha1", status: true, obj: func() client.Object { return &istiotelv1alpha1.Telemetry{} },
+				list: func() client.ObjectList { return &istiotelv1alpha1.TelemetryList{} },
+				fill: func(s *source.Snapshot, l client.ObjectList) {
+					for _, o := range l.(*istiotelv1alpha1.TelemetryList).Items {
+						s.Telemetries = append(s.Telemetries, &istiotel.Telemetry{
+							TypeMeta:   metav1.TypeMeta{APIVersion: "telemetry.istio.io/v1alpha1", Kind: "Telemetry"},
+							ObjectMeta: o.ObjectMeta, Spec: *o.Spec.DeepCopy()})
+					}
+				}}},
+		// --- end Telemetry API ---
 	}
 }
 
@@ -438,6 +457,7 @@ func sortSnapshot(s *source.Snapshot) {
 	sortObjs(s.RequestAuthentications)
 	sortObjs(s.TrafficPolicies) // kgateway TrafficPolicy
 	sortObjs(s.GatewayExtensions)
+	sortObjs(s.Telemetries) // Telemetry API (telemetry branch)
 }
 
 // CacheOptions are the manager cache settings the source expects: managed
