@@ -369,8 +369,65 @@ type Backend struct {
 	// TrafficDistribution.
 	Localities []EndpointLocality `json:"localities,omitempty"`
 	// LoadBalancer is how an endpoint is chosen among the closest: ""
-	// (round robin) or LoadBalancerLeastRequest.
+	// (round robin), LoadBalancerLeastRequest or LoadBalancerRandom;
+	// ignored when ConsistentHash is set.
 	LoadBalancer string `json:"loadBalancer,omitempty"`
+	// ConsistentHash, when set, chooses the endpoint by a hash of each
+	// request's key (a DestinationRule's consistentHash): the same key goes
+	// to the same endpoint while the endpoints stay the same.
+	ConsistentHash *ConsistentHash `json:"consistentHash,omitempty"`
+	// Subsets are the DestinationRule's named subsets of the endpoints
+	// (their pods' labels matched), each with its own load balancing;
+	// sorted by name. Nothing routes to a subset yet (Gateway API has no
+	// subsets; VirtualService will).
+	Subsets []*BackendSubset `json:"subsets,omitempty"`
+}
+
+// LoadBalancerRandom picks an endpoint at random (Envoy's RANDOM).
+const LoadBalancerRandom = "RANDOM"
+
+// ConsistentHash is Envoy's ring hash or Maglev load balancing with the
+// hash key of the request: exactly one of Header, Cookie, SourceIP and
+// QueryParameter is set.
+type ConsistentHash struct {
+	// Header is a request header's name, lower case: its value is the key
+	// (a request without it gets a random endpoint).
+	Header string `json:"header,omitempty"`
+	// Cookie is a request cookie whose value is the key.
+	Cookie *HashCookie `json:"cookie,omitempty"`
+	// SourceIP hashes the client's IP address.
+	SourceIP bool `json:"sourceIP,omitempty"`
+	// QueryParameter is a query parameter's name (case-sensitive) whose
+	// first value is the key.
+	QueryParameter string `json:"queryParameter,omitempty"`
+	// Maglev selects a Maglev table of TableSize entries (a prime),
+	// else a ring of at least MinimumRingSize entries.
+	Maglev          bool   `json:"maglev,omitempty"`
+	TableSize       uint64 `json:"tableSize,omitempty"`
+	MinimumRingSize uint64 `json:"minimumRingSize,omitempty"`
+}
+
+// HashCookie is the cookie of a ConsistentHash. When Generate is set and
+// a request has no such cookie, the waypoint makes up a value, hashes
+// that, and sets the cookie on the response (Envoy's behaviour when the
+// rule has a ttl): Set-Cookie: Name="value"; Max-Age=TTLSeconds (left
+// out when 0: a session cookie); Path=Path; Attributes; HttpOnly.
+type HashCookie struct {
+	Name       string   `json:"name"`
+	Path       string   `json:"path,omitempty"`
+	Generate   bool     `json:"generate,omitempty"`
+	TTLSeconds int64    `json:"ttlSeconds,omitempty"`
+	Attributes []Header `json:"attributes,omitempty"`
+}
+
+// BackendSubset is one DestinationRule subset of a backend.
+type BackendSubset struct {
+	Name string `json:"name"`
+	// Endpoints are the backend's endpoints whose pod carries every label
+	// of the subset, sorted.
+	Endpoints      []string        `json:"endpoints,omitempty"`
+	LoadBalancer   string          `json:"loadBalancer,omitempty"`
+	ConsistentHash *ConsistentHash `json:"consistentHash,omitempty"`
 }
 
 // Traffic distributions, as Istio names them: PreferSameZone (also

@@ -32,6 +32,10 @@ type Backend struct {
 	// when the backend has weights; nil: one tier of every endpoint.
 	tiers        [][]int32
 	leastRequest bool
+	random       bool
+	// hash, for a backend of consistent hashing, are the ring or Maglev
+	// tables, one per tier (hash.go); nil otherwise.
+	hash []hashTable
 	next         atomic.Uint32
 	// order, for a backend with weighted endpoints (ir.Backend.Weights),
 	// is the round-robin sequence of endpoint indexes, each as often as
@@ -55,7 +59,7 @@ func NewBackend(key string, b *ir.Backend, o *Outlier) *Backend {
 func NewBackendAt(key string, b *ir.Backend, o *Outlier, self Place) *Backend {
 	be := &Backend{Key: key, IR: b, H2C: b.Protocol == "H2C", endpoints: b.Endpoints,
 		health: make([]*endpointHealth, len(b.Endpoints)), index: make(map[string]int, len(b.Endpoints)),
-		leastRequest: b.LoadBalancer == ir.LoadBalancerLeastRequest}
+		leastRequest: b.LoadBalancer == ir.LoadBalancerLeastRequest, random: b.LoadBalancer == ir.LoadBalancerRandom}
 	for i, ep := range b.Endpoints {
 		be.health[i] = o.state(ep)
 		be.index[ep] = i
@@ -64,8 +68,11 @@ func NewBackendAt(key string, b *ir.Backend, o *Outlier, self Place) *Backend {
 		}
 	}
 	be.tiers = tiers(b, self)
+	if b.ConsistentHash != nil && len(b.Endpoints) > 0 {
+		be.hash = buildHash(b, be.tiers)
+	}
 	if len(b.Weights) > 0 {
-		if be.tiers == nil && !be.leastRequest {
+		if be.tiers == nil && !be.leastRequest && !be.random {
 			be.order = weightedOrder(b.Endpoints, b.Weights)
 		} else {
 			be.tiers = weightedTiers(be.tiers, b)
@@ -85,12 +92,19 @@ func (b *Backend) Pick() (addr string, ok bool) {
 	if n == 0 {
 		return "", false
 	}
-	if b.order != nil {
+	if b.order != nil && !b.random {
 		return b.pickWeighted()
 	}
 	now := nanotime()
 	// One step of the round-robin cursor per pick, whichever tier serves.
-	start := b.next.Add(1) - 1
+	var start uint32
+	if b.random {
+		// RANDOM: a random place to start from in the tier (weighted
+		// tiers repeat an endpoint as often as its weight).
+		start = rand.Uint32()
+	} else {
+		start = b.next.Add(1) - 1
+	}
 	if b.tiers == nil {
 		if i := b.pickIn(nil, n, now, start); i >= 0 {
 			return b.endpoints[i], true
