@@ -175,9 +175,15 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 	var resp *http.Response
 	var err error
 	var ep string // the endpoint of the try in flight (b.Begin)
+	// A DestinationRule's consistent hash: the request's key, once.
+	var key uint64
+	var hasKey bool
+	if ch := b.Hashing(); ch != nil {
+		key, hasKey, x.setCookie = hashKey(x, ch)
+	}
 	for attempt := 0; ; attempt++ {
 		var ok bool
-		ep, ok = b.Pick()
+		ep, ok = b.PickKey(key, hasKey, attempt)
 		if !ok {
 			p.localReply(x, replyNoHealthy)
 			return
@@ -361,6 +367,9 @@ func (p *Proxy) relay(x *exchange, resp *http.Response, start time.Time) {
 	}
 	x.upstreamTimeMs = time.Since(start).Milliseconds()
 	h["X-Envoy-Upstream-Service-Time"] = []string{strconv.FormatInt(x.upstreamTimeMs, 10)}
+	if x.setCookie != "" {
+		h["Set-Cookie"] = append(h["Set-Cookie"], x.setCookie)
+	}
 	p.responseHeaders(x, h)
 	x.w.WriteHeader(resp.StatusCode)
 

@@ -34,6 +34,11 @@ type Snapshot struct {
 	WorkloadEntries        []*istionet.WorkloadEntry
 	AuthorizationPolicies  []*istiosec.AuthorizationPolicy
 	RequestAuthentications []*istiosec.RequestAuthentication
+	// --- DestinationRule (issue 15, branch dr) ---
+	// DestinationRules: networking.istio.io v1 (v1beta1 and v1alpha3
+	// share the schema and decode into it).
+	DestinationRules []*istionet.DestinationRule
+	// --- end DestinationRule ---
 	// MeshConfig is Istio's mesh config, parsed; nil is Istio's default
 	// mesh config (no mesh config file, or no mesh ConfigMap).
 	MeshConfig *meshconfig.Config

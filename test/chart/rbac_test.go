@@ -74,6 +74,7 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 		"gateway.networking.k8s.io/httproutes/status": true, "gateway.networking.k8s.io/grpcroutes/status": true,
 		"gateway.networking.k8s.io/tcproutes/status": true, "security.istio.io/authorizationpolicies/status": true,
 		"/services/status": true, "networking.istio.io/serviceentries/status": true,
+		"networking.istio.io/destinationrules/status": true,
 		"authentication.k8s.io/tokenreviews": true,
 	}
 	for _, rule := range r["ClusterRole"] {
@@ -106,7 +107,8 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 	// Everything the translator reads is readable.
 	for _, need := range []string{"/namespaces: watch", "/services: watch", "/pods: watch", "discovery.k8s.io/endpointslices: watch",
 		"gateway.networking.k8s.io/httproutes: watch", "security.istio.io/authorizationpolicies: watch",
-		"security.istio.io/requestauthentications: watch", "networking.istio.io/serviceentries: watch"} {
+		"security.istio.io/requestauthentications: watch", "networking.istio.io/serviceentries: watch",
+		"networking.istio.io/destinationrules: watch"} {
 		if !contains(cluster, need) {
 			t.Errorf("missing %q", need)
 		}
@@ -114,7 +116,8 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 	// Our conditions on Services, ServiceEntries and AuthorizationPolicies
 	// are server-side applied (patch), never updated: a full status update
 	// would replace istiod's conditions.
-	for _, res := range []string{"/services/status", "networking.istio.io/serviceentries/status", "security.istio.io/authorizationpolicies/status"} {
+	for _, res := range []string{"/services/status", "networking.istio.io/serviceentries/status", "security.istio.io/authorizationpolicies/status",
+		"networking.istio.io/destinationrules/status"} {
 		if !contains(cluster, res+": patch") {
 			t.Errorf("missing %s: patch", res)
 		}

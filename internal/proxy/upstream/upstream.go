@@ -36,7 +36,7 @@ type Backend struct {
 	// hash, for a backend of consistent hashing, are the ring or Maglev
 	// tables, one per tier (hash.go); nil otherwise.
 	hash []hashTable
-	next         atomic.Uint32
+	next atomic.Uint32
 	// order, for a backend with weighted endpoints (ir.Backend.Weights),
 	// is the round-robin sequence of endpoint indexes, each as often as
 	// its weight and spread out (weights.go); nil: each endpoint once.

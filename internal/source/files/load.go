@@ -76,6 +76,8 @@ var kinds = map[kindKey][]string{
 	{"networking.istio.io", "WorkloadEntry"}:        {"v1", "v1beta1", "v1alpha3"},
 	{"security.istio.io", "AuthorizationPolicy"}:    {"v1", "v1beta1"},
 	{"security.istio.io", "RequestAuthentication"}:  {"v1", "v1beta1"},
+	// DestinationRule (issue 15, branch dr).
+	{"networking.istio.io", "DestinationRule"}: {"v1", "v1beta1", "v1alpha3"},
 }
 
 // clusterScoped kinds have no namespace.
@@ -400,6 +402,9 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	case "RequestAuthentication":
 		o := &istiosec.RequestAuthentication{}
 		obj, meta = o, &o.ObjectMeta
+	case "DestinationRule":
+		o := &istionet.DestinationRule{}
+		obj, meta = o, &o.ObjectMeta
 	default:
 		return nil, nil, fmt.Errorf("unsupported kind %s", kind)
 	}
@@ -418,6 +423,8 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	case *istionet.ServiceEntry:
 		spec = &o.Spec
 	case *istionet.WorkloadEntry:
+		spec = &o.Spec
+	case *istionet.DestinationRule:
 		spec = &o.Spec
 	}
 	if spec != nil {
@@ -478,6 +485,8 @@ func (l *loader) add(obj any) {
 		s.AuthorizationPolicies = append(s.AuthorizationPolicies, o)
 	case *istiosec.RequestAuthentication:
 		s.RequestAuthentications = append(s.RequestAuthentications, o)
+	case *istionet.DestinationRule:
+		s.DestinationRules = append(s.DestinationRules, o)
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package kube is the cluster source: shared informers (the controller-runtime
 // manager's cache) on every kind the translator reads, and one on istiod's
 // mesh ConfigMap, turned into a source.Snapshot on demand. Kinds whose CRD is not installed (GRPCRoute,
-// TCPRoute, ReferenceGrant, ServiceEntry, AuthorizationPolicy) are left out
+// TCPRoute, ReferenceGrant, ServiceEntry, AuthorizationPolicy,
+// DestinationRule) are left out
 // of the snapshot and looked for again periodically, so installing a CRD
 // later needs no restart.
 package kube
@@ -125,6 +126,15 @@ func kinds() []*kind {
 			fill: func(s *source.Snapshot, l client.ObjectList) {
 				s.RequestAuthentications = l.(*istiosec.RequestAuthenticationList).Items
 			}},
+		// --- DestinationRule (issue 15, branch dr): optional, as the
+		// other Istio kinds; v1 (objects written as v1beta1 or v1alpha3
+		// are served as v1 too: one schema). ---
+		{name: "DestinationRule", status: true, obj: func() client.Object { return &istionet.DestinationRule{} },
+			list: func() client.ObjectList { return &istionet.DestinationRuleList{} },
+			fill: func(s *source.Snapshot, l client.ObjectList) {
+				s.DestinationRules = l.(*istionet.DestinationRuleList).Items
+			}},
+		// --- end DestinationRule ---
 	}
 }
 
@@ -422,6 +432,7 @@ func sortSnapshot(s *source.Snapshot) {
 	sortObjs(s.WorkloadEntries)
 	sortObjs(s.AuthorizationPolicies)
 	sortObjs(s.RequestAuthentications)
+	sortObjs(s.DestinationRules) // DestinationRule (branch dr)
 }
 
 // CacheOptions are the manager cache settings the source expects: managed
