@@ -27,6 +27,7 @@ import (
 const (
 	defaultRingSize   = 1024    // Istio's default minimumRingSize
 	maxRingSize       = 1 << 23 // Envoy's default maximum_ring_size
+	ringBudget        = 1 << 16 // ring places beyond which they are shared out
 	defaultMaglevSize = 65537   // Envoy's default table_size
 	maxMaglevSize     = 5000011 // Envoy's limit
 )
@@ -75,11 +76,13 @@ func weightOf(b *ir.Backend, ep string) uint64 {
 }
 
 // ringTable places each endpoint on the ring at the hashes of
-// "address_0", "address_1", ...: per unit of weight the smallest power of
-// two of places that makes the ring at least minSize. Envoy scales the
-// places to the ring's size exactly; a power of two keeps an endpoint's
-// places the same when another leaves or joins (until the count crosses a
-// power of two), so that only the leaver's keys move.
+// "address_0", "address_1", ...: minSize places per unit of weight, so
+// that an endpoint's places do not depend on the others and only a
+// leaver's keys move (Envoy divides the ring's size among the endpoints
+// instead, which moves some keys of every endpoint). Past ringBudget
+// places in all, an endpoint gets the smallest power of two per unit of
+// weight that keeps the ring at ringBudget (at least minSize), so its
+// places change only when the endpoint count crosses a power of two.
 func ringTable(b *ir.Backend, t []int32, minSize uint64) hashTable {
 	if minSize == 0 {
 		minSize = defaultRingSize
@@ -89,9 +92,12 @@ func ringTable(b *ir.Backend, t []int32, minSize uint64) hashTable {
 	for _, i := range t {
 		total += weightOf(b, b.Endpoints[i])
 	}
-	unit := uint64(1)
-	for unit*total < minSize && unit*total*2 <= maxRingSize {
-		unit *= 2
+	unit := minSize
+	if budget := max(ringBudget, minSize); total > 0 && unit*total > budget {
+		unit = 1
+		for unit*total < budget {
+			unit *= 2
+		}
 	}
 	type point struct {
 		h  uint64
