@@ -75,7 +75,7 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 		"gateway.networking.k8s.io/tcproutes/status": true, "security.istio.io/authorizationpolicies/status": true,
 		"/services/status": true, "networking.istio.io/serviceentries/status": true,
 		"networking.istio.io/destinationrules/status": true,
-		"authentication.k8s.io/tokenreviews": true,
+		"authentication.k8s.io/tokenreviews":          true,
 	}
 	for _, rule := range r["ClusterRole"] {
 		for _, v := range rule.Verbs {
