@@ -376,6 +376,9 @@ type Backend struct {
 	// request's key (a DestinationRule's consistentHash): the same key goes
 	// to the same endpoint while the endpoints stay the same.
 	ConsistentHash *ConsistentHash `json:"consistentHash,omitempty"`
+	// Outlier is a DestinationRule's outlierDetection; nil: the proxy's
+	// default passive ejection (5 gateway errors in a row, 30s).
+	Outlier *OutlierDetection `json:"outlier,omitempty"`
 	// Subsets are the DestinationRule's named subsets of the endpoints
 	// (their pods' labels matched), each with its own load balancing;
 	// sorted by name. Nothing routes to a subset yet (Gateway API has no
@@ -418,6 +421,21 @@ type HashCookie struct {
 	Generate   bool     `json:"generate,omitempty"`
 	TTLSeconds int64    `json:"ttlSeconds,omitempty"`
 	Attributes []Header `json:"attributes,omitempty"`
+}
+
+// OutlierDetection is Envoy's passive outlier detection as a
+// DestinationRule sets it: an endpoint with ConsecutiveGatewayErrors
+// gateway errors (502, 503, 504, no response) in a row, or Consecutive5xx
+// 5xx responses or failures in a row, is ejected for BaseEjectionMs times
+// the number of its ejections (at most 300s, or BaseEjectionMs when
+// longer), rounded up to IntervalMs, unless MaxEjectionPercent of the
+// backend's endpoints are ejected already. A count of 0 disables it.
+type OutlierDetection struct {
+	Consecutive5xx           uint32 `json:"consecutive5xx,omitempty"`
+	ConsecutiveGatewayErrors uint32 `json:"consecutiveGatewayErrors,omitempty"`
+	IntervalMs               int64  `json:"intervalMs"`
+	BaseEjectionMs           int64  `json:"baseEjectionMs"`
+	MaxEjectionPercent       uint32 `json:"maxEjectionPercent"`
 }
 
 // BackendSubset is one DestinationRule subset of a backend.

@@ -196,7 +196,17 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 		if body.failure() != nil {
 			break // the client's body broke: not the endpoint's doing
 		}
-		b.Report(ep, !gatewayFailure(resp, err))
+		if b.HasOutlierPolicy() {
+			// A DestinationRule's outlierDetection: 5xx count too, and any
+			// try that got no response (not the client's leaving).
+			status := 0
+			if resp != nil {
+				status = resp.StatusCode
+			}
+			b.Outcome(ep, status, err != nil && ctx.Err() == nil)
+		} else {
+			b.Report(ep, !gatewayFailure(resp, err))
+		}
 		if attempt >= retries || ctx.Err() != nil {
 			break
 		}

@@ -223,3 +223,43 @@ func TestStickyEndpointRemoved(t *testing.T) {
 		}
 	}
 }
+
+// TestDestinationRuleOutlierDetection over sockets: with the rule's
+// consecutive5xxErrors: 2 and maxEjectionPercent: 50, endpoints answering
+// 500 are ejected, but only one of the two; without the rule 500s eject
+// nothing.
+func TestDestinationRuleOutlierDetection(t *testing.T) {
+	bs := backendsOn(t, "127.0.48.1", "127.0.48.2")
+	w := startWaypoint(t, svcManifests(bs[0].addr, bs[1].addr))
+	for range 10 {
+		w.do("127.0.100.1:80", curlID, get("/?status=500"))
+	}
+	if w.proxy.EndpointEjected(bs[0].addr.String()) || w.proxy.EndpointEjected(bs[1].addr.String()) {
+		t.Fatal("500s ejected an endpoint without a DestinationRule")
+	}
+	w.apply(stickyManifests(`      simple: ROUND_ROBIN
+    outlierDetection: {consecutive5xxErrors: 2, baseEjectionTime: 60s, maxEjectionPercent: 50}
+`, bs...))
+	for range 10 {
+		resp, _ := w.do("127.0.100.1:80", curlID, get("/?status=500"))
+		if resp.StatusCode != 500 {
+			t.Fatalf("status %d, want the backend's 500", resp.StatusCode)
+		}
+	}
+	a, b := w.proxy.EndpointEjected(bs[0].addr.String()), w.proxy.EndpointEjected(bs[1].addr.String())
+	if a == b {
+		t.Fatalf("ejected: %v, %v; want exactly one (maxEjectionPercent 50)", a, b)
+	}
+	// The other one serves everything while the first is out.
+	healthy := bs[0]
+	if !b {
+		healthy = bs[1]
+	}
+	before := healthy.Hits()
+	for range 4 {
+		w.do("127.0.100.1:80", curlID, get("/"))
+	}
+	if healthy.Hits()-before != 4 {
+		t.Fatalf("the endpoint not ejected served %d of 4", healthy.Hits()-before)
+	}
+}

@@ -96,7 +96,7 @@ func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	up, err := p.pool.Dial(dctx, ep)
 	cancel()
-	b.Report(ep, err == nil)
+	b.Outcome(ep, 0, err != nil) // a connect failure is a gateway error
 	if err != nil {
 		p.log.Debug("upstream connect failed", "service", sp.Name, "endpoint", ep, "error", err.Error())
 		if rec != nil {

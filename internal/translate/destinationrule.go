@@ -36,12 +36,14 @@ import (
 // LEAST_REQUEST (LEAST_CONN), RANDOM; consistentHash on httpHeaderName,
 // httpCookie, useSourceIp or httpQueryParameterName, ringHash or maglev),
 // portLevelSettings (the port's loadBalancer replaces the rule's) and
-// subsets (their endpoints by pod labels, their own load balancing). The
-// rule's load balancer takes precedence over the Service's
+// subsets (their endpoints by pod labels, their own load balancing),
+// outlierDetection (consecutive 5xx and gateway errors, interval, base
+// ejection time, maximum ejection percent; the port's replaces the
+// rule's). The rule's load balancer takes precedence over the Service's
 // kgateway.dev/load-balancer annotation. Every other field set (the
-// connection pool, outlier detection, TLS, tunnel, PROXY protocol, retry
-// budget, locality and warm-up settings) is not honoured and is named in
-// the rule's condition.
+// connection pool, TLS, tunnel, PROXY protocol, retry budget, locality
+// and warm-up settings, the other outlier fields) is not honoured and is
+// named in the rule's condition.
 //
 // ConditionWaypointAccepted (on the rule, written as
 // kgateway-waypoint.kgateway.dev/WaypointAccepted): True/Accepted when the
@@ -206,8 +208,10 @@ func (t *translator) destinationRules() {
 			}
 		}
 		if policy != nil {
-			lb, ch := t.drLoadBalancer(portPolicy(policy, b.Port), verdicts[policyRule], "trafficPolicy")
+			pl := portPolicy(policy, b.Port)
+			lb, ch := t.drLoadBalancer(pl, verdicts[policyRule], "trafficPolicy")
 			applyLB(b, lb, ch)
+			b.Outlier = outlierDetection(pl, verdicts[policyRule], "trafficPolicy")
 		}
 		slices.SortFunc(subsets, func(a, c *istioapi.Subset) int { return cmp.Compare(a.GetName(), c.GetName()) })
 		b.Subsets = nil
@@ -216,7 +220,9 @@ func (t *translator) destinationRules() {
 			out := &ir.BackendSubset{Name: ss.GetName(), Endpoints: t.subsetEndpoints(svc, b, ss.GetLabels())}
 			out.LoadBalancer, out.ConsistentHash = b.LoadBalancer, b.ConsistentHash
 			if sp := ss.GetTrafficPolicy(); sp != nil {
-				lb, ch := t.drLoadBalancer(portPolicy(sp, b.Port), v, "subsets["+ss.GetName()+"].trafficPolicy")
+				spl := portPolicy(sp, b.Port)
+				outlierDetection(spl, v, "subsets["+ss.GetName()+"].trafficPolicy") // its fields reported
+				lb, ch := t.drLoadBalancer(spl, v, "subsets["+ss.GetName()+"].trafficPolicy")
 				if lb != nil || ch != nil {
 					out.LoadBalancer, out.ConsistentHash = "", nil
 					if lb != nil {
@@ -247,12 +253,15 @@ func (t *translator) backendHost(key string, b *ir.Backend) (string, *corev1.Ser
 // GetPortLevelTrafficPolicy). Only the fields the waypoint reads are
 // merged; the rest are reported from the rule as written.
 func portPolicy(p *istioapi.TrafficPolicy, port uint16) *portLevel {
-	out := &portLevel{p: p, lb: p.GetLoadBalancer()}
+	out := &portLevel{p: p, lb: p.GetLoadBalancer(), od: p.GetOutlierDetection()}
 	for _, pl := range p.GetPortLevelSettings() {
 		if pl.GetPort().GetNumber() == uint32(port) {
 			out.port = pl
 			if pl.GetLoadBalancer() != nil {
 				out.lb = pl.GetLoadBalancer()
+			}
+			if pl.GetOutlierDetection() != nil {
+				out.od = pl.GetOutlierDetection()
 			}
 			break
 		}
@@ -265,6 +274,7 @@ type portLevel struct {
 	p    *istioapi.TrafficPolicy
 	port *istioapi.TrafficPolicy_PortTrafficPolicy
 	lb   *istioapi.LoadBalancerSettings
+	od   *istioapi.OutlierDetection
 }
 
 // drLoadBalancer reads a traffic policy's load balancer for a port, and
@@ -275,9 +285,6 @@ func (t *translator) drLoadBalancer(pl *portLevel, v *drVerdict, path string) (l
 	p := pl.p
 	if p.GetConnectionPool() != nil {
 		v.addUnsupported(path + ".connectionPool")
-	}
-	if p.GetOutlierDetection() != nil {
-		v.addUnsupported(path + ".outlierDetection")
 	}
 	if p.GetTls() != nil {
 		v.addUnsupported(path + ".tls")
@@ -295,9 +302,6 @@ func (t *translator) drLoadBalancer(pl *portLevel, v *drVerdict, path string) (l
 		at := fmt.Sprintf("%s.portLevelSettings[%d]", path, i)
 		if pls.GetConnectionPool() != nil {
 			v.addUnsupported(at + ".connectionPool")
-		}
-		if pls.GetOutlierDetection() != nil {
-			v.addUnsupported(at + ".outlierDetection")
 		}
 		if pls.GetTls() != nil {
 			v.addUnsupported(at + ".tls")
@@ -548,4 +552,52 @@ func isPrime(n uint64) bool {
 		}
 	}
 	return true
+}
+
+// outlierDetection reads a policy's outlierDetection for a port (the
+// port's replaces the rule's) with Envoy's defaults as istiod leaves them
+// (consecutive 5xx: 5; gateway errors: off; interval 10s; base ejection
+// 30s; at most 10% ejected), and reports on v the fields it does not
+// honour. nil when the policy has none.
+func outlierDetection(pl *portLevel, v *drVerdict, path string) *ir.OutlierDetection {
+	o := pl.od
+	if o == nil {
+		return nil
+	}
+	at := path + ".outlierDetection"
+	if pl.port != nil && pl.port.GetOutlierDetection() == o {
+		at = fmt.Sprintf("%s.portLevelSettings[%d].outlierDetection", path, slices.Index(pl.p.GetPortLevelSettings(), pl.port))
+	}
+	out := &ir.OutlierDetection{Consecutive5xx: 5, IntervalMs: 10000, BaseEjectionMs: 30000, MaxEjectionPercent: 10}
+	if e := o.GetConsecutive_5XxErrors(); e != nil {
+		out.Consecutive5xx = e.GetValue()
+	}
+	if e := o.GetConsecutiveGatewayErrors(); e != nil {
+		out.ConsecutiveGatewayErrors = e.GetValue()
+	}
+	if d := o.GetInterval(); d != nil {
+		out.IntervalMs = d.AsDuration().Milliseconds()
+	}
+	if d := o.GetBaseEjectionTime(); d != nil {
+		out.BaseEjectionMs = d.AsDuration().Milliseconds()
+	}
+	if p := o.GetMaxEjectionPercent(); p != 0 {
+		out.MaxEjectionPercent = uint32(min(max(p, 0), 100))
+	}
+	if o.GetConsecutiveErrors() != 0 {
+		v.addUnsupported(at + ".consecutiveErrors (deprecated; use consecutive5xxErrors)")
+	}
+	if o.GetSplitExternalLocalOriginErrors() || o.GetConsecutiveLocalOriginFailures() != nil {
+		v.addUnsupported(at + ".splitExternalLocalOriginErrors")
+	}
+	if o.GetMinHealthPercent() != 0 {
+		v.addUnsupported(at + ".minHealthPercent")
+	}
+	if len(o.GetOutlierDetectionHttpErrorCodes()) > 0 {
+		v.addUnsupported(at + ".outlierDetectionHttpErrorCodes")
+	}
+	if o.GetFailurePercentageThreshold() != nil {
+		v.addUnsupported(at + ".failurePercentageThreshold")
+	}
+	return out
 }

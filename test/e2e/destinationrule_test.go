@@ -46,7 +46,7 @@ func namedBackends(t *testing.T, ips ...string) []netip.AddrPort {
 // a DestinationRule's cookie hash: the first response sets the cookie
 // (name, path, ttl of the rule), every request that carries it reaches the
 // same one of three endpoints, other cookies reach the others; the field
-// it does not honour (outlierDetection) is reported in the log and in
+// it does not honour (connectionPool) is reported in the log and in
 // /debug/status.
 func TestStandaloneDestinationRuleStickySessions(t *testing.T) {
 	eps := namedBackends(t, "127.0.204.1", "127.0.204.2", "127.0.204.3")
@@ -88,7 +88,7 @@ spec:
     loadBalancer:
       consistentHash:
         httpCookie: {name: cart-session, path: /, ttl: 600s}
-    outlierDetection: {consecutive5xxErrors: 2}
+    connectionPool: {tcp: {maxConnections: 10}}
 `, eps[0].Port(), strings.Join(addrs, ", "))
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(manifests), 0o644); err != nil {
@@ -150,7 +150,7 @@ spec:
 	}
 
 	waitFor(t, 5*time.Second, "the unsupported field in the log", func() bool {
-		return strings.Contains(p.output(), "trafficPolicy.outlierDetection")
+		return strings.Contains(p.output(), "trafficPolicy.connectionPool")
 	})
 	resp, err := http.Get("http://" + status + "/debug/status")
 	if err != nil {
@@ -167,11 +167,11 @@ spec:
 	found := false
 	for _, c := range st.Conditions {
 		if c.Kind == "DestinationRule" && c.Name == "cart-sticky" && c.Type == "WaypointAccepted" && c.Status == "True" &&
-			c.Reason == "UnsupportedValue" && strings.Contains(c.Message, "trafficPolicy.outlierDetection") {
+			c.Reason == "UnsupportedValue" && strings.Contains(c.Message, "trafficPolicy.connectionPool") {
 			found = true
 		}
 	}
 	if !found {
-		t.Fatalf("/debug/status has no UnsupportedValue condition on cart-sticky naming outlierDetection: %s", raw)
+		t.Fatalf("/debug/status has no UnsupportedValue condition on cart-sticky naming connectionPool: %s", raw)
 	}
 }

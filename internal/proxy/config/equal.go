@@ -75,7 +75,8 @@ func equalBackend(a, b *ir.Backend) bool {
 		slices.Equal(a.Endpoints, b.Endpoints) && slices.Equal(a.HBONE, b.HBONE) && maps.Equal(a.Weights, b.Weights) &&
 		a.TrafficDistribution == b.TrafficDistribution && slices.Equal(a.Localities, b.Localities) &&
 		a.LoadBalancer == b.LoadBalancer && eqPtr(a.ConsistentHash, b.ConsistentHash, equalHash) &&
-		equalPtrs(a.Subsets, b.Subsets, equalSubset)
+		equalPtrs(a.Subsets, b.Subsets, equalSubset) &&
+		eqPtr(a.Outlier, b.Outlier, func(x, y *ir.OutlierDetection) bool { return *x == *y })
 }
 
 // equalHash compares two consistent hash policies.

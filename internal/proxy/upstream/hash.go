@@ -20,9 +20,9 @@ import (
 // With locality tiers each tier has a table of its own and a pick keeps to
 // the closest tier with an endpoint not ejected, as Envoy keeps a ring per
 // priority. An ejected endpoint is skipped by walking on from the key's
-// place (for a ring, exactly as if it were not on it), and a retry starts
-// one place further on per attempt (Envoy's ring's attempt offset), so it
-// lands elsewhere when it can.
+// place (for a ring, exactly as if it were not on it), and a retry goes to
+// the next distinct endpoint on from there (as Envoy's retry host
+// predicate re-picks), so it lands elsewhere when it can.
 
 const (
 	defaultRingSize   = 1024    // Istio's default minimumRingSize
@@ -199,9 +199,10 @@ func (ht *hashTable) find(key uint64) int {
 	return k
 }
 
-// pickHash is the endpoint for key on the attempt-th try: the first one
-// not ejected from the key's place (plus attempt) on, in the closest tier
-// that has one; -1 when all are ejected.
+// pickHash is the endpoint for key on the attempt-th try: walking the
+// table from the key's place, the attempt-th distinct endpoint not ejected
+// (a retry goes where the key would go were the endpoints tried before
+// gone), in the closest tier that has one; -1 when all are ejected.
 func (b *Backend) pickHash(key uint64, attempt int, now int64) int {
 	for t := range b.hash {
 		ht := &b.hash[t]
@@ -209,12 +210,28 @@ func (b *Backend) pickHash(key uint64, attempt int, now int64) int {
 		if m == 0 {
 			continue
 		}
-		start := ht.find(key) + attempt
+		var tried [8]int32 // distinct endpoints passed over, for retries
+		n := 0
+		start := ht.find(key)
+	walk:
 		for k := range m {
-			i := int(ht.at[(start+k)%m])
-			if !b.health[i].ejected(now) {
-				return i
+			i := ht.at[(start+k)%m]
+			if b.health[i].ejected(now) {
+				continue
 			}
+			for _, j := range tried[:n] {
+				if j == i {
+					continue walk
+				}
+			}
+			if n == attempt || n == len(tried) {
+				return int(i)
+			}
+			tried[n] = i
+			n++
+		}
+		if n > 0 { // fewer endpoints than tries: round the ones there are
+			return int(tried[attempt%n])
 		}
 	}
 	return -1

@@ -165,7 +165,7 @@ func TestHashSkipsEjected(t *testing.T) {
 }
 
 // TestHashRetryMovesOn: a retry (attempt 1) of a key lands on another
-// endpoint for most keys, as Envoy's ring attempt offset does.
+// endpoint, the one the key goes to when the first is ejected.
 func TestHashRetryMovesOn(t *testing.T) {
 	b, _ := hashBackend(t, hashEps, ir.ConsistentHash{Cookie: &ir.HashCookie{Name: "s"}})
 	differ := 0
@@ -177,8 +177,19 @@ func TestHashRetryMovesOn(t *testing.T) {
 			differ++
 		}
 	}
-	if differ < 500 {
+	if differ != 1000 {
 		t.Errorf("a retry changed endpoint for only %d of 1000 keys", differ)
+	}
+	// The retry's endpoint is where the key goes with the first ejected.
+	h := HashKey("user-7")
+	first, _ := b.PickKey(h, true, 0)
+	retry, _ := b.PickKey(h, true, 1)
+	o := b.health[b.index[first]].o
+	for range o.Consecutive {
+		b.Report(first, false)
+	}
+	if now, _ := b.PickKey(h, true, 0); now != retry {
+		t.Errorf("with %s ejected the key goes to %s, its retry went to %s", first, now, retry)
 	}
 }
 

@@ -33,6 +33,9 @@ type Backend struct {
 	tiers        [][]int32
 	leastRequest bool
 	random       bool
+	// od is the DestinationRule's outlier detection (outlier.go); nil: the
+	// Outlier's defaults.
+	od *ir.OutlierDetection
 	// hash, for a backend of consistent hashing, are the ring or Maglev
 	// tables, one per tier (hash.go); nil otherwise.
 	hash []hashTable
@@ -67,6 +70,7 @@ func NewBackendAt(key string, b *ir.Backend, o *Outlier, self Place) *Backend {
 			be.named = true
 		}
 	}
+	be.od = b.Outlier
 	be.tiers = tiers(b, self)
 	if b.ConsistentHash != nil && len(b.Endpoints) > 0 {
 		be.hash = buildHash(b, be.tiers)
@@ -351,6 +355,7 @@ type endpointHealth struct {
 	o            *Outlier
 	failures     atomic.Int32
 	ejections    atomic.Int32
+	fails5xx     atomic.Int32 // 5xx in a row, for a DestinationRule's consecutive5xxErrors
 	inflight     atomic.Int32 // requests and connections (Backend.Begin)
 	ejectedUntil atomic.Int64 // monotonic nanoseconds
 }
