@@ -379,6 +379,9 @@ type Backend struct {
 	// Outlier is a DestinationRule's outlierDetection; nil: the proxy's
 	// default passive ejection (5 gateway errors in a row, 30s).
 	Outlier *OutlierDetection `json:"outlier,omitempty"`
+	// ConnectionPool is a DestinationRule's connectionPool, as far as the
+	// waypoint honours it; nil: the proxy's defaults.
+	ConnectionPool *ConnectionPool `json:"connectionPool,omitempty"`
 	// Subsets are the DestinationRule's named subsets of the endpoints
 	// (their pods' labels matched), each with its own load balancing;
 	// sorted by name. Nothing routes to a subset yet (Gateway API has no
@@ -436,6 +439,17 @@ type OutlierDetection struct {
 	IntervalMs               int64  `json:"intervalMs"`
 	BaseEjectionMs           int64  `json:"baseEjectionMs"`
 	MaxEjectionPercent       uint32 `json:"maxEjectionPercent"`
+}
+
+// ConnectionPool is how the waypoint keeps connections to a backend's
+// endpoints: ConnectTimeoutMs bounds a connect (HTTP/1.1 and TCP),
+// IdleTimeoutMs closes an HTTP/1.1 keep-alive connection idle that long,
+// MaxRequestsPerConnection closes one after that many requests; 0: the
+// proxy's default (10s, 90s, no limit).
+type ConnectionPool struct {
+	ConnectTimeoutMs         int64  `json:"connectTimeoutMs,omitempty"`
+	IdleTimeoutMs            int64  `json:"idleTimeoutMs,omitempty"`
+	MaxRequestsPerConnection uint32 `json:"maxRequestsPerConnection,omitempty"`
 }
 
 // BackendSubset is one DestinationRule subset of a backend.

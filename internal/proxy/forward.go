@@ -335,7 +335,7 @@ func (p *Proxy) send(ctx context.Context, r *http.Request, body *replayBody, b *
 		out.Header["User-Agent"] = []string{""} // do not invent one
 	}
 	if !b.H2C {
-		return p.pool.H1.Do(ctx, out) // no request copy for the context
+		return p.pool.H1.DoWith(ctx, out, b.Conn()) // no request copy for the context
 	}
 	return p.pool.Transport(b).RoundTrip(out.WithContext(ctx))
 }

@@ -263,3 +263,43 @@ func TestDestinationRuleOutlierDetection(t *testing.T) {
 		t.Fatalf("the endpoint not ejected served %d of 4", healthy.Hits()-before)
 	}
 }
+
+// TestDestinationRuleConnectionPool over sockets: maxRequestsPerConnection
+// closes an upstream connection after that many requests, idleTimeout one
+// idle that long; without the rule one keep-alive connection serves all.
+func TestDestinationRuleConnectionPool(t *testing.T) {
+	bs := backendsOn(t, "127.0.49.1")
+	b := bs[0]
+	w := startWaypoint(t, svcManifests(b.addr))
+	for range 6 {
+		w.do("127.0.100.1:80", curlID, get("/"))
+	}
+	if n := b.Conns(); n != 1 {
+		t.Fatalf("without the rule: %d upstream connections for 6 requests, want 1", n)
+	}
+	w.apply(stickyManifests(`      simple: ROUND_ROBIN
+    connectionPool: {http: {maxRequestsPerConnection: 2}}
+`, b))
+	for range 6 {
+		w.do("127.0.100.1:80", curlID, get("/"))
+	}
+	// The idle connection of before serves one more (its 7th, past the
+	// limit: closed after), then three new ones 2, 2 and 1.
+	if n := b.Conns(); n != 4 {
+		t.Fatalf("maxRequestsPerConnection 2: %d upstream connections in all after 6 more requests, want 4", n)
+	}
+	w.apply(stickyManifests(`      simple: ROUND_ROBIN
+    connectionPool: {http: {idleTimeout: 0.1s}}
+`, b))
+	w.do("127.0.100.1:80", curlID, get("/"))
+	before := b.Conns()
+	time.Sleep(300 * time.Millisecond)
+	w.do("127.0.100.1:80", curlID, get("/"))
+	if n := b.Conns(); n != before+1 {
+		t.Fatalf("idleTimeout 100ms: after 300ms idle %d new connections, want 1", n-before)
+	}
+	w.do("127.0.100.1:80", curlID, get("/"))
+	if n := b.Conns(); n != before+1 {
+		t.Fatalf("idleTimeout 100ms: a request right after opened a connection (%d new)", n-before)
+	}
+}

@@ -93,7 +93,7 @@ func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *
 		// what the client workload is (as far as its identity backs it).
 		telemetry.ParseBaggage(info.Baggage, &rec.Source)
 	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	dctx, cancel := context.WithTimeout(ctx, b.ConnectTimeout(10*time.Second))
 	up, err := p.pool.Dial(dctx, ep)
 	cancel()
 	b.Outcome(ep, 0, err != nil) // a connect failure is a gateway error

@@ -40,10 +40,11 @@ import (
 // outlierDetection (consecutive 5xx and gateway errors, interval, base
 // ejection time, maximum ejection percent; the port's replaces the
 // rule's). The rule's load balancer takes precedence over the Service's
-// kgateway.dev/load-balancer annotation. Every other field set (the
-// connection pool, TLS, tunnel, PROXY protocol, retry budget, locality
-// and warm-up settings, the other outlier fields) is not honoured and is
-// named in the rule's condition.
+// kgateway.dev/load-balancer annotation; connectionPool's
+// tcp.connectTimeout, http.idleTimeout and http.maxRequestsPerConnection.
+// Every other field set (the rest of the connection pool, TLS, tunnel,
+// PROXY protocol, retry budget, locality and warm-up settings, the other
+// outlier fields) is not honoured and is named in the rule's condition.
 //
 // ConditionWaypointAccepted (on the rule, written as
 // kgateway-waypoint.kgateway.dev/WaypointAccepted): True/Accepted when the
@@ -212,6 +213,7 @@ func (t *translator) destinationRules() {
 			lb, ch := t.drLoadBalancer(pl, verdicts[policyRule], "trafficPolicy")
 			applyLB(b, lb, ch)
 			b.Outlier = outlierDetection(pl, verdicts[policyRule], "trafficPolicy")
+			b.ConnectionPool = connectionPool(pl, verdicts[policyRule], "trafficPolicy", b.Protocol)
 		}
 		slices.SortFunc(subsets, func(a, c *istioapi.Subset) int { return cmp.Compare(a.GetName(), c.GetName()) })
 		b.Subsets = nil
@@ -222,6 +224,7 @@ func (t *translator) destinationRules() {
 			if sp := ss.GetTrafficPolicy(); sp != nil {
 				spl := portPolicy(sp, b.Port)
 				outlierDetection(spl, v, "subsets["+ss.GetName()+"].trafficPolicy") // its fields reported
+				connectionPool(spl, v, "subsets["+ss.GetName()+"].trafficPolicy", b.Protocol)
 				lb, ch := t.drLoadBalancer(spl, v, "subsets["+ss.GetName()+"].trafficPolicy")
 				if lb != nil || ch != nil {
 					out.LoadBalancer, out.ConsistentHash = "", nil
@@ -253,7 +256,7 @@ func (t *translator) backendHost(key string, b *ir.Backend) (string, *corev1.Ser
 // GetPortLevelTrafficPolicy). Only the fields the waypoint reads are
 // merged; the rest are reported from the rule as written.
 func portPolicy(p *istioapi.TrafficPolicy, port uint16) *portLevel {
-	out := &portLevel{p: p, lb: p.GetLoadBalancer(), od: p.GetOutlierDetection()}
+	out := &portLevel{p: p, lb: p.GetLoadBalancer(), od: p.GetOutlierDetection(), cp: p.GetConnectionPool()}
 	for _, pl := range p.GetPortLevelSettings() {
 		if pl.GetPort().GetNumber() == uint32(port) {
 			out.port = pl
@@ -262,6 +265,9 @@ func portPolicy(p *istioapi.TrafficPolicy, port uint16) *portLevel {
 			}
 			if pl.GetOutlierDetection() != nil {
 				out.od = pl.GetOutlierDetection()
+			}
+			if pl.GetConnectionPool() != nil {
+				out.cp = pl.GetConnectionPool()
 			}
 			break
 		}
@@ -275,6 +281,7 @@ type portLevel struct {
 	port *istioapi.TrafficPolicy_PortTrafficPolicy
 	lb   *istioapi.LoadBalancerSettings
 	od   *istioapi.OutlierDetection
+	cp   *istioapi.ConnectionPoolSettings
 }
 
 // drLoadBalancer reads a traffic policy's load balancer for a port, and
@@ -283,9 +290,6 @@ type portLevel struct {
 // does not hash.
 func (t *translator) drLoadBalancer(pl *portLevel, v *drVerdict, path string) (lb *string, ch *ir.ConsistentHash) {
 	p := pl.p
-	if p.GetConnectionPool() != nil {
-		v.addUnsupported(path + ".connectionPool")
-	}
 	if p.GetTls() != nil {
 		v.addUnsupported(path + ".tls")
 	}
@@ -300,9 +304,6 @@ func (t *translator) drLoadBalancer(pl *portLevel, v *drVerdict, path string) (l
 	}
 	for i, pls := range p.GetPortLevelSettings() {
 		at := fmt.Sprintf("%s.portLevelSettings[%d]", path, i)
-		if pls.GetConnectionPool() != nil {
-			v.addUnsupported(at + ".connectionPool")
-		}
 		if pls.GetTls() != nil {
 			v.addUnsupported(at + ".tls")
 		}
@@ -598,6 +599,72 @@ func outlierDetection(pl *portLevel, v *drVerdict, path string) *ir.OutlierDetec
 	}
 	if o.GetFailurePercentageThreshold() != nil {
 		v.addUnsupported(at + ".failurePercentageThreshold")
+	}
+	return out
+}
+
+// connectionPool reads a policy's connectionPool for a port (the port's
+// replaces the rule's): tcp.connectTimeout, http.idleTimeout and
+// http.maxRequestsPerConnection are honoured on HTTP/1.1 and TCP
+// backends; every other field set is reported on v. nil when it sets
+// none of those.
+func connectionPool(pl *portLevel, v *drVerdict, path, protocol string) *ir.ConnectionPool {
+	c := pl.cp
+	if c == nil {
+		return nil
+	}
+	at := path + ".connectionPool"
+	if pl.port != nil && pl.port.GetConnectionPool() == c {
+		at = fmt.Sprintf("%s.portLevelSettings[%d].connectionPool", path, slices.Index(pl.p.GetPortLevelSettings(), pl.port))
+	}
+	out := &ir.ConnectionPool{}
+	if tcp := c.GetTcp(); tcp != nil {
+		if d := tcp.GetConnectTimeout(); d != nil && d.AsDuration() > 0 {
+			out.ConnectTimeoutMs = max(1, d.AsDuration().Milliseconds())
+		}
+		if tcp.GetMaxConnections() != 0 {
+			v.addUnsupported(at + ".tcp.maxConnections")
+		}
+		if tcp.GetTcpKeepalive() != nil {
+			v.addUnsupported(at + ".tcp.tcpKeepalive")
+		}
+		if tcp.GetMaxConnectionDuration() != nil {
+			v.addUnsupported(at + ".tcp.maxConnectionDuration")
+		}
+		if tcp.GetIdleTimeout() != nil {
+			v.addUnsupported(at + ".tcp.idleTimeout")
+		}
+	}
+	if h := c.GetHttp(); h != nil {
+		if d := h.GetIdleTimeout(); d != nil && d.AsDuration() > 0 {
+			out.IdleTimeoutMs = max(1, d.AsDuration().Milliseconds())
+		}
+		if n := h.GetMaxRequestsPerConnection(); n > 0 {
+			out.MaxRequestsPerConnection = uint32(n)
+		}
+		for _, f := range []struct {
+			set  bool
+			name string
+		}{
+			{h.GetHttp1MaxPendingRequests() != 0, "http1MaxPendingRequests"},
+			{h.GetHttp2MaxRequests() != 0, "http2MaxRequests"},
+			{h.GetMaxRetries() != 0, "maxRetries"},
+			{h.GetH2UpgradePolicy() != istioapi.ConnectionPoolSettings_HTTPSettings_DEFAULT, "h2UpgradePolicy"},
+			{h.GetUseClientProtocol(), "useClientProtocol"},
+			{h.GetMaxConcurrentStreams() != 0, "maxConcurrentStreams"},
+			{h.GetHttp2KeepAlive() != nil, "http2KeepAlive"},
+		} {
+			if f.set {
+				v.addUnsupported(at + ".http." + f.name)
+			}
+		}
+	}
+	if *out == (ir.ConnectionPool{}) {
+		return nil
+	}
+	if protocol == "H2C" {
+		v.addUnsupported(at + " (connectTimeout, idleTimeout, maxRequestsPerConnection on an HTTP/2 port)")
+		return nil
 	}
 	return out
 }

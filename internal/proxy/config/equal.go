@@ -76,7 +76,8 @@ func equalBackend(a, b *ir.Backend) bool {
 		a.TrafficDistribution == b.TrafficDistribution && slices.Equal(a.Localities, b.Localities) &&
 		a.LoadBalancer == b.LoadBalancer && eqPtr(a.ConsistentHash, b.ConsistentHash, equalHash) &&
 		equalPtrs(a.Subsets, b.Subsets, equalSubset) &&
-		eqPtr(a.Outlier, b.Outlier, func(x, y *ir.OutlierDetection) bool { return *x == *y })
+		eqPtr(a.Outlier, b.Outlier, func(x, y *ir.OutlierDetection) bool { return *x == *y }) &&
+		eqPtr(a.ConnectionPool, b.ConnectionPool, func(x, y *ir.ConnectionPool) bool { return *x == *y })
 }
 
 // equalHash compares two consistent hash policies.

@@ -36,6 +36,9 @@ type Backend struct {
 	// od is the DestinationRule's outlier detection (outlier.go); nil: the
 	// Outlier's defaults.
 	od *ir.OutlierDetection
+	// conn is the DestinationRule's connection pool settings (nil: the
+	// pool's defaults).
+	conn *ConnOptions
 	// hash, for a backend of consistent hashing, are the ring or Maglev
 	// tables, one per tier (hash.go); nil otherwise.
 	hash []hashTable
@@ -71,6 +74,10 @@ func NewBackendAt(key string, b *ir.Backend, o *Outlier, self Place) *Backend {
 		}
 	}
 	be.od = b.Outlier
+	if cp := b.ConnectionPool; cp != nil {
+		be.conn = &ConnOptions{ConnectTimeout: time.Duration(cp.ConnectTimeoutMs) * time.Millisecond,
+			IdleTimeout: time.Duration(cp.IdleTimeoutMs) * time.Millisecond, MaxRequests: cp.MaxRequestsPerConnection}
+	}
 	be.tiers = tiers(b, self)
 	if b.ConsistentHash != nil && len(b.Endpoints) > 0 {
 		be.hash = buildHash(b, be.tiers)
@@ -313,6 +320,26 @@ func (p *Pool) Transport(b *Backend) http.RoundTripper {
 		return p.H2C
 	}
 	return p.H1
+}
+
+// ConnOptions are a backend's own connection settings (a
+// DestinationRule's connectionPool); zero fields: the pool's.
+type ConnOptions struct {
+	ConnectTimeout time.Duration
+	IdleTimeout    time.Duration
+	MaxRequests    uint32
+}
+
+// Conn is the backend's connection settings; nil: the pool's defaults.
+func (b *Backend) Conn() *ConnOptions { return b.conn }
+
+// ConnectTimeout is how long a connect to the backend's endpoints may
+// take: the backend's own, else def.
+func (b *Backend) ConnectTimeout(def time.Duration) time.Duration {
+	if b.conn != nil && b.conn.ConnectTimeout > 0 {
+		return b.conn.ConnectTimeout
+	}
+	return def
 }
 
 // Dial opens a TCP connection to an endpoint, for TCP services (a
