@@ -336,7 +336,7 @@ func (t *translator) drLoadBalancer(pl *portLevel, v *drVerdict, path string) (l
 			return nil, nil
 		case istioapi.LoadBalancerSettings_ROUND_ROBIN:
 			s = ""
-		case istioapi.LoadBalancerSettings_LEAST_REQUEST, istioapi.LoadBalancerSettings_LEAST_CONN:
+		case istioapi.LoadBalancerSettings_LEAST_REQUEST, istioapi.LoadBalancerSettings_LEAST_CONN: //nolint:staticcheck // users still write the deprecated name; istiod treats it as LEAST_REQUEST
 			s = ir.LoadBalancerLeastRequest
 		case istioapi.LoadBalancerSettings_RANDOM:
 			s = ir.LoadBalancerRandom
@@ -359,7 +359,7 @@ func (t *translator) drLoadBalancer(pl *portLevel, v *drVerdict, path string) (l
 // consistentHash reads a consistentHash; problem says why it cannot be
 // honoured.
 func consistentHash(c *istioapi.LoadBalancerSettings_ConsistentHashLB) (*ir.ConsistentHash, string) {
-	ch := &ir.ConsistentHash{MinimumRingSize: c.GetMinimumRingSize()}
+	ch := &ir.ConsistentHash{MinimumRingSize: c.GetMinimumRingSize()} //nolint:staticcheck // the deprecated top-level field istiod still reads
 	switch k := c.GetHashKey().(type) {
 	case *istioapi.LoadBalancerSettings_ConsistentHashLB_HttpHeaderName:
 		if !isToken(k.HttpHeaderName) {
@@ -585,7 +585,7 @@ func outlierDetection(pl *portLevel, v *drVerdict, path string) *ir.OutlierDetec
 	if p := o.GetMaxEjectionPercent(); p != 0 {
 		out.MaxEjectionPercent = uint32(min(max(p, 0), 100))
 	}
-	if o.GetConsecutiveErrors() != 0 {
+	if o.GetConsecutiveErrors() != 0 { //nolint:staticcheck // reported, not honoured
 		v.addUnsupported(at + ".consecutiveErrors (deprecated; use consecutive5xxErrors)")
 	}
 	if o.GetSplitExternalLocalOriginErrors() || o.GetConsecutiveLocalOriginFailures() != nil {
