@@ -41,6 +41,9 @@ type exchange struct {
 	backend *ir.WeightedBackend // the backendRef chosen (nil: the service itself)
 	path    string              // the normalized path, percent-encoded as sent
 	ext     *extauthz.Decision  // the external authorizer's allow, when asked
+	// setCookie is the Set-Cookie of a consistent-hash cookie the waypoint
+	// generated for this request ("" when none).
+	setCookie string
 
 	// For telemetry (filled only when it is on).
 	start          time.Time

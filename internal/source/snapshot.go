@@ -50,6 +50,11 @@ type Snapshot struct {
 	// Telemetries are telemetry.istio.io Telemetry objects (v1, v1alpha1).
 	Telemetries []*istiotel.Telemetry
 	// --- end Telemetry API ---
+	// --- DestinationRule (issue 15, branch dr) ---
+	// DestinationRules: networking.istio.io v1 (v1beta1 and v1alpha3
+	// share the schema and decode into it).
+	DestinationRules []*istionet.DestinationRule
+	// --- end DestinationRule ---
 	// MeshConfig is Istio's mesh config, parsed; nil is Istio's default
 	// mesh config (no mesh config file, or no mesh ConfigMap).
 	MeshConfig *meshconfig.Config

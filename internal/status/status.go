@@ -157,6 +157,15 @@ func (w *Writer) Write(ctx context.Context, snap *source.Snapshot, wps []Waypoin
 		errs = append(errs, w.istio(ctx, tm, onlyType(c, "WaypointAccepted")))
 	}
 	// --- end Telemetry API ---
+	// --- DestinationRule (issue 15, branch dr) ---
+	for _, dr := range snap.DestinationRules {
+		k := "DestinationRule/" + dr.Namespace + "/" + dr.Name
+		if len(conds[k]) == 0 && !w.remembers(dr) {
+			continue // not applied by any of our waypoints, and none we wrote on
+		}
+		errs = append(errs, w.istio(ctx, dr, onlyType(conds[k], "WaypointAccepted")))
+	}
+	// --- end DestinationRule ---
 	w.forgetUnseen()
 	return errors.Join(errs...)
 }

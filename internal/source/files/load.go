@@ -84,6 +84,8 @@ var kinds = map[kindKey][]string{
 	// --- Telemetry API (telemetry branch) ---
 	{"telemetry.istio.io", "Telemetry"}: {"v1", "v1alpha1"},
 	// --- end Telemetry API ---
+	// DestinationRule (issue 15, branch dr).
+	{"networking.istio.io", "DestinationRule"}: {"v1", "v1beta1", "v1alpha3"},
 }
 
 // clusterScoped kinds have no namespace.
@@ -419,6 +421,9 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 		o := &istiotel.Telemetry{}
 		obj, meta = o, &o.ObjectMeta
 	// --- end Telemetry API ---
+	case "DestinationRule":
+		o := &istionet.DestinationRule{}
+		obj, meta = o, &o.ObjectMeta
 	default:
 		return nil, nil, fmt.Errorf("unsupported kind %s", kind)
 	}
@@ -442,6 +447,8 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	case *istiotel.Telemetry:
 		spec = &o.Spec
 		// --- end Telemetry API ---
+	case *istionet.DestinationRule:
+		spec = &o.Spec
 	}
 	if spec != nil {
 		if err := strictProtoSpec(raw, spec); err != nil {
@@ -509,6 +516,8 @@ func (l *loader) add(obj any) {
 	case *istiotel.Telemetry:
 		s.Telemetries = append(s.Telemetries, o)
 		// --- end Telemetry API ---
+	case *istionet.DestinationRule:
+		s.DestinationRules = append(s.DestinationRules, o)
 	}
 }
 

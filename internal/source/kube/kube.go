@@ -1,8 +1,8 @@
 // Package kube is the cluster source: shared informers (the controller-runtime
 // manager's cache) on every kind the translator reads, and one on istiod's
 // mesh ConfigMap, turned into a source.Snapshot on demand. Kinds whose CRD is not installed (GRPCRoute,
-// TCPRoute, ReferenceGrant, ServiceEntry, AuthorizationPolicy, kgateway's
-// TrafficPolicy and GatewayExtension) are left out
+// TCPRoute, ReferenceGrant, ServiceEntry, AuthorizationPolicy, DestinationRule,
+// Telemetry, kgateway's TrafficPolicy and GatewayExtension) are left out
 // of the snapshot and looked for again periodically, so installing a CRD
 // later needs no restart.
 package kube
@@ -158,6 +158,15 @@ func kinds() []*kind {
 					}
 				}}},
 		// --- end Telemetry API ---
+		// --- DestinationRule (issue 15, branch dr): optional, as the
+		// other Istio kinds; v1 (objects written as v1beta1 or v1alpha3
+		// are served as v1 too: one schema). ---
+		{name: "DestinationRule", status: true, obj: func() client.Object { return &istionet.DestinationRule{} },
+			list: func() client.ObjectList { return &istionet.DestinationRuleList{} },
+			fill: func(s *source.Snapshot, l client.ObjectList) {
+				s.DestinationRules = l.(*istionet.DestinationRuleList).Items
+			}},
+		// --- end DestinationRule ---
 	}
 }
 
@@ -457,7 +466,8 @@ func sortSnapshot(s *source.Snapshot) {
 	sortObjs(s.RequestAuthentications)
 	sortObjs(s.TrafficPolicies) // kgateway TrafficPolicy
 	sortObjs(s.GatewayExtensions)
-	sortObjs(s.Telemetries) // Telemetry API (telemetry branch)
+	sortObjs(s.Telemetries)      // Telemetry API (telemetry branch)
+	sortObjs(s.DestinationRules) // DestinationRule (branch dr)
 }
 
 // CacheOptions are the manager cache settings the source expects: managed
