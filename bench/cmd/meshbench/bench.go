@@ -33,7 +33,9 @@ type bench struct {
 }
 
 func (b *bench) cleanup() {
-	b.env.StandIn.Stop()
+	if b.env != nil {
+		b.env.StandIn.Stop()
+	}
 	b.backend.Stop()
 	if b.env != nil && !b.cfg.keep {
 		_ = os.RemoveAll(b.env.Dir)

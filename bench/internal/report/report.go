@@ -537,8 +537,7 @@ func (r *Results) printHBONE(w io.Writer) {
 		if run == nil {
 			continue
 		}
-		cpu, core, ratio, coreRatio := "-", "-", "-", "-"
-		cpu = opt(run.CPUMsPer1k, "%.1f")
+		cpu, core, ratio, coreRatio := opt(run.CPUMsPer1k, "%.1f"), "-", "-", "-"
 		if href > 0 && run.CPUMsPer1k > 0 {
 			ratio = fmt.Sprintf("%.2f", run.CPUMsPer1k/href)
 		}

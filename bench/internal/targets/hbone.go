@@ -136,7 +136,7 @@ func mtlsServer(b *identity.Bundle, alpn []string, allowed ...identity.ID) *tls.
 // required; x/net/http2 with hbone's window and frame sizes) and connects
 // each CONNECT stream to its :authority, which must be the backend (the
 // pod's own address), as ztunnel hands inbound tunnels to the application.
-// On tlsLn it terminates TLS 1.3 with client certificates (HAProxy's) and
+// On its TLS listener it terminates TLS 1.3 with client certificates (HAProxy's) and
 // connects to the backend: the TLS-terminating backend of the HAProxy
 // TLS-cost reference.
 type ZtunnelStandIn struct {
