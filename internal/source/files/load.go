@@ -80,6 +80,9 @@ var kinds = map[kindKey][]string{
 	// --- kgateway TrafficPolicy ---
 	{kgwv1alpha1.Group, "TrafficPolicy"}:    {"v1alpha1"},
 	{kgwv1alpha1.Group, "GatewayExtension"}: {"v1alpha1"},
+	// kgateway GatewayParameters: decoded and validated, then left out of
+	// the snapshot (standalone deploys nothing).
+	{kgwv1alpha1.Group, "GatewayParameters"}: {"v1alpha1"},
 }
 
 // clusterScoped kinds have no namespace.
@@ -409,6 +412,9 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 		obj, meta = o, &o.ObjectMeta
 	case "GatewayExtension":
 		o := &kgwv1alpha1.GatewayExtension{}
+		obj, meta = o, &o.ObjectMeta
+	case "GatewayParameters":
+		o := &kgwv1alpha1.GatewayParameters{}
 		obj, meta = o, &o.ObjectMeta
 	default:
 		return nil, nil, fmt.Errorf("unsupported kind %s", kind)
