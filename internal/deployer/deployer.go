@@ -24,14 +24,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -95,7 +95,7 @@ type Options struct {
 	// Recheck is how often an absent GatewayParameters CRD is looked for
 	// again (default 30s).
 	Recheck time.Duration
-	Logger *slog.Logger
+	Logger  *slog.Logger
 }
 
 // CacheByObject restricts the manager's cache of the kinds only we create
@@ -148,6 +148,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return mgr.Add(&paramsWatch{r: r, mgr: mgr, ctrl: c, recheck: r.recheck})
 }
+
 // Outcome reports the deployer's last outcome for a Gateway.
 func (r *Reconciler) Outcome(gw types.NamespacedName) (Outcome, bool) {
 	r.mu.Lock()
