@@ -108,7 +108,8 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 	for _, need := range []string{"/namespaces: watch", "/services: watch", "/pods: watch", "discovery.k8s.io/endpointslices: watch",
 		"gateway.networking.k8s.io/httproutes: watch", "security.istio.io/authorizationpolicies: watch",
 		"security.istio.io/requestauthentications: watch", "networking.istio.io/serviceentries: watch",
-		"gateway.kgateway.dev/trafficpolicies: watch", "gateway.kgateway.dev/gatewayextensions: watch"} {
+		"gateway.kgateway.dev/trafficpolicies: watch", "gateway.kgateway.dev/gatewayextensions: watch",
+		"gateway.kgateway.dev/gatewayparameters: watch", "/configmaps: get"} {
 		if !contains(cluster, need) {
 			t.Errorf("missing %q", need)
 		}
