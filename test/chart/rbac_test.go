@@ -74,7 +74,7 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 		"gateway.networking.k8s.io/httproutes/status": true, "gateway.networking.k8s.io/grpcroutes/status": true,
 		"gateway.networking.k8s.io/tcproutes/status": true, "security.istio.io/authorizationpolicies/status": true,
 		"/services/status": true, "networking.istio.io/serviceentries/status": true,
-		"authentication.k8s.io/tokenreviews": true,
+		"authentication.k8s.io/tokenreviews":          true,
 		"gateway.kgateway.dev/trafficpolicies/status": true, // kgateway TrafficPolicy ancestors
 	}
 	for _, rule := range r["ClusterRole"] {
