@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	kgatewaymigration "github.com/kgateway-dev/kgateway-waypoint/examples/kgateway-migration"
 	kgw "github.com/kgateway-dev/kgateway-waypoint/internal/api/kgateway/v1alpha1"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/controller"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/deployer"
@@ -194,6 +195,97 @@ spec:
 		}
 		if a := gatewayCondition(ctx, t, env, key2, "Accepted"); !strings.HasPrefix(a, "True/") {
 			return fmt.Errorf("Accepted %q", a)
+		}
+		return nil
+	})
+}
+
+// The migration guide's manifests (kgateway's own waypoint guide, in
+// examples/kgateway-migration) apply unchanged to the real API server with
+// our CRDs, and the waypoint Deployment carries the knobs of the user's
+// GatewayParameters; the SDS sidecar section is named on the Gateway.
+func TestKgatewayMigrationManifestsDeploy(t *testing.T) {
+	env := kubetest.Start(t, kubetest.All|kubetest.KgatewayTrafficPolicy|kubetest.KgatewayGatewayParameters)
+	c, ctx := env.Client, context.Background()
+	ctl, err := controller.New(env.Config, controller.Options{XDSAddress: "127.0.0.1:0", Logger: testLogger(),
+		Deployer: deployer.Config{Image: "ghcr.io/kgateway-dev/kgateway-waypoint:test", XDSAddress: "xds.example:15010",
+			ExtraArgs: []string{"--log-level", "info"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := ctl.Start(cctx); err != nil {
+			t.Errorf("controller: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	apply(t, c, []byte(`
+apiVersion: v1
+kind: Namespace
+metadata: {name: httpbin, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin2, namespace: httpbin, labels: {istio.io/use-waypoint: kgateway-waypoint}}
+spec: {ports: [{name: http, port: 8000, targetPort: http, appProtocol: http}], selector: {app: httpbin2}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin3, namespace: httpbin, labels: {istio.io/use-waypoint: kgateway-waypoint}}
+spec: {ports: [{name: http, port: 8000, targetPort: http, appProtocol: http}], selector: {app: httpbin3}}
+`))
+	for _, f := range []string{"01-waypoint.yaml", "02-header-control.yaml", "03-transformation.yaml", "04-local-ratelimit.yaml", "05-authorization.yaml"} {
+		b, err := kgatewaymigration.Manifests.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		apply(t, c, b)
+	}
+	key := types.NamespacedName{Namespace: "httpbin", Name: "kgateway-waypoint"}
+	eventually(t, 30*time.Second, "the waypoint deployed with the user's GatewayParameters", func() error {
+		d := &appsv1.Deployment{}
+		if err := c.Get(ctx, key, d); err != nil {
+			return err
+		}
+		ps := d.Spec.Template.Spec
+		ct := ps.Containers[0]
+		switch {
+		case ptr.Deref(d.Spec.Replicas, 0) != 2:
+			return fmt.Errorf("replicas %v", d.Spec.Replicas)
+		case d.Spec.Template.Labels["team"] != "httpbin":
+			return fmt.Errorf("pod labels %v", d.Spec.Template.Labels)
+		case !ct.Resources.Requests.Cpu().Equal(resource.MustParse("250m")) || !ct.Resources.Limits.Memory().Equal(resource.MustParse("512Mi")):
+			return fmt.Errorf("resources %+v", ct.Resources)
+		case ps.NodeSelector["kubernetes.io/os"] != "linux":
+			return fmt.Errorf("node selector %v", ps.NodeSelector)
+		case len(ps.Tolerations) != 1 || ps.Tolerations[0].Value != "mesh":
+			return fmt.Errorf("tolerations %v", ps.Tolerations)
+		case !strings.HasSuffix(strings.Join(ct.Args, " "), "--log-level info --log-level debug"):
+			return fmt.Errorf("args %q: want the Envoy log level as the proxy's, last", ct.Args)
+		}
+		sa := &corev1.ServiceAccount{}
+		if err := c.Get(ctx, key, sa); err != nil {
+			return err
+		}
+		if sa.Annotations["example.com/owner"] != "httpbin-team" {
+			return fmt.Errorf("service account annotations %v", sa.Annotations)
+		}
+		return nil
+	})
+	markReady(t, c, key, 2)
+	eventually(t, 30*time.Second, "Accepted, Programmed, and the SDS section named", func() error {
+		for typ, want := range map[string]string{"Accepted": "True/", "Programmed": "True/",
+			status.ConditionUnsupportedParameters: "True/UnsupportedFields"} {
+			if got := gatewayCondition(ctx, t, env, key, typ); !strings.HasPrefix(got, want) {
+				return fmt.Errorf("%s %q", typ, got)
+			}
+		}
+		if got := gatewayCondition(ctx, t, env, key, status.ConditionUnsupportedParameters); !strings.Contains(got, "spec.kube.sdsContainer") {
+			return fmt.Errorf("unsupported %q", got)
 		}
 		return nil
 	})
