@@ -116,7 +116,7 @@ func (p *Parameters) addLevel(ctx context.Context, r client.Reader, group, kind,
 			return err
 		}
 		if _, err := KubeParameters(kube); err != nil {
-			return paramsErr("%s: GatewayParameters %s/%s: %s", what, ns, name, err.(*ParametersError).Msg)
+			return paramsErr("%s: GatewayParameters %s/%s: %s", what, ns, name, err.Error())
 		}
 		p.addKube(kube)
 		return nil
@@ -127,7 +127,7 @@ func (p *Parameters) addLevel(ctx context.Context, r client.Reader, group, kind,
 	}
 	q, err := ParseParameters(data)
 	if err != nil {
-		return paramsErr("%s (ConfigMap %s/%s): %s", what, ns, name, err.(*ParametersError).Msg)
+		return paramsErr("%s (ConfigMap %s/%s): %s", what, ns, name, err.Error())
 	}
 	p.overlay(q)
 	return nil

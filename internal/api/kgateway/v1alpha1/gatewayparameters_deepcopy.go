@@ -39,7 +39,7 @@ func (in *GatewayParametersList) DeepCopy() *GatewayParametersList {
 		return nil
 	}
 	out := &GatewayParametersList{TypeMeta: in.TypeMeta}
-	in.ListMeta.DeepCopyInto(&out.ListMeta)
+	out.ListMeta = *in.ListMeta.DeepCopy()
 	if in.Items != nil {
 		out.Items = make([]GatewayParameters, len(in.Items))
 		for i := range in.Items {
