@@ -264,19 +264,21 @@ func image(def string, im *kgwv1alpha1.Image) string {
 }
 
 // applyKube applies the GatewayParameters' spec.kube to the desired
-// objects. Our own labels (the selector among them) win over extra ones.
-func applyKube(o *Objects, k *kgwv1alpha1.KubernetesProxyConfig, ours func(map[string]string) map[string]string) {
+// objects. The Gateway's spec.infrastructure labels and annotations win
+// over the extra ones (as in kgateway), and our own labels (the selector
+// among them) over both.
+func applyKube(o *Objects, k *kgwv1alpha1.KubernetesProxyConfig, ours func(map[string]string) map[string]string, infraLabels, infraAnnotations map[string]string) {
 	if k == nil {
 		return
 	}
 	if sa := k.ServiceAccount; sa != nil {
-		o.ServiceAccount.Labels = withExtra(o.ServiceAccount.Labels, sa.ExtraLabels, ours(nil))
-		o.ServiceAccount.Annotations = withExtraAnn(o.ServiceAccount.Annotations, sa.ExtraAnnotations)
+		o.ServiceAccount.Labels = withExtra(o.ServiceAccount.Labels, sa.ExtraLabels, infraLabels, ours(nil))
+		o.ServiceAccount.Annotations = withExtraAnn(o.ServiceAccount.Annotations, sa.ExtraAnnotations, infraAnnotations)
 	}
 	if s := k.Service; s != nil {
 		svc := o.Service
-		svc.Labels = withExtra(svc.Labels, s.ExtraLabels, ours(map[string]string{LabelUseWaypoint: "none"}))
-		svc.Annotations = withExtraAnn(svc.Annotations, s.ExtraAnnotations)
+		svc.Labels = withExtra(svc.Labels, s.ExtraLabels, infraLabels, ours(map[string]string{LabelUseWaypoint: "none"}))
+		svc.Annotations = withExtraAnn(svc.Annotations, s.ExtraAnnotations, infraAnnotations)
 		if s.Type != nil {
 			svc.Spec.Type = *s.Type
 		}
@@ -285,6 +287,14 @@ func applyKube(o *Objects, k *kgwv1alpha1.KubernetesProxyConfig, ours func(map[s
 		}
 		if s.ExternalTrafficPolicy != nil {
 			svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicy(*s.ExternalTrafficPolicy)
+		}
+		if s.LoadBalancerClass != nil {
+			svc.Spec.LoadBalancerClass = ptr.To(*s.LoadBalancerClass)
+		}
+		svc.Spec.LoadBalancerSourceRanges = slices.Clone(s.LoadBalancerSourceRanges)
+		svc.Spec.IPFamilies = slices.Clone(s.IPFamilies)
+		if s.IPFamilyPolicy != nil {
+			svc.Spec.IPFamilyPolicy = ptr.To(*s.IPFamilyPolicy)
 		}
 		for _, sp := range s.Ports {
 			for i := range svc.Spec.Ports {
@@ -305,8 +315,8 @@ func applyKube(o *Objects, k *kgwv1alpha1.KubernetesProxyConfig, ours func(map[s
 		pod.Spec.SecurityContext, c.SecurityContext = nil, nil
 	}
 	if pt := k.PodTemplate; pt != nil {
-		pod.Labels = withExtra(pod.Labels, pt.ExtraLabels, pod.Labels)
-		pod.Annotations = withExtraAnn(pod.Annotations, pt.ExtraAnnotations)
+		pod.Labels = withExtra(pod.Labels, pt.ExtraLabels, infraLabels, pod.Labels)
+		pod.Annotations = withExtraAnn(pod.Annotations, pt.ExtraAnnotations, infraAnnotations)
 		if pt.SecurityContext != nil {
 			sc := &corev1.PodSecurityContext{}
 			mergeJSONInto(sc, pod.Spec.SecurityContext, pt.SecurityContext)
@@ -319,6 +329,9 @@ func applyKube(o *Objects, k *kgwv1alpha1.KubernetesProxyConfig, ours func(map[s
 		pod.Spec.Affinity = pt.Affinity.DeepCopy()
 		for i := range pt.Tolerations {
 			pod.Spec.Tolerations = append(pod.Spec.Tolerations, *pt.Tolerations[i].DeepCopy())
+		}
+		if pt.PriorityClassName != nil {
+			pod.Spec.PriorityClassName = *pt.PriorityClassName
 		}
 		if pt.TerminationGracePeriodSeconds != nil {
 			pod.Spec.TerminationGracePeriodSeconds = ptr.To(*pt.TerminationGracePeriodSeconds)
@@ -377,8 +390,9 @@ func mergeProbe(dst, src *corev1.Probe) *corev1.Probe {
 	return out
 }
 
-// withExtra adds extra labels to l, then the required ones back over them.
-func withExtra(l, extra, required map[string]string) map[string]string {
+// withExtra adds extra labels to l, then the infrastructure ones and the
+// required ones back over them.
+func withExtra(l, extra, infra, required map[string]string) map[string]string {
 	if len(extra) == 0 {
 		return l
 	}
@@ -387,6 +401,7 @@ func withExtra(l, extra, required map[string]string) map[string]string {
 		out = map[string]string{}
 	}
 	maps.Copy(out, extra)
+	maps.Copy(out, infra)
 	for _, k := range []string{LabelGatewayName, LabelGatewayClass, LabelManagedBy, LabelAppName, LabelDataplaneMode, LabelUseWaypoint} {
 		if v, ok := required[k]; ok {
 			out[k] = v
@@ -395,7 +410,7 @@ func withExtra(l, extra, required map[string]string) map[string]string {
 	return out
 }
 
-func withExtraAnn(a, extra map[string]string) map[string]string {
+func withExtraAnn(a, extra, infra map[string]string) map[string]string {
 	if len(extra) == 0 {
 		return a
 	}
@@ -404,6 +419,7 @@ func withExtraAnn(a, extra map[string]string) map[string]string {
 		out = map[string]string{}
 	}
 	maps.Copy(out, extra)
+	maps.Copy(out, infra)
 	return out
 }
 

@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
@@ -74,12 +75,16 @@ func TestGatewayParametersKnobs(t *testing.T) {
       livenessProbe: {httpGet: {path: /healthz/ready, port: 15021}, periodSeconds: 10}
       topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: ScheduleAnyway}]
       extraVolumes: [{name: extra, emptyDir: {}}]
+      priorityClassName: mesh-critical
     service:
       type: LoadBalancer
       extraLabels: {svc: s1}
       extraAnnotations: {service.beta.kubernetes.io/aws-load-balancer-internal: "true"}
       ports: [{port: 15088, nodePort: 30088}]
       externalTrafficPolicy: Local
+      loadBalancerClass: example.com/internal
+      loadBalancerSourceRanges: [10.0.0.0/8]
+      ipFamilyPolicy: PreferDualStack
     serviceAccount:
       extraLabels: {sa: a1}
       extraAnnotations: {eks.amazonaws.com/role-arn: arn}
@@ -104,6 +109,9 @@ func TestGatewayParametersKnobs(t *testing.T) {
 	ps := pod.Spec
 	if ps.SecurityContext.FSGroup == nil || *ps.SecurityContext.FSGroup != 2000 || ps.SecurityContext.RunAsNonRoot == nil || !*ps.SecurityContext.RunAsNonRoot {
 		t.Errorf("pod security context %+v: want fsGroup merged over ours", ps.SecurityContext)
+	}
+	if ps.PriorityClassName != "mesh-critical" {
+		t.Errorf("priority class %q", ps.PriorityClassName)
 	}
 	if len(ps.ImagePullSecrets) != 1 || ps.ImagePullSecrets[0].Name != "regcred" {
 		t.Errorf("image pull secrets %v", ps.ImagePullSecrets)
@@ -158,7 +166,9 @@ func TestGatewayParametersKnobs(t *testing.T) {
 		t.Errorf("liveness %+v", c.LivenessProbe)
 	}
 	svc := o.Service
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.ExternalTrafficPolicy != "Local" {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.ExternalTrafficPolicy != "Local" ||
+		ptr.Deref(svc.Spec.LoadBalancerClass, "") != "example.com/internal" || len(svc.Spec.LoadBalancerSourceRanges) != 1 ||
+		ptr.Deref(svc.Spec.IPFamilyPolicy, "") != corev1.IPFamilyPolicyPreferDualStack {
 		t.Errorf("service %+v", svc.Spec)
 	}
 	if svc.Labels["svc"] != "s1" || svc.Labels[deployer.LabelUseWaypoint] != "none" ||
@@ -291,5 +301,33 @@ func TestGatewayParametersImageParts(t *testing.T) {
 		if got := o.Deployment.Spec.Template.Spec.Containers[0].Image; got != c.want {
 			t.Errorf("image %s: %q, want %q", c.doc, got, c.want)
 		}
+	}
+}
+
+// The Gateway's spec.infrastructure labels and annotations win over a
+// GatewayParameters' extra ones on the same key, as in kgateway.
+func TestGatewayParametersInfrastructureWins(t *testing.T) {
+	p, err := deployer.KubeParameters(kube(t, `spec:
+  kube:
+    podTemplate: {extraLabels: {team: gwp, only: gwp}, extraAnnotations: {owner: gwp}}
+    service: {extraLabels: {team: gwp}}
+    serviceAccount: {extraAnnotations: {owner: gwp}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := &gwv1.Gateway{}
+	gw.Name, gw.Namespace, gw.Spec.GatewayClassName = "wp", "ns", class
+	gw.Spec.Infrastructure = &gwv1.GatewayInfrastructure{
+		Labels:      map[gwv1.LabelKey]gwv1.LabelValue{"team": "infra"},
+		Annotations: map[gwv1.AnnotationKey]gwv1.AnnotationValue{"owner": "infra"},
+	}
+	o := deployer.Desired(gw, p, deployer.Config{XDSAddress: "x:1"})
+	pod := o.Deployment.Spec.Template
+	if pod.Labels["team"] != "infra" || pod.Labels["only"] != "gwp" || pod.Annotations["owner"] != "infra" {
+		t.Errorf("pod %v %v: want the infrastructure's team and owner, the GatewayParameters' only", pod.Labels, pod.Annotations)
+	}
+	if o.Service.Labels["team"] != "infra" || o.ServiceAccount.Annotations["owner"] != "infra" {
+		t.Errorf("service %v, service account %v", o.Service.Labels, o.ServiceAccount.Annotations)
 	}
 }

@@ -106,6 +106,12 @@ type Service struct {
 	ExtraAnnotations      map[string]string   `json:"extraAnnotations,omitempty"`
 	Ports                 []Port              `json:"ports,omitempty"`
 	ExternalTrafficPolicy *string             `json:"externalTrafficPolicy,omitempty"`
+
+	// Later kgateway 2.x fields, accepted too.
+	LoadBalancerClass        *string                `json:"loadBalancerClass,omitempty"`
+	LoadBalancerSourceRanges []string               `json:"loadBalancerSourceRanges,omitempty"`
+	IPFamilies               []corev1.IPFamily      `json:"ipFamilies,omitempty"`
+	IPFamilyPolicy           *corev1.IPFamilyPolicy `json:"ipFamilyPolicy,omitempty"`
 }
 
 // Port adds a node port to the Service port of that number.
@@ -136,6 +142,8 @@ type Pod struct {
 	LivenessProbe                 *corev1.Probe                     `json:"livenessProbe,omitempty"`
 	TopologySpreadConstraints     []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
 	ExtraVolumes                  []corev1.Volume                   `json:"extraVolumes,omitempty"`
+	// A later kgateway 2.x field, accepted too.
+	PriorityClassName *string `json:"priorityClassName,omitempty"`
 }
 
 // GracefulShutdownSpec is Envoy's pre-stop sleep.

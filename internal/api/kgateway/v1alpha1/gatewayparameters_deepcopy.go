@@ -94,6 +94,7 @@ func (in *KubernetesProxyConfig) DeepCopy() *KubernetesProxyConfig {
 			StartupProbe:                  p.StartupProbe.DeepCopy(),
 			ReadinessProbe:                p.ReadinessProbe.DeepCopy(),
 			LivenessProbe:                 p.LivenessProbe.DeepCopy(),
+			PriorityClassName:             clonePtr(p.PriorityClassName),
 		}
 		op.Tolerations = deepCopySlice(p.Tolerations, func(t *corev1.Toleration) corev1.Toleration { return *t.DeepCopy() })
 		op.TopologySpreadConstraints = deepCopySlice(p.TopologySpreadConstraints,
@@ -108,7 +109,11 @@ func (in *KubernetesProxyConfig) DeepCopy() *KubernetesProxyConfig {
 		os := &Service{
 			Type: clonePtr(s.Type), ClusterIP: clonePtr(s.ClusterIP),
 			ExtraLabels: maps.Clone(s.ExtraLabels), ExtraAnnotations: maps.Clone(s.ExtraAnnotations),
-			ExternalTrafficPolicy: clonePtr(s.ExternalTrafficPolicy),
+			ExternalTrafficPolicy:    clonePtr(s.ExternalTrafficPolicy),
+			LoadBalancerClass:        clonePtr(s.LoadBalancerClass),
+			LoadBalancerSourceRanges: slices.Clone(s.LoadBalancerSourceRanges),
+			IPFamilies:               slices.Clone(s.IPFamilies),
+			IPFamilyPolicy:           clonePtr(s.IPFamilyPolicy),
 		}
 		os.Ports = deepCopySlice(s.Ports, func(p *Port) Port { return Port{Port: p.Port, NodePort: clonePtr(p.NodePort)} })
 		out.Service = os

@@ -40,6 +40,7 @@ spec:
       livenessProbe: {exec: {command: [x]}}
       topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]
       extraVolumes: [{name: v, emptyDir: {}}]
+      priorityClassName: high
     service:
       type: NodePort
       clusterIP: 10.0.0.1
@@ -47,6 +48,10 @@ spec:
       extraAnnotations: {s: v}
       ports: [{port: 15088, nodePort: 30000}]
       externalTrafficPolicy: Local
+      loadBalancerClass: example.com/lb
+      loadBalancerSourceRanges: [10.0.0.0/8]
+      ipFamilies: [IPv4]
+      ipFamilyPolicy: SingleStack
     serviceAccount: {extraLabels: {sa: v}, extraAnnotations: {sa: v}}
     floatingUserId: true
     omitDefaultSecurityContext: false
