@@ -19,11 +19,12 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/dataplane"
 )
 
-// Parameters are the deployment settings a ConfigMap referenced by the
-// GatewayClass's spec.parametersRef, or by the Gateway's
-// spec.infrastructure.parametersRef, may give. Each key of the ConfigMap's
-// data is one setting (YAML); a Gateway's ConfigMap overrides its class's
-// key by key:
+// Parameters are the deployment settings the GatewayClass's
+// spec.parametersRef and the Gateway's spec.infrastructure.parametersRef
+// give, each a ConfigMap or a kgateway GatewayParameters (gwparams.go; see
+// ResolveParameters for how they merge). Each key of a ConfigMap's data is
+// one setting (YAML); a Gateway's ConfigMap overrides its class's key by
+// key:
 //
 //	replicas: "2"
 //	resources: |
