@@ -280,6 +280,10 @@ func TestGatewayParametersSecurityContextSwitches(t *testing.T) {
 	if ps := o.Deployment.Spec.Template.Spec; ps.SecurityContext != nil || ps.Containers[0].SecurityContext != nil {
 		t.Errorf("security contexts %+v %+v, want none", ps.SecurityContext, ps.Containers[0].SecurityContext)
 	}
+	o, _ = render(t, kube(t, "spec: {kube: {omitDefaultSecurityContext: true, podTemplate: {securityContext: {fsGroup: 7}}}}\n"))
+	if ps := o.Deployment.Spec.Template.Spec; ps.SecurityContext == nil || ps.SecurityContext.RunAsUser != nil || *ps.SecurityContext.FSGroup != 7 {
+		t.Errorf("pod security context %+v: want the user's only", ps.SecurityContext)
+	}
 	o, _ = render(t, kube(t, "spec: {kube: {floatingUserId: true}}\n"))
 	if ps := o.Deployment.Spec.Template.Spec; ps.SecurityContext.RunAsUser != nil || ps.SecurityContext.RunAsNonRoot == nil {
 		t.Errorf("pod security context %+v: want runAsUser unset, the rest kept", ps.SecurityContext)
