@@ -67,15 +67,17 @@ func mergeKube(dst, src *kgwv1alpha1.KubernetesProxyConfig) *kgwv1alpha1.Kuberne
 		return src.DeepCopy()
 	}
 	out := &kgwv1alpha1.KubernetesProxyConfig{}
-	mergeJSONInto(out, dst, src)
+	mergeJSONInto(out, dst, src, "")
 	return out
 }
 
 // mergeJSONInto decodes the kgateway-style deep merge of src over dst (as
 // JSON documents) into out.
-func mergeJSONInto(out, dst, src any) {
+// key names what is merged (one ending in "probe" is a probe, whose handler
+// is replaced, not merged).
+func mergeJSONInto(out, dst, src any, key string) {
 	a, b := toMap(dst), toMap(src)
-	merged := mergeMaps(a, b, "")
+	merged := mergeMaps(a, b, key)
 	raw, err := json.Marshal(merged)
 	if err == nil {
 		err = json.Unmarshal(raw, out)
@@ -105,7 +107,7 @@ func mergeMaps(dst, src map[string]any, key string) map[string]any {
 	if out == nil {
 		out = map[string]any{}
 	}
-	if strings.HasSuffix(key, "Probe") {
+	if strings.HasSuffix(strings.ToLower(key), "probe") {
 		for _, h := range probeHandlers {
 			if _, ok := src[h]; ok {
 				for _, h := range probeHandlers {
@@ -319,7 +321,7 @@ func applyKube(o *Objects, k *kgwv1alpha1.KubernetesProxyConfig, ours func(map[s
 		pod.Annotations = withExtraAnn(pod.Annotations, pt.ExtraAnnotations, infraAnnotations)
 		if pt.SecurityContext != nil {
 			sc := &corev1.PodSecurityContext{}
-			mergeJSONInto(sc, pod.Spec.SecurityContext, pt.SecurityContext)
+			mergeJSONInto(sc, pod.Spec.SecurityContext, pt.SecurityContext, "securityContext")
 			pod.Spec.SecurityContext = sc
 		}
 		pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, pt.ImagePullSecrets...)
@@ -358,7 +360,7 @@ func applyKube(o *Objects, k *kgwv1alpha1.KubernetesProxyConfig, ours func(map[s
 		}
 		if ec.SecurityContext != nil {
 			sc := &corev1.SecurityContext{}
-			mergeJSONInto(sc, c.SecurityContext, ec.SecurityContext)
+			mergeJSONInto(sc, c.SecurityContext, ec.SecurityContext, "securityContext")
 			c.SecurityContext = sc
 		}
 		for i := range ec.Env {
@@ -386,7 +388,7 @@ func mergeProbe(dst, src *corev1.Probe) *corev1.Probe {
 		return dst
 	}
 	out := &corev1.Probe{}
-	mergeJSONInto(out, dst, src)
+	mergeJSONInto(out, dst, src, "probe")
 	return out
 }
 

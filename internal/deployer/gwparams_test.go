@@ -186,6 +186,20 @@ func TestGatewayParametersKnobs(t *testing.T) {
 	}
 }
 
+// A probe the GatewayParameters give with another handler replaces our
+// handler (a probe has one), its other fields merged over ours.
+func TestGatewayParametersProbeHandler(t *testing.T) {
+	o, _ := render(t, kube(t, "spec: {kube: {podTemplate: {readinessProbe: {tcpSocket: {port: 15021}, periodSeconds: 5}}}}\n"))
+	r := o.Deployment.Spec.Template.Spec.Containers[0].ReadinessProbe
+	if r.TCPSocket == nil || r.HTTPGet != nil || r.PeriodSeconds != 5 || r.FailureThreshold != 3 {
+		t.Errorf("readiness probe %+v: want the tcpSocket handler only, periodSeconds 5, our failureThreshold", r)
+	}
+	o, _ = render(t, kube(t, "spec: {kube: {podTemplate: {readinessProbe: {periodSeconds: 9}}}}\n"))
+	if r := o.Deployment.Spec.Template.Spec.Containers[0].ReadinessProbe; r.HTTPGet == nil || r.HTTPGet.Path != "/healthz/ready" || r.PeriodSeconds != 9 {
+		t.Errorf("readiness probe %+v: want our handler kept, periodSeconds 9", r)
+	}
+}
+
 // A Gateway's GatewayParameters merge over its class's as kgateway's deep
 // merge: scalars replaced, maps by key, lists appended.
 func TestGatewayParametersMerge(t *testing.T) {
