@@ -111,7 +111,8 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 		"gateway.networking.k8s.io/httproutes: watch", "security.istio.io/authorizationpolicies: watch",
 		"security.istio.io/requestauthentications: watch", "networking.istio.io/serviceentries: watch",
 		"gateway.kgateway.dev/trafficpolicies: watch", "gateway.kgateway.dev/gatewayextensions: watch",
-		"networking.istio.io/destinationrules: watch", "telemetry.istio.io/telemetries: watch"} {
+		"networking.istio.io/destinationrules: watch", "telemetry.istio.io/telemetries: watch",
+		"gateway.kgateway.dev/gatewayparameters: watch", "/configmaps: get"} {
 		if !contains(cluster, need) {
 			t.Errorf("missing %q", need)
 		}

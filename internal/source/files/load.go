@@ -86,6 +86,9 @@ var kinds = map[kindKey][]string{
 	// --- end Telemetry API ---
 	// DestinationRule (issue 15, branch dr).
 	{"networking.istio.io", "DestinationRule"}: {"v1", "v1beta1", "v1alpha3"},
+	// kgateway GatewayParameters: decoded and validated, then left out of
+	// the snapshot (standalone deploys nothing).
+	{kgwv1alpha1.Group, "GatewayParameters"}: {"v1alpha1"},
 }
 
 // clusterScoped kinds have no namespace.
@@ -423,6 +426,9 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	// --- end Telemetry API ---
 	case "DestinationRule":
 		o := &istionet.DestinationRule{}
+		obj, meta = o, &o.ObjectMeta
+	case "GatewayParameters":
+		o := &kgwv1alpha1.GatewayParameters{}
 		obj, meta = o, &o.ObjectMeta
 	default:
 		return nil, nil, fmt.Errorf("unsupported kind %s", kind)
