@@ -158,6 +158,8 @@ func istioObject(kind string) *unstructured.Unstructured {
 	switch kind {
 	case "AuthorizationPolicy":
 		u.SetAPIVersion("security.istio.io/v1")
+	case "Telemetry":
+		u.SetAPIVersion("telemetry.istio.io/v1")
 	default:
 		u.SetAPIVersion("networking.istio.io/v1")
 	}

@@ -486,7 +486,10 @@ func (d *DataPlane) Close() {
 // newTelemetry builds metrics (always), the access log and tracing as the
 // options say; the func closes the access log file.
 func newTelemetry(o Options) (*telemetry.Telemetry, func(), error) {
-	to := telemetry.Options{Logger: o.Logger, AccessLogFormat: o.AccessLogFormat, MaxSeries: o.MaxSeries}
+	to := telemetry.Options{Logger: o.Logger, AccessLogFormat: o.AccessLogFormat, MaxSeries: o.MaxSeries, ServiceName: o.ServiceName}
+	if to.ServiceName == "" {
+		to.ServiceName = "kgateway-waypoint"
+	}
 	closeLog := func() {}
 	switch o.AccessLog {
 	case "":

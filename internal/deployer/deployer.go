@@ -15,18 +15,23 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -36,8 +41,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	kgwv1alpha1 "github.com/kgateway-dev/kgateway-waypoint/internal/api/kgateway/v1alpha1"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
 )
 
@@ -54,6 +61,9 @@ type Outcome struct {
 	// ParametersError is set when the parameters are invalid (the Gateway
 	// is then not accepted, reason InvalidParameters).
 	ParametersError string
+	// ParametersUnsupported names the GatewayParameters fields set that
+	// the waypoint does not implement (the Gateway reports them).
+	ParametersUnsupported string
 	// ListenersError is set when the listener rules refuse the Gateway
 	// (translate.ValidateGateway): nothing is deployed.
 	ListenersError string
@@ -69,6 +79,7 @@ type Reconciler struct {
 	cfg       Config
 	log       *slog.Logger
 	notify    func(types.NamespacedName)
+	recheck   time.Duration
 
 	mu       sync.Mutex
 	outcomes map[types.NamespacedName]Outcome
@@ -81,7 +92,10 @@ type Options struct {
 	Config       Config
 	// Notify is called after a Gateway's outcome changed.
 	Notify func(types.NamespacedName)
-	Logger *slog.Logger
+	// Recheck is how often an absent GatewayParameters CRD is looked for
+	// again (default 30s).
+	Recheck time.Duration
+	Logger  *slog.Logger
 }
 
 // CacheByObject restricts the manager's cache of the kinds only we create
@@ -104,14 +118,18 @@ func New(mgr ctrl.Manager, o Options) *Reconciler {
 	if o.Notify == nil {
 		o.Notify = func(types.NamespacedName) {}
 	}
+	if o.Recheck == 0 {
+		o.Recheck = 30 * time.Second
+	}
 	return &Reconciler{client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), class: o.GatewayClass,
-		cfg: o.Config, log: o.Logger, notify: o.Notify, outcomes: map[types.NamespacedName]Outcome{}}
+		cfg: o.Config, log: o.Logger, notify: o.Notify, recheck: o.Recheck, outcomes: map[types.NamespacedName]Outcome{}}
 }
 
-// SetupWithManager watches Gateways, the objects they own, GatewayClasses
-// and parameter ConfigMaps (metadata only).
+// SetupWithManager watches Gateways, the objects they own, GatewayClasses,
+// parameter ConfigMaps (metadata only) and, once their CRD is served,
+// kgateway's GatewayParameters.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	c, err := ctrl.NewControllerManagedBy(mgr).
 		Named("deployer").
 		// Tests run several managers in one process; a process runs one.
 		WithOptions(controller.Options{SkipNameValidation: ptr.To(true)}).
@@ -124,7 +142,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&gwv1.GatewayClass{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysOfClass)).
 		WatchesMetadata(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysOfConfigMap)).
-		Complete(r)
+		Build(r)
+	if err != nil {
+		return err
+	}
+	return mgr.Add(&paramsWatch{r: r, mgr: mgr, ctrl: c, recheck: r.recheck})
 }
 
 // Outcome reports the deployer's last outcome for a Gateway.
@@ -162,11 +184,23 @@ func (r *Reconciler) gatewaysOfClass(ctx context.Context, obj client.Object) []r
 }
 
 func (r *Reconciler) gatewaysOfConfigMap(ctx context.Context, obj client.Object) []reconcile.Request {
+	return r.gatewaysOfParameters(ctx, obj, "", "ConfigMap")
+}
+
+func (r *Reconciler) gatewaysOfGatewayParameters(ctx context.Context, obj *kgwv1alpha1.GatewayParameters) []reconcile.Request {
+	return r.gatewaysOfParameters(ctx, obj, kgwv1alpha1.Group, KindGatewayParameters)
+}
+
+// gatewaysOfParameters are the Gateways whose parameters (their class's,
+// or their own) are obj, of group and kind.
+func (r *Reconciler) gatewaysOfParameters(ctx context.Context, obj client.Object, group, kind string) []reconcile.Request {
+	sameGroup := func(g gwv1.Group) bool { return string(g) == group || (group == "" && g == "core") }
 	gc := &gwv1.GatewayClass{}
 	classRefs := false
 	if err := r.client.Get(ctx, client.ObjectKey{Name: r.class}, gc); err == nil && gc.Spec.ParametersRef != nil {
 		ref := gc.Spec.ParametersRef
-		classRefs = ref.Kind == "ConfigMap" && ref.Name == obj.GetName() && ref.Namespace != nil && string(*ref.Namespace) == obj.GetNamespace()
+		classRefs = string(ref.Kind) == kind && sameGroup(ref.Group) && ref.Name == obj.GetName() &&
+			ref.Namespace != nil && string(*ref.Namespace) == obj.GetNamespace()
 	}
 	return r.gatewayRequests(ctx, func(gw *gwv1.Gateway) bool {
 		if classRefs {
@@ -174,7 +208,7 @@ func (r *Reconciler) gatewaysOfConfigMap(ctx context.Context, obj client.Object)
 		}
 		inf := gw.Spec.Infrastructure
 		return gw.Namespace == obj.GetNamespace() && inf != nil && inf.ParametersRef != nil &&
-			inf.ParametersRef.Kind == "ConfigMap" && inf.ParametersRef.Name == obj.GetName()
+			string(inf.ParametersRef.Kind) == kind && sameGroup(inf.ParametersRef.Group) && inf.ParametersRef.Name == obj.GetName()
 	})
 }
 
@@ -236,6 +270,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	out.ParametersUnsupported = strings.Join(params.Unsupported, ", ")
 	objs := Desired(gw, params, r.cfg)
 	for _, obj := range objs.List() {
 		if err := r.apply(ctx, obj); err != nil {
@@ -331,4 +366,46 @@ func (r *Reconciler) deleteOurs(ctx context.Context, gw types.NamespacedName, ki
 		r.log.Info("deleted", "kind", fmt.Sprintf("%T", obj), "namespace", gw.Namespace, "name", gw.Name)
 	}
 	return errors.Join(errs...)
+}
+
+// paramsWatch adds the deployer's watch on kgateway's GatewayParameters
+// once the CRD is served (it is optional: a cluster without kgateway's
+// CRDs uses ConfigMaps), looking for it again every recheck, so that
+// installing the CRD later needs no restart.
+type paramsWatch struct {
+	r       *Reconciler
+	mgr     ctrl.Manager
+	ctrl    controller.Controller
+	recheck time.Duration
+}
+
+// NeedLeaderElection: the deployer runs on the leader.
+func (w *paramsWatch) NeedLeaderElection() bool { return true }
+
+func (w *paramsWatch) Start(ctx context.Context) error {
+	gk := schema.GroupKind{Group: kgwv1alpha1.Group, Kind: KindGatewayParameters}
+	t := time.NewTicker(w.recheck)
+	defer t.Stop()
+	for {
+		_, err := w.mgr.GetRESTMapper().RESTMapping(gk, kgwv1alpha1.GroupVersion.Version)
+		switch {
+		case err == nil:
+			src := source.Kind(w.mgr.GetCache(), &kgwv1alpha1.GatewayParameters{},
+				handler.TypedEnqueueRequestsFromMapFunc(w.r.gatewaysOfGatewayParameters))
+			if err := w.ctrl.Watch(src); err != nil {
+				return fmt.Errorf("watching GatewayParameters: %w", err)
+			}
+			// Its initial list enqueues the Gateways that referenced
+			// GatewayParameters before the CRD was served.
+			w.r.log.Info("watching kgateway GatewayParameters")
+			return nil
+		case !meta.IsNoMatchError(err) && !discovery.IsGroupDiscoveryFailedError(err):
+			w.r.log.Error("looking for the GatewayParameters CRD", "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }

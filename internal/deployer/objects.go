@@ -301,6 +301,7 @@ func Desired(gw *gwv1.Gateway, p *Parameters, cfg Config) *Objects {
 	}
 
 	out := &Objects{ServiceAccount: sa, Deployment: dep, Service: svc}
+	applyKube(out, p.Kube, labels, infraLabels, infraAnnotations)
 	if p.HPA != nil {
 		spec := *p.HPA.DeepCopy()
 		spec.ScaleTargetRef = autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name}

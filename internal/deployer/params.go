@@ -15,14 +15,16 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
+	kgwv1alpha1 "github.com/kgateway-dev/kgateway-waypoint/internal/api/kgateway/v1alpha1"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/dataplane"
 )
 
-// Parameters are the deployment settings a ConfigMap referenced by the
-// GatewayClass's spec.parametersRef, or by the Gateway's
-// spec.infrastructure.parametersRef, may give. Each key of the ConfigMap's
-// data is one setting (YAML); a Gateway's ConfigMap overrides its class's
-// key by key:
+// Parameters are the deployment settings the GatewayClass's
+// spec.parametersRef and the Gateway's spec.infrastructure.parametersRef
+// give, each a ConfigMap or a kgateway GatewayParameters (gwparams.go; see
+// ResolveParameters for how they merge). Each key of a ConfigMap's data is
+// one setting (YAML); a Gateway's ConfigMap overrides its class's key by
+// key:
 //
 //	replicas: "2"
 //	resources: |
@@ -48,6 +50,13 @@ type Parameters struct {
 	PDB       *policyv1.PodDisruptionBudgetSpec
 	// Limits are the limit flags as arguments ("--max-connections=20000").
 	Limits []string
+
+	// Kube is the merged spec.kube of the kgateway GatewayParameters
+	// referenced (nil: none); its replicas and resources are in Replicas
+	// and Resources. Unsupported names the fields set that the waypoint
+	// does not implement (reported on the Gateway).
+	Kube        *kgwv1alpha1.KubernetesProxyConfig
+	Unsupported []string
 }
 
 // ConfigMap data keys.
@@ -69,41 +78,85 @@ func paramsErr(format string, args ...any) error {
 	return &ParametersError{Msg: fmt.Sprintf(format, args...)}
 }
 
-// ResolveParameters reads the class's and the Gateway's parameter
-// ConfigMaps and merges them. class may be nil.
+// ResolveParameters reads the class's and the Gateway's parameters (each
+// a ConfigMap or a kgateway GatewayParameters) and merges them: the class's
+// first, then the Gateway's over them, as kgateway does. A ConfigMap
+// overrides what the level below set key by key; a GatewayParameters'
+// replicas and resources override too, and two GatewayParameters merge as
+// kgateway's deep merge (mergeKube). class may be nil.
 func ResolveParameters(ctx context.Context, r client.Reader, class *gwv1.GatewayClass, gw *gwv1.Gateway) (*Parameters, error) {
-	merged := map[string]string{}
+	p := &Parameters{}
 	if class != nil && class.Spec.ParametersRef != nil {
 		ref := class.Spec.ParametersRef
+		what := "GatewayClass " + class.Name + " parametersRef"
 		if ref.Namespace == nil || *ref.Namespace == "" {
-			return nil, paramsErr("GatewayClass %s parametersRef needs a namespace (a ConfigMap is namespaced)", class.Name)
+			return nil, paramsErr("%s needs a namespace (ConfigMaps and GatewayParameters are namespaced)", what)
 		}
-		data, err := readConfigMap(ctx, r, string(ref.Group), string(ref.Kind), string(*ref.Namespace), ref.Name,
-			"GatewayClass "+class.Name+" parametersRef")
-		if err != nil {
+		if err := p.addLevel(ctx, r, string(ref.Group), string(ref.Kind), string(*ref.Namespace), ref.Name, what); err != nil {
 			return nil, err
-		}
-		for k, v := range data {
-			merged[k] = v
 		}
 	}
 	if gw.Spec.Infrastructure != nil && gw.Spec.Infrastructure.ParametersRef != nil {
 		ref := gw.Spec.Infrastructure.ParametersRef
-		data, err := readConfigMap(ctx, r, string(ref.Group), string(ref.Kind), gw.Namespace, ref.Name,
-			"spec.infrastructure.parametersRef")
-		if err != nil {
+		if err := p.addLevel(ctx, r, string(ref.Group), string(ref.Kind), gw.Namespace, ref.Name,
+			"spec.infrastructure.parametersRef"); err != nil {
 			return nil, err
 		}
-		for k, v := range data {
-			merged[k] = v
-		}
 	}
-	return ParseParameters(merged)
+	if err := p.checkKube(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// addLevel reads one parametersRef and lays it over p.
+func (p *Parameters) addLevel(ctx context.Context, r client.Reader, group, kind, ns, name, what string) error {
+	if group == kgwv1alpha1.Group && kind == KindGatewayParameters {
+		kube, err := readGatewayParameters(ctx, r, ns, name, what)
+		if err != nil {
+			return err
+		}
+		if _, err := KubeParameters(kube); err != nil {
+			return paramsErr("%s: GatewayParameters %s/%s: %s", what, ns, name, err.Error())
+		}
+		p.addKube(kube)
+		return nil
+	}
+	data, err := readConfigMap(ctx, r, group, kind, ns, name, what)
+	if err != nil {
+		return err
+	}
+	q, err := ParseParameters(data)
+	if err != nil {
+		return paramsErr("%s (ConfigMap %s/%s): %s", what, ns, name, err.Error())
+	}
+	p.overlay(q)
+	return nil
+}
+
+// overlay sets what q sets.
+func (p *Parameters) overlay(q *Parameters) {
+	if q.Replicas != nil {
+		p.Replicas = q.Replicas
+	}
+	if q.Resources != nil {
+		p.Resources = q.Resources
+	}
+	if q.HPA != nil {
+		p.HPA = q.HPA
+	}
+	if q.PDB != nil {
+		p.PDB = q.PDB
+	}
+	if q.Limits != nil {
+		p.Limits = q.Limits
+	}
 }
 
 func readConfigMap(ctx context.Context, r client.Reader, group, kind, ns, name, what string) (map[string]string, error) {
 	if (group != "" && group != "core") || kind != "ConfigMap" {
-		return nil, paramsErr("%s: %s.%s is not supported; reference a ConfigMap (group \"\", kind ConfigMap)", what, kind, group)
+		return nil, paramsErr("%s: %s.%s is not supported; reference a ConfigMap (group \"\", kind ConfigMap) or a GatewayParameters (group %s)",
+			what, kind, group, kgwv1alpha1.Group)
 	}
 	cm := &corev1.ConfigMap{}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cm); err != nil {

@@ -74,6 +74,11 @@ type Waypoint struct {
 	// change without a restart. Set only when a backend prefers close
 	// endpoints (Backend.TrafficDistribution).
 	NodeLocalities map[string]Locality `json:"nodeLocalities,omitempty"`
+
+	// Telemetry is the Telemetry API's (and the mesh config's telemetry
+	// defaults') access log, tracing and metrics for the waypoint
+	// (telemetry.go); nil: none, the proxy's own settings.
+	Telemetry *Telemetry `json:"telemetry,omitempty"`
 }
 
 // NamespacedName names a namespaced Kubernetes object.
@@ -141,6 +146,10 @@ type Service struct {
 	VIPs []string `json:"vips"`
 	// Ports are the service's ports, sorted by port number.
 	Ports []*ServicePort `json:"ports"`
+	// Telemetry replaces Waypoint.Telemetry for this service's traffic
+	// when a Telemetry targets the Service (merged with the waypoint's
+	// as istiod merges them); nil: the waypoint's.
+	Telemetry *Telemetry `json:"telemetry,omitempty"`
 }
 
 // ServicePort is one port of a served Service, with everything the proxy does
@@ -381,8 +390,97 @@ type Backend struct {
 	// TrafficDistribution.
 	Localities []EndpointLocality `json:"localities,omitempty"`
 	// LoadBalancer is how an endpoint is chosen among the closest: ""
-	// (round robin) or LoadBalancerLeastRequest.
+	// (round robin), LoadBalancerLeastRequest or LoadBalancerRandom;
+	// ignored when ConsistentHash is set.
 	LoadBalancer string `json:"loadBalancer,omitempty"`
+	// ConsistentHash, when set, chooses the endpoint by a hash of each
+	// request's key (a DestinationRule's consistentHash): the same key goes
+	// to the same endpoint while the endpoints stay the same.
+	ConsistentHash *ConsistentHash `json:"consistentHash,omitempty"`
+	// Outlier is a DestinationRule's outlierDetection; nil: the proxy's
+	// default passive ejection (5 gateway errors in a row, 30s).
+	Outlier *OutlierDetection `json:"outlier,omitempty"`
+	// ConnectionPool is a DestinationRule's connectionPool, as far as the
+	// waypoint honours it; nil: the proxy's defaults.
+	ConnectionPool *ConnectionPool `json:"connectionPool,omitempty"`
+	// Subsets are the DestinationRule's named subsets of the endpoints
+	// (their pods' labels matched), each with its own load balancing;
+	// sorted by name. Nothing routes to a subset yet (Gateway API has no
+	// subsets; VirtualService will).
+	Subsets []*BackendSubset `json:"subsets,omitempty"`
+}
+
+// LoadBalancerRandom picks an endpoint at random (Envoy's RANDOM).
+const LoadBalancerRandom = "RANDOM"
+
+// ConsistentHash is Envoy's ring hash or Maglev load balancing with the
+// hash key of the request: exactly one of Header, Cookie, SourceIP and
+// QueryParameter is set.
+type ConsistentHash struct {
+	// Header is a request header's name, lower case: its value is the key
+	// (a request without it gets a random endpoint).
+	Header string `json:"header,omitempty"`
+	// Cookie is a request cookie whose value is the key.
+	Cookie *HashCookie `json:"cookie,omitempty"`
+	// SourceIP hashes the client's IP address.
+	SourceIP bool `json:"sourceIP,omitempty"`
+	// QueryParameter is a query parameter's name (case-sensitive) whose
+	// first value is the key.
+	QueryParameter string `json:"queryParameter,omitempty"`
+	// Maglev selects a Maglev table of TableSize entries (a prime),
+	// else a ring of at least MinimumRingSize entries.
+	Maglev          bool   `json:"maglev,omitempty"`
+	TableSize       uint64 `json:"tableSize,omitempty"`
+	MinimumRingSize uint64 `json:"minimumRingSize,omitempty"`
+}
+
+// HashCookie is the cookie of a ConsistentHash. When Generate is set and
+// a request has no such cookie, the waypoint makes up a value, hashes
+// that, and sets the cookie on the response (Envoy's behaviour when the
+// rule has a ttl): Set-Cookie: Name="value"; Max-Age=TTLSeconds (left
+// out when 0: a session cookie); Path=Path; Attributes; HttpOnly.
+type HashCookie struct {
+	Name       string   `json:"name"`
+	Path       string   `json:"path,omitempty"`
+	Generate   bool     `json:"generate,omitempty"`
+	TTLSeconds int64    `json:"ttlSeconds,omitempty"`
+	Attributes []Header `json:"attributes,omitempty"`
+}
+
+// OutlierDetection is Envoy's passive outlier detection as a
+// DestinationRule sets it: an endpoint with ConsecutiveGatewayErrors
+// gateway errors (502, 503, 504, no response) in a row, or Consecutive5xx
+// 5xx responses or failures in a row, is ejected for BaseEjectionMs times
+// the number of its ejections (at most 300s, or BaseEjectionMs when
+// longer), rounded up to IntervalMs, unless MaxEjectionPercent of the
+// backend's endpoints are ejected already. A count of 0 disables it.
+type OutlierDetection struct {
+	Consecutive5xx           uint32 `json:"consecutive5xx,omitempty"`
+	ConsecutiveGatewayErrors uint32 `json:"consecutiveGatewayErrors,omitempty"`
+	IntervalMs               int64  `json:"intervalMs"`
+	BaseEjectionMs           int64  `json:"baseEjectionMs"`
+	MaxEjectionPercent       uint32 `json:"maxEjectionPercent"`
+}
+
+// ConnectionPool is how the waypoint keeps connections to a backend's
+// endpoints: ConnectTimeoutMs bounds a connect (HTTP/1.1 and TCP),
+// IdleTimeoutMs closes an HTTP/1.1 keep-alive connection idle that long,
+// MaxRequestsPerConnection closes one after that many requests; 0: the
+// proxy's default (10s, 90s, no limit).
+type ConnectionPool struct {
+	ConnectTimeoutMs         int64  `json:"connectTimeoutMs,omitempty"`
+	IdleTimeoutMs            int64  `json:"idleTimeoutMs,omitempty"`
+	MaxRequestsPerConnection uint32 `json:"maxRequestsPerConnection,omitempty"`
+}
+
+// BackendSubset is one DestinationRule subset of a backend.
+type BackendSubset struct {
+	Name string `json:"name"`
+	// Endpoints are the backend's endpoints whose pod carries every label
+	// of the subset, sorted.
+	Endpoints      []string        `json:"endpoints,omitempty"`
+	LoadBalancer   string          `json:"loadBalancer,omitempty"`
+	ConsistentHash *ConsistentHash `json:"consistentHash,omitempty"`
 }
 
 // Traffic distributions, as Istio names them: PreferSameZone (also

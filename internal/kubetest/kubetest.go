@@ -53,6 +53,10 @@ func repoCRD(name string) string {
 
 // --- kgateway TrafficPolicy (end) ---
 
+// KgatewayGatewayParameters is kgateway's GatewayParameters CRD, from
+// install/crds: a set of its own, outside All.
+const KgatewayGatewayParameters = Istio << 2
+
 // Env is a running API server.
 type Env struct {
 	Config    *rest.Config
@@ -173,6 +177,9 @@ func CRDPaths(crds int) ([]string, error) {
 	}
 	if crds&KgatewayTrafficPolicy != 0 {
 		paths = append(paths, repoCRD("gateway.kgateway.dev_trafficpolicies.yaml"), repoCRD("gateway.kgateway.dev_gatewayextensions.yaml"))
+	}
+	if crds&KgatewayGatewayParameters != 0 {
+		paths = append(paths, repoCRD("gateway.kgateway.dev_gatewayparameters.yaml"))
 	}
 	return paths, nil
 }

@@ -74,6 +74,8 @@ type Config struct {
 	TrustDomain string
 	// TrustDomainAliases is trustDomainAliases.
 	TrustDomainAliases []string
+	// Telemetry is the telemetry providers and defaults (telemetry.go).
+	Telemetry *TelemetrySettings
 }
 
 // Load reads and validates the MeshConfig YAML document at path.
@@ -123,7 +125,16 @@ func Parse(data []byte) (*Config, error) {
 	if err := protojson.Unmarshal(js, mc); err != nil {
 		return nil, fmt.Errorf("invalid MeshConfig: %w", err)
 	}
-	return fromMesh(mc)
+	c, err := fromMesh(mc)
+	if err != nil {
+		return nil, err
+	}
+	if _, set := obj["enableTracing"]; set {
+		// istiod's default is true; only a document that says so turns
+		// it off.
+		c.Telemetry.EnableTracing = mc.GetEnableTracing()
+	}
+	return c, nil
 }
 
 func fromMesh(mc *meshv1alpha1.MeshConfig) (*Config, error) {
@@ -194,6 +205,9 @@ func fromMesh(mc *meshv1alpha1.MeshConfig) (*Config, error) {
 			c.ExtAuthzProviders[name] = p
 		}
 	}
+	tel, terrs := telemetrySettings(mc)
+	c.Telemetry = tel
+	errs = append(errs, terrs...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -400,16 +414,8 @@ func defaultRetry(in *networkingv1alpha3.HTTPRetry) *ir.Retry {
 				}
 				continue
 			}
-			switch part {
-			case "5xx":
-				for c := 500; c < 600; c++ {
-					add(c)
-				}
-			case "gateway-error":
-				add(502, 503, 504)
-			case "retriable-4xx":
-				add(409)
-			}
+			codes, _ := RetryOnCodes(part)
+			add(codes...)
 		}
 		slices.Sort(out.Codes)
 	}
@@ -420,4 +426,28 @@ func defaultRetry(in *networkingv1alpha3.HTTPRetry) *ir.Retry {
 		out.BackoffMs = max(d.AsDuration().Milliseconds(), 1)
 	}
 	return out
+}
+
+// RetryOnCodes gives the statuses one of Envoy's retryOn conditions stands
+// for: "5xx" every 5xx status, "gateway-error" 502, 503 and 504,
+// "retriable-4xx" 409. The connection-failure conditions (connect-failure,
+// reset, reset-before-request, refused-stream, http3-post-connect-failure)
+// and retriable-status-codes (the statuses listed beside it) stand for no
+// status and are known; known is false for any other name.
+func RetryOnCodes(cond string) (codes []int, known bool) {
+	switch cond {
+	case "5xx":
+		codes = make([]int, 0, 100)
+		for c := 500; c < 600; c++ {
+			codes = append(codes, c)
+		}
+		return codes, true
+	case "gateway-error":
+		return []int{502, 503, 504}, true
+	case "retriable-4xx":
+		return []int{409}, true
+	case "reset", "reset-before-request", "connect-failure", "refused-stream", "retriable-status-codes", "http3-post-connect-failure":
+		return nil, true
+	}
+	return nil, false
 }

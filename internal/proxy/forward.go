@@ -175,9 +175,15 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 	var resp *http.Response
 	var err error
 	var ep string // the endpoint of the try in flight (b.Begin)
+	// A DestinationRule's consistent hash: the request's key, once.
+	var key uint64
+	var hasKey bool
+	if ch := b.Hashing(); ch != nil {
+		key, hasKey, x.setCookie = hashKey(x, ch)
+	}
 	for attempt := 0; ; attempt++ {
 		var ok bool
-		ep, ok = b.Pick()
+		ep, ok = b.PickKey(key, hasKey, attempt)
 		if !ok {
 			p.localReply(x, replyNoHealthy)
 			return
@@ -190,7 +196,17 @@ func (p *Proxy) forward(x *exchange, b *upstream.Backend) {
 		if body.failure() != nil {
 			break // the client's body broke: not the endpoint's doing
 		}
-		b.Report(ep, !gatewayFailure(resp, err))
+		if b.HasOutlierPolicy() {
+			// A DestinationRule's outlierDetection: 5xx count too, and any
+			// try that got no response (not the client's leaving).
+			status := 0
+			if resp != nil {
+				status = resp.StatusCode
+			}
+			b.Outcome(ep, status, err != nil && ctx.Err() == nil)
+		} else {
+			b.Report(ep, !gatewayFailure(resp, err))
+		}
 		if attempt >= retries || ctx.Err() != nil {
 			break
 		}
@@ -319,7 +335,7 @@ func (p *Proxy) send(ctx context.Context, r *http.Request, body *replayBody, b *
 		out.Header["User-Agent"] = []string{""} // do not invent one
 	}
 	if !b.H2C {
-		return p.pool.H1.Do(ctx, out) // no request copy for the context
+		return p.pool.H1.DoWith(ctx, out, b.Conn()) // no request copy for the context
 	}
 	return p.pool.Transport(b).RoundTrip(out.WithContext(ctx))
 }
@@ -361,6 +377,9 @@ func (p *Proxy) relay(x *exchange, resp *http.Response, start time.Time) {
 	}
 	x.upstreamTimeMs = time.Since(start).Milliseconds()
 	h["X-Envoy-Upstream-Service-Time"] = []string{strconv.FormatInt(x.upstreamTimeMs, 10)}
+	if x.setCookie != "" {
+		h["Set-Cookie"] = append(h["Set-Cookie"], x.setCookie)
+	}
 	p.responseHeaders(x, h)
 	x.w.WriteHeader(resp.StatusCode)
 

@@ -45,6 +45,9 @@ type exchange struct {
 	ext     *extauthz.Decision  // the external authorizer's allow, when asked
 	rlHdr   http.Header         // the rate limit service's response headers, when asked
 	rlReply bool                // the exchange is the rate limit's 429: the service's Content-Type wins
+	// setCookie is the Set-Cookie of a consistent-hash cookie the waypoint
+	// generated for this request ("" when none).
+	setCookie string
 
 	// For telemetry (filled only when it is on).
 	start          time.Time
@@ -136,7 +139,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header["X-Request-Id"] = []string{newRequestID()}
 	}
 	if p.tel != nil {
-		_, x.span = p.tel.StartSpanInTunnel(r.Context(), r.Header, sp.Name+"/*", info.Traceparent)
+		_, x.span = p.tel.StartServiceSpan(r.Context(), r.Header, sp.Name+"/*", info.Traceparent, sp.Service.Namespace, sp.Service.Name)
 	}
 	var ok bool
 	if x.path, ok = normalize(r, x.cfg.IR().PathNormalization); !ok {

@@ -183,6 +183,11 @@ func (p *Proxy) Update(w *ir.Waypoint) error {
 	p.pool.SetHostnames(upstream.HostnamesOf(w))
 	p.cfg.Store(&generation{Config: c, auth: p.authorizersFor(w, prevAuth)})
 	p.tel.SetConfigVersion(c.Version())
+	// The Telemetry API's access log, tracing and metrics settings: what
+	// cannot be put in force is logged and the rest applied.
+	if err := p.tel.Apply(w); err != nil {
+		p.log.Warn("telemetry", "error", err.Error())
+	}
 	// The outlier detector forgets endpoints no backend has any more.
 	// When every backend is the previous configuration's, so are the
 	// endpoints.

@@ -13,6 +13,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 )
 
 // ServeTCP authorizes a TCP connection with the L4 fields of the policies,
@@ -62,7 +63,16 @@ func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *
 	if b == nil {
 		return
 	}
-	ep, ok := b.Pick()
+	var ep string
+	var ok bool
+	if ch := b.Hashing(); ch != nil && ch.SourceIP && info.Source.Addr().IsValid() {
+		// useSourceIp hashes TCP connections too (Envoy's tcp_proxy hash
+		// policy); the other keys are HTTP's: a random endpoint.
+		a := info.Source.Addr().As16()
+		ep, ok = b.PickKey(upstream.HashBytes(a[:]), true, 0)
+	} else {
+		ep, ok = b.PickKey(0, false, 0)
+	}
 	if !ok {
 		p.log.Debug("no endpoint for TCP service", "service", sp.Name)
 		return
@@ -83,10 +93,10 @@ func (p *Proxy) ServeTCP(ctx context.Context, conn net.Conn, r io.Reader, info *
 		// what the client workload is (as far as its identity backs it).
 		telemetry.ParseBaggage(info.Baggage, &rec.Source)
 	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	dctx, cancel := context.WithTimeout(ctx, b.ConnectTimeout(10*time.Second))
 	up, err := p.pool.Dial(dctx, ep)
 	cancel()
-	b.Report(ep, err == nil)
+	b.Outcome(ep, 0, err != nil) // a connect failure is a gateway error
 	if err != nil {
 		p.log.Debug("upstream connect failed", "service", sp.Name, "endpoint", ep, "error", err.Error())
 		if rec != nil {

@@ -82,7 +82,8 @@ func (p *Proxy) record(x *exchange) {
 		ResponseCode: status, ResponseFlags: flags, ResponseCodeDetails: details,
 		UpstreamHost: x.upstreamHost, UpstreamServiceTimeMs: x.upstreamTimeMs,
 		ResponseBytes: x.rec.bytes, ConnectionSecurityPolicy: "mutual_tls",
-		RouteName: "default",
+		RouteName:      "default",
+		RequestHeaders: r.Header, ResponseHeaders: x.rec.Header(),
 	}
 	if isGRPC(r) {
 		rec.Protocol = "grpc"

@@ -8,6 +8,7 @@ package source
 import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	istiotel "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -45,6 +46,15 @@ type Snapshot struct {
 	GatewayExtensions []*kgwv1alpha1.GatewayExtension
 	// --- kgateway TrafficPolicy (end) ---
 
+	// --- Telemetry API (telemetry branch) ---
+	// Telemetries are telemetry.istio.io Telemetry objects (v1, v1alpha1).
+	Telemetries []*istiotel.Telemetry
+	// --- end Telemetry API ---
+	// --- DestinationRule (issue 15, branch dr) ---
+	// DestinationRules: networking.istio.io v1 (v1beta1 and v1alpha3
+	// share the schema and decode into it).
+	DestinationRules []*istionet.DestinationRule
+	// --- end DestinationRule ---
 	// MeshConfig is Istio's mesh config, parsed; nil is Istio's default
 	// mesh config (no mesh config file, or no mesh ConfigMap).
 	MeshConfig *meshconfig.Config

@@ -151,7 +151,7 @@ func (f *Feed) logConditionChanges(res *translate.Result) {
 			continue
 		}
 		lvl := slog.LevelInfo
-		if c.Status == "False" || c.Type == "PartiallyInvalid" {
+		if c.Status == "False" || c.Type == "PartiallyInvalid" || c.Reason == "UnsupportedValue" {
 			lvl = slog.LevelWarn
 		}
 		f.log.Log(context.Background(), lvl, "status", "kind", c.Kind, "namespace", c.Namespace, "name", c.Name,

@@ -33,7 +33,8 @@ const (
 	// one of our waypoints: True when it serves them, else False with why.
 	ConditionWaypointBound = ConditionDomain + "/WaypointBound"
 	// ConditionWaypointAccepted is on AuthorizationPolicies that target
-	// one of our waypoints or the services it serves.
+	// one of our waypoints or the services it serves, and on
+	// DestinationRules our waypoints apply (which fields they honour).
 	ConditionWaypointAccepted = ConditionDomain + "/WaypointAccepted"
 	// FieldManager is the server-side apply field manager of these writes.
 	FieldManager = "kgateway-waypoint-status"

@@ -148,6 +148,24 @@ func (w *Writer) Write(ctx context.Context, snap *source.Snapshot, wps []Waypoin
 		}
 		errs = append(errs, w.istio(ctx, p, onlyType(conds["AuthorizationPolicy/"+p.Namespace+"/"+p.Name], "WaypointAccepted")))
 	}
+	// --- Telemetry API (telemetry branch) ---
+	for _, tm := range snap.Telemetries {
+		c := conds["Telemetry/"+tm.Namespace+"/"+tm.Name]
+		if len(c) == 0 && !w.remembers(tm) {
+			continue // not about a waypoint, and none we wrote on
+		}
+		errs = append(errs, w.istio(ctx, tm, onlyType(c, "WaypointAccepted")))
+	}
+	// --- end Telemetry API ---
+	// --- DestinationRule (issue 15, branch dr) ---
+	for _, dr := range snap.DestinationRules {
+		k := "DestinationRule/" + dr.Namespace + "/" + dr.Name
+		if len(conds[k]) == 0 && !w.remembers(dr) {
+			continue // not applied by any of our waypoints, and none we wrote on
+		}
+		errs = append(errs, w.istio(ctx, dr, onlyType(conds[k], "WaypointAccepted")))
+	}
+	// --- end DestinationRule ---
 	w.forgetUnseen()
 	return errors.Join(errs...)
 }
@@ -244,6 +262,15 @@ func (w *Writer) gateway(ctx context.Context, wp *Waypoint) error {
 	}
 	meta.SetStatusCondition(&upd.Status.Conditions, accepted)
 	meta.SetStatusCondition(&upd.Status.Conditions, programmed)
+	if un := wp.Outcome.ParametersUnsupported; un != "" && GatewayAccepted(wp) {
+		meta.SetStatusCondition(&upd.Status.Conditions, metav1.Condition{
+			Type: ConditionUnsupportedParameters, Status: metav1.ConditionTrue, Reason: ReasonUnsupportedFields,
+			Message:            "the waypoint does not implement these GatewayParameters fields (the rest is deployed): " + un,
+			ObservedGeneration: gen, LastTransitionTime: w.now(),
+		})
+	} else {
+		meta.RemoveStatusCondition(&upd.Status.Conditions, ConditionUnsupportedParameters)
+	}
 	upd.Status.Addresses = addrs
 	upd.Status.Listeners = w.listeners(wp, programmed.Status == metav1.ConditionTrue, gw.Status.Listeners)
 	if equality.Semantic.DeepEqual(gw.Status, upd.Status) {
@@ -251,6 +278,14 @@ func (w *Writer) gateway(ctx context.Context, wp *Waypoint) error {
 	}
 	return w.update(ctx, upd)
 }
+
+// ConditionUnsupportedParameters is on a Gateway whose kgateway
+// GatewayParameters set fields the waypoint does not implement (named in
+// the message, reason ReasonUnsupportedFields); absent when there are none.
+const (
+	ConditionUnsupportedParameters = ConditionDomain + "/UnsupportedParameters"
+	ReasonUnsupportedFields        = "UnsupportedFields"
+)
 
 // ReasonNoReadyReplicas is the Gateway's Programmed=False reason while the
 // waypoint Deployment has no ready replica.

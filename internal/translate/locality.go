@@ -49,8 +49,8 @@ const (
 	AnnotationTrafficDistribution = "networking.istio.io/traffic-distribution"
 	// AnnotationLoadBalancer on a Service picks how the waypoint balances
 	// among its (closest) endpoints: ROUND_ROBIN (the default) or
-	// LEAST_REQUEST, Istio's DestinationRule names (DestinationRule itself
-	// is not read yet).
+	// LEAST_REQUEST, Istio's DestinationRule names; a DestinationRule's
+	// load balancer wins over it (destinationrule.go).
 	AnnotationLoadBalancer = "kgateway.dev/load-balancer"
 
 	LabelTopologyRegion   = "topology.kubernetes.io/region"

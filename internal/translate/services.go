@@ -34,7 +34,8 @@ type translator struct {
 	slices     map[ir.NamespacedName][]*discoveryv1.EndpointSlice // by service
 	pods       map[ir.NamespacedName]*corev1.Pod                  // native mode only (indexPods)
 	capture    *capturer
-	loc        *localityIndex // nil: no traffic distribution (locality.go)
+	loc        *localityIndex                    // nil: no traffic distribution (locality.go)
+	drPods     map[ir.NamespacedName]*corev1.Pod // DestinationRule subsets (destinationrule.go), on first use
 
 	out        *ir.Waypoint
 	served     map[ir.NamespacedName]*ir.Service   // Services of this waypoint
@@ -105,7 +106,9 @@ func (t *translator) run() *Result {
 	t.gatewayTraffic() // kgateway TrafficPolicy
 	t.attachPolicies()
 	t.attachRequestAuthentications()
+	t.telemetry() // Telemetry API (telemetry branch)
 	t.nodeLocalities()
+	t.destinationRules()
 	t.loadBalancingConditions()
 	t.extAuthProviders()        // kgateway TrafficPolicy
 	t.rateLimitProviders()      // kgateway TrafficPolicy

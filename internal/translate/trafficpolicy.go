@@ -34,6 +34,7 @@ import (
 
 	kgw "github.com/kgateway-dev/kgateway-waypoint/internal/api/kgateway/v1alpha1"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/meshconfig"
 )
 
 // gatewayTimeouts is what a Gateway-attached policy's timeouts get.
@@ -665,20 +666,12 @@ func convertKgwRetry(r *kgw.Retry, p *tpolicy) (*ir.Retry, string) {
 	}
 	var notDone []string
 	for _, on := range r.RetryOn {
-		switch on {
-		case "5xx":
-			for c := 500; c < 600; c++ {
-				add(c)
-			}
-		case "gateway-error":
-			add(502, 503, 504)
-		case "retriable-4xx":
-			add(409)
-		case "reset", "reset-before-request", "connect-failure", "refused-stream", "retriable-status-codes", "http3-post-connect-failure":
-			// connection failures are always retried; retriable-status-codes are statusCodes
-		default:
+		// connection failures are always retried; retriable-status-codes are statusCodes
+		codes, known := meshconfig.RetryOnCodes(on)
+		if !known {
 			notDone = append(notDone, on)
 		}
+		add(codes...)
 	}
 	for _, c := range r.StatusCodes {
 		add(int(c))

@@ -74,8 +74,10 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 		"gateway.networking.k8s.io/httproutes/status": true, "gateway.networking.k8s.io/grpcroutes/status": true,
 		"gateway.networking.k8s.io/tcproutes/status": true, "security.istio.io/authorizationpolicies/status": true,
 		"/services/status": true, "networking.istio.io/serviceentries/status": true,
-		"authentication.k8s.io/tokenreviews": true,
+		"authentication.k8s.io/tokenreviews":          true,
 		"gateway.kgateway.dev/trafficpolicies/status": true, // kgateway TrafficPolicy ancestors
+		"networking.istio.io/destinationrules/status": true,
+		"telemetry.istio.io/telemetries/status":       true,
 	}
 	for _, rule := range r["ClusterRole"] {
 		for _, v := range rule.Verbs {
@@ -108,7 +110,9 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 	for _, need := range []string{"/namespaces: watch", "/services: watch", "/pods: watch", "discovery.k8s.io/endpointslices: watch",
 		"gateway.networking.k8s.io/httproutes: watch", "security.istio.io/authorizationpolicies: watch",
 		"security.istio.io/requestauthentications: watch", "networking.istio.io/serviceentries: watch",
-		"gateway.kgateway.dev/trafficpolicies: watch", "gateway.kgateway.dev/gatewayextensions: watch"} {
+		"gateway.kgateway.dev/trafficpolicies: watch", "gateway.kgateway.dev/gatewayextensions: watch",
+		"networking.istio.io/destinationrules: watch", "telemetry.istio.io/telemetries: watch",
+		"gateway.kgateway.dev/gatewayparameters: watch", "/configmaps: get"} {
 		if !contains(cluster, need) {
 			t.Errorf("missing %q", need)
 		}
@@ -116,7 +120,8 @@ func TestControllerRBACIsLeastPrivilege(t *testing.T) {
 	// Our conditions on Services, ServiceEntries and AuthorizationPolicies
 	// are server-side applied (patch), never updated: a full status update
 	// would replace istiod's conditions.
-	for _, res := range []string{"/services/status", "networking.istio.io/serviceentries/status", "security.istio.io/authorizationpolicies/status"} {
+	for _, res := range []string{"/services/status", "networking.istio.io/serviceentries/status", "security.istio.io/authorizationpolicies/status",
+		"networking.istio.io/destinationrules/status"} {
 		if !contains(cluster, res+": patch") {
 			t.Errorf("missing %s: patch", res)
 		}

@@ -531,7 +531,43 @@ func istiodBinaries(t *testing.T) string {
 // returns the plaintext xDS address once istiod is ready.
 func startIstiod(t *testing.T, bins, kubeconfig, dir string) string {
 	t.Helper()
-	grpcAddr, httpAddr, monAddr := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1")
+	return runIstiod(t, bins, kubeconfig, dir, false).grpc
+}
+
+// istiodAddrs are a running istiod's listeners.
+type istiodAddrs struct {
+	// grpc is the plaintext xDS port (--grpcAddr).
+	grpc string
+	// secureGRPC is the TLS port (--secureGRPCAddr, 15012 in a cluster):
+	// xDS and the CA. Empty without the CA.
+	secureGRPC string
+}
+
+// runIstiod runs pilot-discovery as startIstiod says; with ca, istiod's
+// CA is on as in a default install (ENABLE_CA_SERVER, PILOT_CERT_PROVIDER
+// istiod): a self-signed root it keeps in the istio-ca-secret Secret and
+// copies to every namespace's istio-ca-root-cert ConfigMap, its own serving
+// certificate signed by it for its DNS names (istiod.istio-system.svc and
+// the rest of getDNSNames), and the CA service on the secure gRPC port,
+// authenticating callers by TokenReview of their audience-istio-ca token.
+func runIstiod(t *testing.T, bins, kubeconfig, dir string, ca bool) istiodAddrs {
+	t.Helper()
+	addrs := istiodAddrs{grpc: freeAddr(t, "127.0.0.1")}
+	httpAddr, monAddr := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1")
+	certEnv := []string{"ENABLE_CA_SERVER=false", "PILOT_CERT_PROVIDER=none"}
+	if ca {
+		addrs.secureGRPC = freeAddr(t, "127.0.0.1")
+		certEnv = []string{
+			"ENABLE_CA_SERVER=true",
+			"PILOT_CERT_PROVIDER=istiod",
+			// What the CA accepts a token for (the default, said out loud:
+			// the agent's JWT_POLICY third-party-jwt asks for it).
+			"TOKEN_AUDIENCES=istio-ca",
+			// Relative to cmd.Dir, so absent: no plug-in CA certificates,
+			// hence the self-signed root in istio-ca-secret.
+			"ROOT_CA_DIR=./etc/cacerts",
+		}
+	}
 	cmd := exec.Command(filepath.Join(bins, "pilot-discovery"), "discovery",
 		"--kubeconfig", kubeconfig,
 		// No such file: the mesh config comes from the istio ConfigMap of
@@ -541,19 +577,18 @@ func startIstiod(t *testing.T, bins, kubeconfig, dir string) string {
 		"--namespace", "istio-system",
 		"--clusterID", "Kubernetes",
 		"--domain", "cluster.local",
-		"--grpcAddr", grpcAddr,
+		"--grpcAddr", addrs.grpc,
 		"--httpAddr", httpAddr,
 		"--monitoringAddr", monAddr,
 		"--httpsAddr", "",
-		"--secureGRPCAddr", "",
+		"--secureGRPCAddr", addrs.secureGRPC,
 		"--shutdownDuration", "1s",
 		"--log_output_level", "default:info",
 	)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(os.Environ(), certEnv...)
+	cmd.Env = append(cmd.Env,
 		"PILOT_ENABLE_AMBIENT=true",
-		"ENABLE_CA_SERVER=false",
-		"PILOT_CERT_PROVIDER=none",
 		"POD_NAMESPACE=istio-system",
 		"POD_NAME=istiod-e2e",
 		"REVISION=default",
@@ -594,7 +629,7 @@ func startIstiod(t *testing.T, bins, kubeconfig, dir string) string {
 		_ = resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	return grpcAddr
+	return addrs
 }
 
 // startChartController installs the chart as `helm template | kubectl

@@ -203,6 +203,7 @@ endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
 	}
 
 	meshConfigChanges(t, kubectl, podNet, inbound, dst)
+	stickySessions(t, kubectl, podNet, inbound) // DestinationRule (branch dr)
 
 	// The controller goes away: the proxy keeps serving what it has.
 	_ = ctl.cmd.Process.Kill()

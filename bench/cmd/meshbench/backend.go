@@ -41,3 +41,17 @@ func runBackend(args []string) error {
 	}
 	return <-errc
 }
+
+// runZtunnelStandIn serves the destination ztunnel's stand-in of the
+// native-HBONE rows (targets.ZtunnelStandIn) until killed.
+func runZtunnelStandIn(args []string) error {
+	fs := flag.NewFlagSet("ztunnel-standin", flag.ContinueOnError)
+	h := fs.String("hbone-listen", "", "mTLS HBONE address (the waypoint's tunnels)")
+	t := fs.String("tls-listen", "", "TLS address (HAProxy's upstream connections)")
+	dir := fs.String("cert-dir", "", "cert-chain.pem, key.pem, root-cert.pem")
+	be := fs.String("backend", "", "the backend (host:port)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return targets.RunZtunnelStandIn(*h, *t, *dir, *be)
+}

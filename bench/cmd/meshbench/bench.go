@@ -33,6 +33,9 @@ type bench struct {
 }
 
 func (b *bench) cleanup() {
+	if b.env != nil {
+		b.env.StandIn.Stop()
+	}
 	b.backend.Stop()
 	if b.env != nil && !b.cfg.keep {
 		_ = os.RemoveAll(b.env.Dir)
@@ -117,12 +120,29 @@ func (b *bench) startBackend() error {
 	return nil
 }
 
+// startStandIn creates the mesh certificates and starts the destination
+// ztunnel's stand-in in front of the backend (the HBONE rows).
+func (b *bench) startStandIn() error {
+	certs, err := targets.NewMeshCerts(filepath.Join(b.env.Dir, "certs"))
+	if err != nil {
+		return err
+	}
+	b.env.Certs = certs
+	p, err := targets.StartZtunnelStandIn(b.env, b.self)
+	if err != nil {
+		return err
+	}
+	b.env.StandIn = p
+	logf("ztunnel stand-in (destination of the HBONE rows): HBONE on %s, TLS on %s, in front of %s", b.env.StandInHBONE, b.env.StandInTLS, b.env.Backend)
+	return nil
+}
+
 func (b *bench) want(name string) bool { return slices.Contains(b.cfg.targets, name) }
 
 func (b *bench) dataPlane(ctx context.Context) error {
 	// The waypoint: the real binary, built from this tree.
 	b.env.WaypointBin = filepath.Join(b.env.Dir, "kgateway-waypoint")
-	if b.want("waypoint") {
+	if b.want("waypoint") || b.want("waypoint-hbone") {
 		if err := buildWaypoint(ctx, b.root, b.env.WaypointBin); err != nil {
 			return err
 		}
@@ -138,6 +158,11 @@ func (b *bench) dataPlane(ctx context.Context) error {
 	if err := b.startBackend(); err != nil {
 		return err
 	}
+	if b.want("waypoint-hbone") || b.want("haproxy-tls") {
+		if err := b.startStandIn(); err != nil {
+			return err
+		}
+	}
 
 	plan := []struct {
 		name, bin, pkg string
@@ -149,6 +174,9 @@ func (b *bench) dataPlane(ctx context.Context) error {
 		{"haproxy", "haproxy", "haproxy", targets.StartHAProxy},
 		{"nginx", "nginx", "nginx", targets.StartNginx},
 		{"caddy", "", "", targets.StartCaddy},
+		// The native-HBONE rows (--hbone): mTLS in and out.
+		{"waypoint-hbone", "", "", targets.StartWaypointHBONE},
+		{"haproxy-tls", "haproxy", "haproxy", targets.StartHAProxyTLS},
 	}
 	var subjects []*subject
 	for _, p := range plan {
@@ -287,6 +315,7 @@ func (b *bench) latency(ctx context.Context, subjects []*subject) error {
 					w.pid = s.t.Proc.PID()
 					o.OnWindow = w.on
 				}
+				accs[i].watchTerminator(s.t, &o)
 				res, err := load.Run(ctx, o)
 				if err != nil {
 					return fmt.Errorf("%s: %w", s.report.Name, err)
@@ -309,6 +338,9 @@ func (b *bench) latency(ctx context.Context, subjects []*subject) error {
 			if s.t.Proc != nil {
 				a.w.fill(run, a.requests)
 			}
+			if s.t.Terminator != nil && a.requests > 0 {
+				run.TerminatorCPUMsPer1k = float64(a.tw.cpu.Milliseconds()) / (float64(a.requests) / 1000)
+			}
 			s.report.Runs = append(s.report.Runs, run)
 			logf("%s %s %d conns @%.0f/s: %d ok, %d errors, p50 %.3f p99 %.3f p99.9 %.3f ms, cpu %.1f ms/1k, rss %.1f MB%s",
 				s.report.Name, spec.proto, spec.conns, b.cfg.rate, run.Requests, run.Errors, run.Latency.P50, run.Latency.P99,
@@ -325,9 +357,26 @@ type acc struct {
 	firstErr                string
 	runs                    int
 	w                       *window
+	tw                      *window // the target's Terminator
 }
 
-func newAcc() *acc { return &acc{latency: hist.New(), lag: hist.New(), w: &window{}} }
+func newAcc() *acc { return &acc{latency: hist.New(), lag: hist.New(), w: &window{}, tw: &window{}} }
+
+// watchTerminator has o's measured window sample t's Terminator (the
+// ztunnel stand-in) too, apart from the proxy.
+func (a *acc) watchTerminator(t *targets.Target, o *load.Options) {
+	if t.Terminator == nil {
+		return
+	}
+	a.tw.pid = t.Terminator.PID()
+	prev := o.OnWindow
+	o.OnWindow = func(open bool) {
+		if prev != nil {
+			prev(open)
+		}
+		a.tw.on(open)
+	}
+}
 
 func (a *acc) add(r *load.Result) {
 	a.runs++
@@ -371,9 +420,18 @@ func (b *bench) saturation(ctx context.Context, subjects []*subject) error {
 		if err := targets.Pin(b.backend.PID(), restCPU); err != nil {
 			return err
 		}
+		// The stand-in is the backend pod's ztunnel: on the backend's side.
+		if b.env.StandIn != nil {
+			if err := targets.Pin(b.env.StandIn.PID(), restCPU); err != nil {
+				return err
+			}
+		}
 		defer func() {
 			_ = targets.Pin(os.Getpid(), b.allCPUs)
 			_ = targets.Pin(b.backend.PID(), b.allCPUs)
+			if b.env.StandIn != nil {
+				_ = targets.Pin(b.env.StandIn.PID(), b.allCPUs)
+			}
 		}()
 	}
 	accs := make([]*acc, len(subjects))
@@ -390,6 +448,7 @@ func (b *bench) saturation(ctx context.Context, subjects []*subject) error {
 				accs[i].w.pid = s.t.Proc.PID()
 				o.OnWindow = accs[i].w.on
 			}
+			accs[i].watchTerminator(s.t, &o)
 			res, err := load.Run(ctx, o)
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.report.Name, err)
@@ -410,6 +469,9 @@ func (b *bench) saturation(ctx context.Context, subjects []*subject) error {
 			if sat.ProxyCores > 0 {
 				sat.PerCore = sat.Throughput / sat.ProxyCores
 			}
+		}
+		if s.t.Terminator != nil && a.tw.wall > 0 {
+			sat.TerminatorCores = a.tw.cpu.Seconds() / a.tw.wall.Seconds()
 		}
 		s.report.Saturation = sat
 		logf("%s saturation (%d conns): %.0f req/s, %d errors, proxy %.2f cores, p99 %.3f ms%s",
@@ -501,13 +563,13 @@ func version(name, root string, env *targets.Env) string {
 		// `caddy version` says "unknown" for a build from the module proxy;
 		// the binary's build information has the module version.
 		return "caddy " + targets.CaddyVersion(env.CaddyBin)
-	case "haproxy":
+	case "haproxy", "haproxy-tls":
 		out, _ := exec.Command("haproxy", "-v").CombinedOutput()
 		return strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
 	case "nginx":
 		out, _ := exec.Command("nginx", "-v").CombinedOutput()
 		return strings.TrimSpace(string(out))
-	case "waypoint", "waypoint-proxy":
+	case "waypoint", "waypoint-proxy", "waypoint-hbone":
 		cmd := exec.Command("git", "describe", "--always", "--dirty")
 		cmd.Dir = root
 		out, _ := cmd.Output()
@@ -590,6 +652,10 @@ func (b *bench) loadOptions(t *targets.Target, conns int) load.Options {
 	}
 	if t.PROXY {
 		o.Header = proxyHeader
+		o.Expect = targets.AddedHeader
+	}
+	if t.Dial != nil { // an HBONE stream or a TLS connection, its client identity in the certificate
+		o.Dial = t.Dial
 		o.Expect = targets.AddedHeader
 	}
 	return o

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +32,12 @@ func main() {
 		case "backend": // the backend process (started by meshbench itself)
 			if err := runBackend(os.Args[2:]); err != nil {
 				fmt.Fprintln(os.Stderr, "backend:", err)
+				os.Exit(1)
+			}
+			return
+		case "ztunnel-standin": // the destination ztunnel's stand-in of the HBONE rows (started by meshbench itself)
+			if err := runZtunnelStandIn(os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, "ztunnel-standin:", err)
 				os.Exit(1)
 			}
 			return
@@ -57,6 +64,7 @@ type config struct {
 	activeConn int
 	connDur    time.Duration
 	h2c        bool
+	hbone      bool // the native-HBONE rows (waypoint-hbone, haproxy-tls)
 	profile    string
 	keep       bool
 	rate       float64
@@ -82,12 +90,13 @@ func run() int {
 	fs.BoolVar(&c.scale, "scale", true, "run the control-plane scale benchmark")
 	fs.BoolVar(&c.dataPlane, "data-plane", true, "run the data-plane benchmark")
 	fs.BoolVar(&c.h2c, "h2c", true, "also measure h2c (HTTP/2 prior knowledge) at the main connection count")
+	fs.BoolVar(&c.hbone, "hbone", true, "also measure native HBONE: the waypoint with mTLS HBONE in and out (waypoint-hbone, beside waypoint) and HAProxy with TLS 1.3 and client certificates in and out (haproxy-tls, beside haproxy), both to a stand-in for the destination ztunnel")
 	fs.BoolVar(&c.connScale, "conn-scale", true, "run the connection-scale row (idle keep-alive connections beside active ones)")
 	fs.IntVar(&c.idleConns, "idle-conns", 0, "idle connections in the connection-scale row (default 10000; 2000 with --quick)")
 	fs.BoolVar(&profile, "profile", false, "CPU-profile the waypoint under the main load (always on in full mode)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the scratch directory (configs, logs)")
 	_ = fs.Parse(os.Args[1:])
-	c.targets = strings.Split(targets, ",")
+	c.targets = hboneTargets(strings.Split(targets, ","), c.hbone)
 	c.rate = 1000
 	c.conns = []int{16, 4, 64}
 	c.satConns = 32
@@ -221,4 +230,30 @@ func writeJSON(path string, v any) error {
 // summary line.
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// hboneTargets adds the native-HBONE rows beside the targets they are
+// compared with (waypoint-hbone beside waypoint, haproxy-tls beside
+// haproxy) when on, and removes them when off.
+func hboneTargets(list []string, on bool) []string {
+	var out []string
+	for _, t := range list {
+		if t == "waypoint-hbone" || t == "haproxy-tls" {
+			if on && !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+			continue
+		}
+		out = append(out, t)
+		if !on {
+			continue
+		}
+		if t == "waypoint" && !slices.Contains(list, "waypoint-hbone") {
+			out = append(out, "waypoint-hbone")
+		}
+		if t == "haproxy" && !slices.Contains(list, "haproxy-tls") {
+			out = append(out, "haproxy-tls")
+		}
+	}
+	return out
 }

@@ -45,6 +45,9 @@ type Options struct {
 	// Header returns the bytes to write first on connection i (a PROXY v2
 	// header), or nil to write nothing (the direct baseline).
 	Header func(i int) ([]byte, error)
+	// Dial, when set, opens connection i in place of a TCP connection to
+	// Addr and Header (an HBONE stream, a TLS connection). Not for OpenIdle.
+	Dial func(ctx context.Context, i int) (net.Conn, error)
 	// Rate is the total request rate in requests/s; 0 runs closed loop.
 	Rate float64
 	// Conns is the number of connections (default 1).
@@ -374,6 +377,9 @@ func (r *run) dial(ctx context.Context, i int) (*h1conn, error) {
 
 // dialRaw connects and writes the connection's header (PROXY v2), if any.
 func (r *run) dialRaw(ctx context.Context, i int) (net.Conn, error) {
+	if r.o.Dial != nil {
+		return r.o.Dial(ctx, i)
+	}
 	d := net.Dialer{Timeout: 5 * time.Second}
 	if r.o.Source != nil {
 		if a := r.o.Source(i); a.IsValid() {

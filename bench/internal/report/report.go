@@ -91,6 +91,10 @@ type Run struct {
 	// and libraries) in the window.
 	RSSAnonMB float64 `json:"rss_anon_mb,omitempty"`
 	RSSFileMB float64 `json:"rss_file_mb,omitempty"`
+	// TerminatorCPUMsPer1k is the CPU of what terminates the proxy's
+	// upstream mTLS (the HBONE rows' destination ztunnel stand-in), per
+	// 1000 requests, apart from the proxy's.
+	TerminatorCPUMsPer1k float64 `json:"terminator_cpu_ms_per_1k,omitempty"`
 }
 
 // Saturation is the closed-loop run with the proxy pinned to one core.
@@ -108,6 +112,9 @@ type Saturation struct {
 	// PerCore is Throughput / ProxyCores: requests per second per core of
 	// proxy CPU.
 	PerCore float64 `json:"per_core_rps,omitempty"`
+	// TerminatorCores is the upstream mTLS terminator's CPU use (cores),
+	// on the backend's side (HBONE rows).
+	TerminatorCores float64 `json:"terminator_cores,omitempty"`
 }
 
 // Scale is the control-plane scale benchmark.
@@ -222,6 +229,12 @@ type Summary struct {
 	CPURatioVsCaddy      float64 `json:"cpu_ratio_vs_caddy"`
 	SatRatioVsCaddy      float64 `json:"sat_ratio_vs_caddy"`
 	H2CCPURatioVsHAProxy float64 `json:"h2c_cpu_ratio_vs_haproxy"`
+	// Native HBONE (issue 14): the waypoint with mTLS HBONE in and out
+	// beside HAProxy with TLS 1.3 and client certificates in and out.
+	HBONECPUMsPer1k           float64 `json:"hbone_cpu_ms_per_1k"`
+	HAProxyTLSCPUMsPer1k      float64 `json:"haproxy_tls_cpu_ms_per_1k"`
+	HBONECPURatioVsHAProxyTLS float64 `json:"hbone_cpu_ratio_vs_haproxy_tls"`
+	HBONESatRatioVsHAProxyTLS float64 `json:"hbone_sat_ratio_vs_haproxy_tls"`
 }
 
 // JSON returns the figures keyed by their summary-line names, with nil for
@@ -236,6 +249,8 @@ func (s Summary) JSON() map[string]*float64 {
 		"update_to_snapshot_ms": s.UpdateToSnapshotMs,
 		"caddy_cpu_ms_per_1k":   s.CaddyCPUMsPer1k, "cpu_ratio_vs_caddy": s.CPURatioVsCaddy,
 		"sat_ratio_vs_caddy": s.SatRatioVsCaddy, "h2c_cpu_ratio_vs_haproxy": s.H2CCPURatioVsHAProxy,
+		"hbone_cpu_ms_per_1k": s.HBONECPUMsPer1k, "haproxy_tls_cpu_ms_per_1k": s.HAProxyTLSCPUMsPer1k,
+		"hbone_cpu_ratio_vs_haproxy_tls": s.HBONECPURatioVsHAProxyTLS, "hbone_sat_ratio_vs_haproxy_tls": s.HBONESatRatioVsHAProxyTLS,
 	} {
 		if !math.IsNaN(v) && !math.IsInf(v, 0) {
 			out[k] = &v
@@ -247,13 +262,15 @@ func (s Summary) JSON() map[string]*float64 {
 }
 
 // Line is the summary line as the issues specify it: issue 7's figures in
-// their order, then issue 13's.
+// their order, then issue 13's, then issue 14's.
 func (s Summary) Line() string {
 	return fmt.Sprintf("summary: waypoint_cpu_ms_per_1k=%s haproxy_cpu_ms_per_1k=%s cpu_ratio_vs_haproxy=%s p99_added_ms=%s haproxy_p99_added_ms=%s rss_mb=%s sat_ratio_vs_haproxy=%s translate_10k_ms=%s update_to_snapshot_ms=%s"+
-		" caddy_cpu_ms_per_1k=%s cpu_ratio_vs_caddy=%s sat_ratio_vs_caddy=%s h2c_cpu_ratio_vs_haproxy=%s",
+		" caddy_cpu_ms_per_1k=%s cpu_ratio_vs_caddy=%s sat_ratio_vs_caddy=%s h2c_cpu_ratio_vs_haproxy=%s"+
+		" hbone_cpu_ms_per_1k=%s haproxy_tls_cpu_ms_per_1k=%s hbone_cpu_ratio_vs_haproxy_tls=%s hbone_sat_ratio_vs_haproxy_tls=%s",
 		f(s.WaypointCPUMsPer1k), f(s.HAProxyCPUMsPer1k), f(s.CPURatioVsHAProxy), f(s.P99AddedMs),
 		f(s.HAProxyP99AddedMs), f(s.RSSMB), f(s.SatRatioVsHAProxy), f(s.Translate10kMs), f(s.UpdateToSnapshotMs),
-		f(s.CaddyCPUMsPer1k), f(s.CPURatioVsCaddy), f(s.SatRatioVsCaddy), f(s.H2CCPURatioVsHAProxy))
+		f(s.CaddyCPUMsPer1k), f(s.CPURatioVsCaddy), f(s.SatRatioVsCaddy), f(s.H2CCPURatioVsHAProxy),
+		f(s.HBONECPUMsPer1k), f(s.HAProxyTLSCPUMsPer1k), f(s.HBONECPURatioVsHAProxyTLS), f(s.HBONESatRatioVsHAProxyTLS))
 }
 
 // f formats a figure with three decimals; NaN (not measured) prints "nan".
@@ -297,6 +314,7 @@ func (r *Results) Summarize() Summary {
 		WaypointCPUMsPer1k: nan, HAProxyCPUMsPer1k: nan, CPURatioVsHAProxy: nan, P99AddedMs: nan,
 		HAProxyP99AddedMs: nan, RSSMB: nan, SatRatioVsHAProxy: nan, Translate10kMs: nan, UpdateToSnapshotMs: nan,
 		CaddyCPUMsPer1k: nan, CPURatioVsCaddy: nan, SatRatioVsCaddy: nan, H2CCPURatioVsHAProxy: nan,
+		HBONECPUMsPer1k: nan, HAProxyTLSCPUMsPer1k: nan, HBONECPURatioVsHAProxyTLS: nan, HBONESatRatioVsHAProxyTLS: nan,
 	}
 	mc := r.Settings.MainConns
 	wp, hp, direct := r.Target("waypoint").Run("http1", mc), r.Target("haproxy").Run("http1", mc), r.Target("direct").Run("http1", mc)
@@ -327,6 +345,15 @@ func (r *Results) Summarize() Summary {
 	// machine a pinned proxy does not always get its whole core.
 	s.SatRatioVsHAProxy = satRatio(r.Target("waypoint"), r.Target("haproxy"))
 	s.SatRatioVsCaddy = satRatio(r.Target("waypoint"), r.Target("caddy"))
+	hb, ht := r.Target("waypoint-hbone").Run("http1", mc), r.Target("haproxy-tls").Run("http1", mc)
+	if hb != nil {
+		s.HBONECPUMsPer1k = hb.CPUMsPer1k
+	}
+	if ht != nil {
+		s.HAProxyTLSCPUMsPer1k = ht.CPUMsPer1k
+	}
+	s.HBONECPURatioVsHAProxyTLS = cpuRatio(hb, ht)
+	s.HBONESatRatioVsHAProxyTLS = satRatio(r.Target("waypoint-hbone"), r.Target("haproxy-tls"))
 	if r.Scale != nil {
 		for _, p := range r.Scale.Points {
 			if p.Services == 10000 {
@@ -416,6 +443,8 @@ func (r *Results) Print(w io.Writer) {
 	}
 	_ = tw.Flush()
 
+	r.printHBONE(w)
+
 	if c := r.ConnScale; c != nil {
 		fmt.Fprintf(w, "\nconnection scale: %d idle keep-alive connections (PROXY v2 header and one request each), then %d active ones at %.0f req/s in all for %.0f s; one target at a time\n\n",
 			c.Idle, c.Active, c.Rate, c.DurationSec)
@@ -473,4 +502,55 @@ func opt(v float64, format string) string {
 		return "-"
 	}
 	return strings.TrimSpace(fmt.Sprintf(format, v))
+}
+
+// printHBONE writes the native-HBONE rows side by side with their TLS-cost
+// reference: the proxy's CPU and the upstream terminator's (the
+// destination ztunnel stand-in) apart, at the main rate and connection
+// count, and saturation per core of proxy CPU.
+func (r *Results) printHBONE(w io.Writer) {
+	hb, ht := r.Target("waypoint-hbone"), r.Target("haproxy-tls")
+	if hb == nil && ht == nil {
+		return
+	}
+	mc := r.Settings.MainConns
+	fmt.Fprintf(w, "\nnative HBONE: mTLS in and out (waypoint-hbone: HBONE client -> waypoint -> HBONE -> ztunnel stand-in -> backend;"+
+		" haproxy-tls: TLS 1.3 with client certificates in, keep-alive TLS out to the stand-in's TLS port); http1, %d conns, %.0f req/s\n\n", mc, r.Settings.Rate)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tp99\tproxy cpu ms/1k req\tstand-in cpu ms/1k req\tvs haproxy-tls (cpu)\tsat req/s per proxy core\tvs haproxy-tls (per core)\t")
+	var href, hcore float64
+	if run := ht.Run("http1", mc); run != nil {
+		href = run.CPUMsPer1k
+	}
+	if ht != nil && ht.Saturation != nil {
+		hcore = ht.Saturation.PerCore
+	}
+	for _, t := range []*Target{hb, ht} {
+		if t == nil {
+			continue
+		}
+		if t.Skipped != "" {
+			fmt.Fprintf(tw, "%s\t(skipped)\t\t\t\t\t\t\n", t.Name)
+			continue
+		}
+		run := t.Run("http1", mc)
+		if run == nil {
+			continue
+		}
+		cpu, core, ratio, coreRatio := opt(run.CPUMsPer1k, "%.1f"), "-", "-", "-"
+		if href > 0 && run.CPUMsPer1k > 0 {
+			ratio = fmt.Sprintf("%.2f", run.CPUMsPer1k/href)
+		}
+		if t.Saturation != nil {
+			core = opt(t.Saturation.PerCore, "%.0f")
+			if hcore > 0 && t.Saturation.PerCore > 0 {
+				coreRatio = fmt.Sprintf("%.2f", t.Saturation.PerCore/hcore)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t\n", t.Name, run.Latency.P99, cpu, opt(run.TerminatorCPUMsPer1k, "%.1f"), ratio, core, coreRatio)
+	}
+	_ = tw.Flush()
+	if run := hb.Run("http1", mc); run != nil && run.CPUMsPer1k > 0 {
+		fmt.Fprintf(w, "waypoint-hbone: %.3f vCPU per 1000 req/s (Istio publishes 0.25 for its waypoint)\n", run.CPUMsPer1k/1000)
+	}
 }

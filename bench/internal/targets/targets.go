@@ -150,6 +150,13 @@ type Target struct {
 	PROXY bool
 	// Proc is the proxy process (nil for the direct path).
 	Proc *Proc
+	// Dial, when set, opens connection i instead of a TCP connection to
+	// Addr (the native-HBONE and TLS rows: an HBONE stream, a TLS
+	// connection); no PROXY header is written then.
+	Dial func(ctx context.Context, i int) (net.Conn, error)
+	// Terminator is the process behind the proxy that terminates its
+	// upstream mTLS (the ztunnel stand-in), measured apart; nil for none.
+	Terminator *Proc
 	// cleanup, when set, stops what the target needs beside its process.
 	cleanup func()
 }
@@ -184,6 +191,12 @@ type Env struct {
 	// Backend serves HTTP/1.1; Backend2 is the same server on a second
 	// loopback address (a second endpoint); BackendH2C serves HTTP/1.1 and h2c.
 	Backend, Backend2, BackendH2C netip.AddrPort
+	// Certs are the mesh certificates of the native-HBONE and TLS rows;
+	// StandIn the destination ztunnel's stand-in in front of Backend, with
+	// its HBONE and TLS addresses (StartZtunnelStandIn).
+	Certs                    *MeshCerts
+	StandIn                  *Proc
+	StandInHBONE, StandInTLS netip.AddrPort
 }
 
 // StartBackend runs the backend as its own process (self is this program,

@@ -3,7 +3,8 @@
 // istio.v1.auth.IstioCertificateService/CreateCertificate (istiod, port
 // 15012) over TLS, authenticated by the pod's projected ServiceAccount
 // token (audience istio-ca) as a bearer token. The CA issues for the
-// caller's identity whatever the CSR asks. The certificate is renewed at
+// caller's identity whatever the CSR asks, so a certificate for another
+// identity than the one configured is refused. The certificate is renewed at
 // half its life; a renewal changes what new handshakes present, so no
 // connection is dropped.
 //
@@ -264,6 +265,13 @@ func (c *Client) fetch(ctx context.Context) (*identity.Bundle, error) {
 	b, err := identity.NewBundle(chain.Bytes(), keyPEM, roots.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("istio CA certificate: %w", err)
+	}
+	// istiod issues for the token's identity whatever the CSR asks: a
+	// token of another ServiceAccount (a wrong mount) gets a certificate
+	// that is not ours, and presenting it would make peers see another
+	// workload.
+	if b.ID != c.opts.ID {
+		return nil, fmt.Errorf("istio CA issued a certificate for %s, not %s: the token is of another ServiceAccount", b.ID, c.opts.ID)
 	}
 	return b, nil
 }

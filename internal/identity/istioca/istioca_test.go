@@ -173,6 +173,30 @@ func TestWrongTokenRefused(t *testing.T) {
 	}
 }
 
+// TestOtherServiceAccountRefused: the CA issues for the token's identity,
+// not the CSR's; a token of another ServiceAccount gets a certificate for
+// that one, which the client must not put in force.
+func TestOtherServiceAccountRefused(t *testing.T) {
+	f := startCA(t, time.Hour)
+	f.srv.tokens["other-token"] = identity.ID{TrustDomain: "cluster.local", Namespace: "httpbin", ServiceAccount: "other"}
+	if err := os.WriteFile(f.tokenFile, []byte("other-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := f.client(t, time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := c.Fetch(ctx)
+	if err == nil || !strings.Contains(err.Error(), "spiffe://cluster.local/ns/httpbin/sa/other, not spiffe://cluster.local/ns/httpbin/sa/httpbin-waypoint") {
+		t.Fatalf("got %v, want the other identity refused", err)
+	}
+	if f.srv.calls.Load() != 1 {
+		t.Fatalf("%d calls to the CA, want 1", f.srv.calls.Load())
+	}
+	if c.Current() != nil || c.Err() == nil {
+		t.Fatal("a certificate for another identity was put in force")
+	}
+}
+
 func errorsCause(err error) error {
 	for err != nil {
 		if _, ok := status.FromError(err); ok {

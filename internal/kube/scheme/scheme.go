@@ -6,6 +6,8 @@ package scheme
 import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	istiotel "istio.io/client-go/pkg/apis/telemetry/v1"
+	istiotelv1alpha1 "istio.io/client-go/pkg/apis/telemetry/v1alpha1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -29,5 +31,7 @@ func New() *runtime.Scheme {
 	// --- kgateway TrafficPolicy (begin) ---
 	utilruntime.Must(kgwv1alpha1.AddToScheme(s))
 	// --- kgateway TrafficPolicy (end) ---
+	utilruntime.Must(istiotel.AddToScheme(s))         // Telemetry API (telemetry branch)
+	utilruntime.Must(istiotelv1alpha1.AddToScheme(s)) // Telemetry API (telemetry branch)
 	return s
 }

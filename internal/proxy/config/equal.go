@@ -2,6 +2,7 @@ package config
 
 import (
 	"maps"
+	"reflect"
 	"slices"
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
@@ -49,7 +50,7 @@ func sameService(a, b *ir.Service) bool {
 
 // equalService reports whether two services are equal, ports included.
 func equalService(a, b *ir.Service) bool {
-	return sameService(a, b) && equalPtrs(a.Ports, b.Ports, equalPort)
+	return sameService(a, b) && equalPtrs(a.Ports, b.Ports, equalPort) && reflect.DeepEqual(a.Telemetry, b.Telemetry)
 }
 
 // equalPort reports whether two service ports are configured identically:
@@ -75,7 +76,25 @@ func equalBackend(a, b *ir.Backend) bool {
 	return a.Service == b.Service && a.Port == b.Port && a.Protocol == b.Protocol &&
 		slices.Equal(a.Endpoints, b.Endpoints) && slices.Equal(a.HBONE, b.HBONE) && maps.Equal(a.Weights, b.Weights) &&
 		a.TrafficDistribution == b.TrafficDistribution && slices.Equal(a.Localities, b.Localities) &&
-		a.LoadBalancer == b.LoadBalancer
+		a.LoadBalancer == b.LoadBalancer && eqPtr(a.ConsistentHash, b.ConsistentHash, equalHash) &&
+		equalPtrs(a.Subsets, b.Subsets, equalSubset) &&
+		eqPtr(a.Outlier, b.Outlier, func(x, y *ir.OutlierDetection) bool { return *x == *y }) &&
+		eqPtr(a.ConnectionPool, b.ConnectionPool, func(x, y *ir.ConnectionPool) bool { return *x == *y })
+}
+
+// equalHash compares two consistent hash policies.
+func equalHash(a, b *ir.ConsistentHash) bool {
+	return a.Header == b.Header && a.SourceIP == b.SourceIP && a.QueryParameter == b.QueryParameter &&
+		a.Maglev == b.Maglev && a.TableSize == b.TableSize && a.MinimumRingSize == b.MinimumRingSize &&
+		eqPtr(a.Cookie, b.Cookie, func(x, y *ir.HashCookie) bool {
+			return x.Name == y.Name && x.Path == y.Path && x.Generate == y.Generate && x.TTLSeconds == y.TTLSeconds &&
+				slices.Equal(x.Attributes, y.Attributes)
+		})
+}
+
+func equalSubset(a, b *ir.BackendSubset) bool {
+	return a.Name == b.Name && slices.Equal(a.Endpoints, b.Endpoints) && a.LoadBalancer == b.LoadBalancer &&
+		eqPtr(a.ConsistentHash, b.ConsistentHash, equalHash)
 }
 
 // eqPtr compares two optional values: both nil, or both set and equal.

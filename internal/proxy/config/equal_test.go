@@ -226,7 +226,8 @@ func TestWaypointFieldsAreAccountedFor(t *testing.T) {
 	// depend on (Config.place, compared in compileBackends).
 	compiled := []string{"Services", "Backends", "Workloads", "WorkloadPort", "NodeLocalities"}
 	forPorts := []string{"TrustDomain", "TrustDomainAliases"}
-	perRequest := []string{"PathNormalization", "DefaultRetry", "ExtAuthzProviders", "RateLimitProviders"}
+	// Telemetry: read when the proxy updates its telemetry (Proxy.Update).
+	perRequest := []string{"PathNormalization", "DefaultRetry", "ExtAuthzProviders", "RateLimitProviders", "Telemetry"}
 	// names and the listener (dataplane.Runner; HBONE also picks how the
 	// proxy reaches endpoints: Proxy.Update gives it to the upstream pool)
 	unused := []string{"Gateway", "InboundPort", "HBONE"}

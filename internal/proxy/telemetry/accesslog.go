@@ -66,11 +66,12 @@ type logLine struct {
 	upstreamHost, upstreamCluster        string
 	upstreamLocal, downstreamLocal       string
 	downstreamRemote, serverName, route  string
+	peer                                 string // custom formats only
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-func (t *Telemetry) logRequest(r *RequestRecord) {
+func (t *Telemetry) logRequest(r *RequestRecord, p *policy) {
 	details := r.ResponseCodeDetails
 	if details == "" && r.UpstreamHost != "" && (r.ResponseFlags == "" || r.ResponseFlags == FlagNone) && r.ResponseCode != 0 {
 		details = DetailsViaUpstream
@@ -83,26 +84,60 @@ func (t *Telemetry) logRequest(r *RequestRecord) {
 		xff: r.XForwardedFor, userAgent: r.UserAgent, requestID: r.RequestID, authority: r.Authority,
 		upstreamHost: r.UpstreamHost, upstreamCluster: r.UpstreamCluster, upstreamLocal: r.UpstreamLocal,
 		downstreamLocal: r.DownstreamLocal, downstreamRemote: r.DownstreamRemote,
-		serverName: r.RequestedServerName, route: r.RouteName,
+		serverName: r.RequestedServerName, route: r.RouteName, peer: r.Source.Principal,
 	}
 	l.serviceTime = -1
 	if details == DetailsViaUpstream {
 		// x-envoy-upstream-service-time is only on responses from upstream.
 		l.serviceTime = max(r.UpstreamServiceTimeMs, 0)
 	}
-	t.writeLine(&l)
+	t.writeLines(&l, p, r, nil)
 }
 
-func (t *Telemetry) logTCP(r *TCPRecord) {
+// writeLines writes l to the options' access log, or, when a Telemetry
+// policy sets the access log, to each of its sinks whose filter vars
+// satisfy.
+func (t *Telemetry) writeLines(l *logLine, p *policy, r *RequestRecord, tcp *TCPRecord) {
+	if p == nil || !p.logSet {
+		if t.accessLog != nil {
+			t.writeLine(l, t.json, func(b []byte) error {
+				t.logMu.Lock()
+				defer t.logMu.Unlock()
+				_, err := t.accessLog.Write(b)
+				return err
+			})
+		}
+		return
+	}
+	var vars *requestVars
+	for _, s := range p.sinks {
+		if s.filter != nil {
+			if vars == nil {
+				vars = &requestVars{r: r, tcp: tcp}
+			}
+			if !s.filter.Bool(vars) {
+				continue
+			}
+		}
+		write := s.write
+		if s.format != nil {
+			t.writeCustom(l, s.format, r, write)
+			continue
+		}
+		t.writeLine(l, s.json && s.otel == nil, write)
+	}
+}
+
+func (t *Telemetry) logTCP(r *TCPRecord, p *policy) {
 	l := logLine{
 		start: r.Start, flags: or(r.ResponseFlags, FlagNone),
 		term: noSpaces(r.ConnectionTerminationDetails), transport: r.UpstreamTransportFailureReason,
 		received: r.ReceivedBytes, sent: r.SentBytes, duration: r.Duration.Milliseconds(),
 		upstreamHost: r.UpstreamHost, upstreamCluster: r.UpstreamCluster, upstreamLocal: r.UpstreamLocal,
 		downstreamLocal: r.DownstreamLocal, downstreamRemote: r.DownstreamRemote,
-		serverName: r.RequestedServerName, route: r.RouteName, serviceTime: -1,
+		serverName: r.RequestedServerName, route: r.RouteName, serviceTime: -1, peer: r.Source.Principal,
 	}
-	t.writeLine(&l)
+	t.writeLines(&l, p, nil, r)
 }
 
 // noSpaces replaces spaces with underscores, as Envoy does for details,
@@ -114,24 +149,37 @@ func noSpaces(s string) string {
 	return strings.ReplaceAll(s, " ", "_")
 }
 
-func (t *Telemetry) writeLine(l *logLine) {
+func (t *Telemetry) writeLine(l *logLine, json bool, write func([]byte) error) {
 	bp := bufPool.Get().(*[]byte)
 	b := (*bp)[:0]
 	if l.start.IsZero() {
 		l.start = time.Now()
 	}
-	if t.json {
+	if json {
 		b = appendJSONLine(b, l)
 	} else {
 		b = appendTextLine(b, l)
 	}
-	t.logMu.Lock()
-	_, err := t.accessLog.Write(b)
-	t.logMu.Unlock()
-	if err != nil {
+	if err := write(b); err != nil {
 		t.health.accessLogErrs.Inc()
 	}
 	if cap(b) <= 64<<10 { // do not keep a huge line's buffer
+		*bp = b
+		bufPool.Put(bp)
+	}
+}
+
+// writeCustom writes l in a provider's own format.
+func (t *Telemetry) writeCustom(l *logLine, f *customFormat, r *RequestRecord, write func([]byte) error) {
+	bp := bufPool.Get().(*[]byte)
+	if l.start.IsZero() {
+		l.start = time.Now()
+	}
+	b := f.appendLine((*bp)[:0], l, r)
+	if err := write(b); err != nil {
+		t.health.accessLogErrs.Inc()
+	}
+	if cap(b) <= 64<<10 {
 		*bp = b
 		bufPool.Put(bp)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -57,6 +58,10 @@ type seriesKey struct {
 
 	protocol, flags, security string
 	code, grpcStatus          string // HTTP only
+
+	// extra are the values of the Telemetry API's tag value expressions
+	// (shape.go), in the shape's order.
+	extra [MaxTagExprs]string
 }
 
 func (k *seriesKey) values(http bool) []string {
@@ -72,7 +77,7 @@ func (k *seriesKey) values(http bool) []string {
 	if http {
 		v = append(v, k.code, k.grpcStatus)
 	}
-	return v
+	return append(v, k.extra[:]...)
 }
 
 // foldSource drops every source label: what a full family still lets in.
@@ -109,6 +114,9 @@ func (k *seriesKey) clone() seriesKey {
 		&c.protocol, &c.flags, &c.security, &c.code, &c.grpcStatus,
 	} {
 		*f = strings.Clone(*f)
+	}
+	for i := range c.extra {
+		c.extra[i] = strings.Clone(c.extra[i])
 	}
 	return c
 }
@@ -151,13 +159,67 @@ func (t *Telemetry) setPeers(k *seriesKey, src, dst *Peer, svc, svcName, svcName
 	return folded
 }
 
+// httpSeries and tcpSeries are one label set's children, each created on
+// first use: a metric the Telemetry API disables never shows a series.
 type httpSeries struct {
-	requests                      prometheus.Counter
-	duration, reqBytes, respBytes prometheus.Observer
+	m                             *istioMetrics
+	vals                          []string
+	requests                      lazy[prometheus.Counter]
+	duration, reqBytes, respBytes lazy[prometheus.Observer]
 }
 
 type tcpSeries struct {
-	opened, closed, sent, received prometheus.Counter
+	m                              *istioMetrics
+	vals                           []string
+	opened, closed, sent, received lazy[prometheus.Counter]
+}
+
+// lazy is a child made once (WithLabelValues gives the same child to
+// racing makers).
+type lazy[T any] struct{ p atomic.Pointer[T] }
+
+func (l *lazy[T]) get(mk func() T) T {
+	if v := l.p.Load(); v != nil {
+		return *v
+	}
+	v := mk()
+	l.p.CompareAndSwap(nil, &v)
+	return *l.p.Load()
+}
+
+func (s *httpSeries) req() prometheus.Counter {
+	return s.requests.get(func() prometheus.Counter {
+		return s.m.requests.WithLabelValues(s.m.shape.pick(mRequestCount, s.vals)...)
+	})
+}
+func (s *httpSeries) dur() prometheus.Observer {
+	return s.duration.get(func() prometheus.Observer {
+		return s.m.duration.WithLabelValues(s.m.shape.pick(mRequestDuration, s.vals)...)
+	})
+}
+func (s *httpSeries) reqSize() prometheus.Observer {
+	return s.reqBytes.get(func() prometheus.Observer {
+		return s.m.reqBytes.WithLabelValues(s.m.shape.pick(mRequestSize, s.vals)...)
+	})
+}
+func (s *httpSeries) respSize() prometheus.Observer {
+	return s.respBytes.get(func() prometheus.Observer {
+		return s.m.respBytes.WithLabelValues(s.m.shape.pick(mResponseSize, s.vals)...)
+	})
+}
+func (s *tcpSeries) open() prometheus.Counter {
+	return s.opened.get(func() prometheus.Counter { return s.m.opened.WithLabelValues(s.m.shape.pick(mTCPOpened, s.vals)...) })
+}
+func (s *tcpSeries) close() prometheus.Counter {
+	return s.closed.get(func() prometheus.Counter { return s.m.closed.WithLabelValues(s.m.shape.pick(mTCPClosed, s.vals)...) })
+}
+func (s *tcpSeries) sentC() prometheus.Counter {
+	return s.sent.get(func() prometheus.Counter { return s.m.sent.WithLabelValues(s.m.shape.pick(mTCPSent, s.vals)...) })
+}
+func (s *tcpSeries) recvC() prometheus.Counter {
+	return s.received.get(func() prometheus.Counter {
+		return s.m.received.WithLabelValues(s.m.shape.pick(mTCPReceived, s.vals)...)
+	})
 }
 
 // istioMetrics holds Istio's standard metric families and a cache of their
@@ -167,38 +229,28 @@ type istioMetrics struct {
 	duration, reqBytes, respBytes  *prometheus.HistogramVec
 	opened, closed, sent, received *prometheus.CounterVec
 
+	// shape is the families' labels (shape.go).
+	shape *metricShape
+
 	mu   sync.RWMutex
 	http map[seriesKey]*httpSeries
 	tcp  map[seriesKey]*tcpSeries
 }
 
-func newIstioMetrics(reg prometheus.Registerer, version string) (*istioMetrics, error) {
-	counter := func(name, help string, labels []string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-	}
-	histogram := func(name, help string) *prometheus.HistogramVec {
-		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: DurationBuckets}, HTTPLabels)
-	}
-	m := &istioMetrics{
-		requests:  counter("istio_requests_total", "Requests handled by the proxy.", HTTPLabels),
-		duration:  histogram("istio_request_duration_milliseconds", "Duration of requests in milliseconds."),
-		reqBytes:  histogram("istio_request_bytes", "Size of requests in bytes."),
-		respBytes: histogram("istio_response_bytes", "Size of responses in bytes."),
-		opened:    counter("istio_tcp_connections_opened_total", "TCP connections opened.", TCPLabels),
-		closed:    counter("istio_tcp_connections_closed_total", "TCP connections closed.", TCPLabels),
-		sent:      counter("istio_tcp_sent_bytes_total", "Bytes sent to the client on TCP connections.", TCPLabels),
-		received:  counter("istio_tcp_received_bytes_total", "Bytes received from the client on TCP connections.", TCPLabels),
-		http:      map[seriesKey]*httpSeries{},
-		tcp:       map[seriesKey]*tcpSeries{},
-	}
+// collectors are the families, to register or unregister together.
+func (m *istioMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.requests, m.duration, m.reqBytes, m.respBytes, m.opened, m.closed, m.sent, m.received}
+}
+
+// newIstioMetrics makes the families with Istio's labels and registers,
+// once, the collector of whichever families cur holds.
+func newIstioMetrics(reg prometheus.Registerer, version string, cur *atomic.Pointer[istioMetrics]) (*istioMetrics, error) {
+	m := newFamilies(defaultShape)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "istio_build", Help: "Istio component build info.",
 	}, []string{"component", "tag"})
 	build.WithLabelValues("proxy", version).Set(1)
-	for _, c := range []prometheus.Collector{
-		m.requests, m.duration, m.reqBytes, m.respBytes,
-		m.opened, m.closed, m.sent, m.received, build,
-	} {
+	for _, c := range []prometheus.Collector{familiesCollector{cur}, build} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register Istio metrics: %w", err)
 		}
@@ -206,13 +258,50 @@ func newIstioMetrics(reg prometheus.Registerer, version string) (*istioMetrics, 
 	return m, nil
 }
 
+// familiesCollector collects the families in force. It describes none
+// (an unchecked collector): a registry keeps a family's label names for
+// its lifetime, and the Telemetry API's tag overrides change them.
+type familiesCollector struct{ cur *atomic.Pointer[istioMetrics] }
+
+func (familiesCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c familiesCollector) Collect(ch chan<- prometheus.Metric) {
+	if m := c.cur.Load(); m != nil {
+		for _, f := range m.collectors() {
+			f.Collect(ch)
+		}
+	}
+}
+
+// newFamilies makes Istio's metric families with the labels of sh.
+func newFamilies(sh *metricShape) *istioMetrics {
+	counter := func(i int, name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, sh.names[i])
+	}
+	histogram := func(i int, name, help string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: DurationBuckets}, sh.names[i])
+	}
+	return &istioMetrics{
+		shape:     sh,
+		requests:  counter(mRequestCount, "istio_requests_total", "Requests handled by the proxy."),
+		duration:  histogram(mRequestDuration, "istio_request_duration_milliseconds", "Duration of requests in milliseconds."),
+		reqBytes:  histogram(mRequestSize, "istio_request_bytes", "Size of requests in bytes."),
+		respBytes: histogram(mResponseSize, "istio_response_bytes", "Size of responses in bytes."),
+		opened:    counter(mTCPOpened, "istio_tcp_connections_opened_total", "TCP connections opened."),
+		closed:    counter(mTCPClosed, "istio_tcp_connections_closed_total", "TCP connections closed."),
+		sent:      counter(mTCPSent, "istio_tcp_sent_bytes_total", "Bytes sent to the client on TCP connections."),
+		received:  counter(mTCPReceived, "istio_tcp_received_bytes_total", "Bytes received from the client on TCP connections."),
+		http:      map[seriesKey]*httpSeries{},
+		tcp:       map[seriesKey]*tcpSeries{},
+	}
+}
+
 // httpSeriesFor returns the children for k, creating them once. A family
 // holds at most maxSeries label sets: past it, a new label set has its
 // source folded and joins an existing series if there is one, else the
 // family's single overflow series (every label "unknown"). Both count in
 // kgateway_waypoint_telemetry_series_overflow_total.
-func (t *Telemetry) httpSeriesFor(k *seriesKey) *httpSeries {
-	m := t.std
+func (t *Telemetry) httpSeriesFor(m *istioMetrics, k *seriesKey) *httpSeries {
 	m.mu.RLock()
 	s := m.http[*k]
 	m.mu.RUnlock()
@@ -235,19 +324,13 @@ func (t *Telemetry) httpSeriesFor(k *seriesKey) *httpSeries {
 	}
 	c := k.clone()
 	v := c.values(true)
-	s = &httpSeries{
-		requests:  m.requests.WithLabelValues(v...),
-		duration:  m.duration.WithLabelValues(v...),
-		reqBytes:  m.reqBytes.WithLabelValues(v...),
-		respBytes: m.respBytes.WithLabelValues(v...),
-	}
+	s = &httpSeries{m: m, vals: v}
 	m.http[c] = s
 	return s
 }
 
 // tcpSeriesFor is httpSeriesFor for the TCP families.
-func (t *Telemetry) tcpSeriesFor(k *seriesKey) *tcpSeries {
-	m := t.std
+func (t *Telemetry) tcpSeriesFor(m *istioMetrics, k *seriesKey) *tcpSeries {
 	m.mu.RLock()
 	s := m.tcp[*k]
 	m.mu.RUnlock()
@@ -270,12 +353,7 @@ func (t *Telemetry) tcpSeriesFor(k *seriesKey) *tcpSeries {
 	}
 	c := k.clone()
 	v := c.values(false)
-	s = &tcpSeries{
-		opened:   m.opened.WithLabelValues(v...),
-		closed:   m.closed.WithLabelValues(v...),
-		sent:     m.sent.WithLabelValues(v...),
-		received: m.received.WithLabelValues(v...),
-	}
+	s = &tcpSeries{m: m, vals: v}
 	m.tcp[c] = s
 	return s
 }
@@ -296,6 +374,23 @@ func (t *Telemetry) RecordRequest(r *RequestRecord) {
 	if t == nil || r == nil {
 		return
 	}
+	pol := t.policyFor(r.DestinationServiceNamespace, r.DestinationServiceName)
+	var off *[numMetrics]bool
+	if pol != nil {
+		off = &pol.disabled
+	} else {
+		off = &noneDisabled
+	}
+	if !off[mRequestCount] || !off[mRequestDuration] || !off[mRequestSize] || !off[mResponseSize] {
+		t.observeRequest(r, off)
+	}
+	t.logRequest(r, pol)
+}
+
+// noneDisabled: every metric on.
+var noneDisabled [numMetrics]bool
+
+func (t *Telemetry) observeRequest(r *RequestRecord, off *[numMetrics]bool) {
 	var k seriesKey
 	t.health.folded(t.setPeers(&k, &r.Source, &r.Destination, r.DestinationService, r.DestinationServiceName,
 		r.DestinationServiceNamespace, r.ResponseFlags, r.ConnectionSecurityPolicy))
@@ -309,9 +404,17 @@ func (t *Telemetry) RecordRequest(r *RequestRecord) {
 			t.health.folded(foldInvalid)
 		}
 	}
-	s := t.httpSeriesFor(&k)
-	s.requests.Inc()
-	s.duration.Observe(float64(r.Duration.Milliseconds()))
+	m := t.std.Load()
+	if len(m.shape.exprs) > 0 {
+		t.tagValues(m.shape, &k, &requestVars{r: r})
+	}
+	s := t.httpSeriesFor(m, &k)
+	if !off[mRequestCount] {
+		s.req().Inc()
+	}
+	if !off[mRequestDuration] {
+		s.dur().Observe(float64(r.Duration.Milliseconds()))
+	}
 	reqBytes, respBytes := r.RequestWireBytes, r.ResponseWireBytes
 	if reqBytes == 0 {
 		reqBytes = r.RequestBytes
@@ -319,16 +422,25 @@ func (t *Telemetry) RecordRequest(r *RequestRecord) {
 	if respBytes == 0 {
 		respBytes = r.ResponseBytes
 	}
-	s.reqBytes.Observe(float64(reqBytes))
-	s.respBytes.Observe(float64(respBytes))
-	if t.accessLog != nil {
-		t.logRequest(r)
+	if !off[mRequestSize] {
+		s.reqSize().Observe(float64(reqBytes))
 	}
+	if !off[mResponseSize] {
+		s.respSize().Observe(float64(respBytes))
+	}
+}
+
+// tcpOff is the disabled metrics for a connection's service.
+func (t *Telemetry) tcpOff(r *TCPRecord) (*policy, *[numMetrics]bool) {
+	if pol := t.policyFor(r.DestinationServiceNamespace, r.DestinationServiceName); pol != nil {
+		return pol, &pol.disabled
+	}
+	return nil, &noneDisabled
 }
 
 // tcpKey is the label set of a connection; folds are counted once, when
 // it opens.
-func (t *Telemetry) tcpKey(r *TCPRecord, opened bool) seriesKey {
+func (t *Telemetry) tcpKey(r *TCPRecord, opened bool) (*istioMetrics, seriesKey) {
 	var k seriesKey
 	folded := t.setPeers(&k, &r.Source, &r.Destination, r.DestinationService, r.DestinationServiceName,
 		r.DestinationServiceNamespace, r.ResponseFlags, r.ConnectionSecurityPolicy)
@@ -336,7 +448,11 @@ func (t *Telemetry) tcpKey(r *TCPRecord, opened bool) seriesKey {
 		t.health.folded(folded)
 	}
 	k.protocol = ProtocolTCP
-	return k
+	m := t.std.Load()
+	if len(m.shape.exprs) > 0 {
+		t.tagValues(m.shape, &k, &requestVars{tcp: r})
+	}
+	return m, k
 }
 
 // TCPOpened counts istio_tcp_connections_opened_total.
@@ -344,8 +460,11 @@ func (t *Telemetry) TCPOpened(r *TCPRecord) {
 	if t == nil || r == nil {
 		return
 	}
-	k := t.tcpKey(r, true)
-	t.tcpSeriesFor(&k).opened.Inc()
+	if _, off := t.tcpOff(r); off[mTCPOpened] {
+		return
+	}
+	m, k := t.tcpKey(r, true)
+	t.tcpSeriesFor(m, &k).open().Inc()
 }
 
 // TCPReport adds the bytes moved since the last report to
@@ -356,17 +475,25 @@ func (t *Telemetry) TCPReport(r *TCPRecord) {
 	if t == nil || r == nil {
 		return
 	}
-	k := t.tcpKey(r, false)
-	t.tcpBytes(t.tcpSeriesFor(&k), r)
+	_, off := t.tcpOff(r)
+	if off[mTCPSent] && off[mTCPReceived] {
+		return
+	}
+	m, k := t.tcpKey(r, false)
+	t.tcpBytes(t.tcpSeriesFor(m, &k), r, off)
 }
 
-func (t *Telemetry) tcpBytes(s *tcpSeries, r *TCPRecord) {
+func (t *Telemetry) tcpBytes(s *tcpSeries, r *TCPRecord, off *[numMetrics]bool) {
 	if d := r.SentBytes - r.reportedSent; d > 0 {
-		s.sent.Add(float64(d))
+		if !off[mTCPSent] {
+			s.sentC().Add(float64(d))
+		}
 		r.reportedSent = r.SentBytes
 	}
 	if d := r.ReceivedBytes - r.reportedReceived; d > 0 {
-		s.received.Add(float64(d))
+		if !off[mTCPReceived] {
+			s.recvC().Add(float64(d))
+		}
 		r.reportedReceived = r.ReceivedBytes
 	}
 }
@@ -377,11 +504,14 @@ func (t *Telemetry) TCPClosed(r *TCPRecord) {
 	if t == nil || r == nil {
 		return
 	}
-	k := t.tcpKey(r, false)
-	s := t.tcpSeriesFor(&k)
-	t.tcpBytes(s, r)
-	s.closed.Inc()
-	if t.accessLog != nil {
-		t.logTCP(r)
+	pol, off := t.tcpOff(r)
+	if !off[mTCPSent] || !off[mTCPReceived] || !off[mTCPClosed] {
+		m, k := t.tcpKey(r, false)
+		s := t.tcpSeriesFor(m, &k)
+		t.tcpBytes(s, r, off)
+		if !off[mTCPClosed] {
+			s.close().Inc()
+		}
 	}
+	t.logTCP(r, pol)
 }

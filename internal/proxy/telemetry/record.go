@@ -1,6 +1,9 @@
 package telemetry
 
-import "time"
+import (
+	"net/http"
+	"time"
+)
 
 // Envoy's response flags (%RESPONSE_FLAGS%, the response_flags label), as
 // short strings. Several flags are joined with "," (e.g. "UF,URX"); none is
@@ -157,6 +160,10 @@ type RequestRecord struct {
 	// DownstreamRemote (client ip:port) and DownstreamLocal (the address
 	// the client dialled, VIP:port) are printed in the access log only.
 	DownstreamRemote, DownstreamLocal string
+
+	// RequestHeaders and ResponseHeaders are read only by the Telemetry
+	// API's expressions (request.headers, response.headers); nil: none.
+	RequestHeaders, ResponseHeaders http.Header
 }
 
 // TCPRecord is one TCP connection. TCPOpened, TCPReport and TCPClosed take

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -48,6 +51,12 @@ type Options struct {
 	// Version is the tag of the istio_build{component="proxy"} gauge that
 	// Istio's stats filter publishes. Empty: "unknown".
 	Version string
+	// ServiceName is the spans' service.name for tracers the Telemetry
+	// API configures (empty: Tracing's, else "waypoint").
+	ServiceName string
+	// Stdout is where access log providers writing to /dev/stdout write
+	// (nil: os.Stdout).
+	Stdout io.Writer
 	// MaxSeries bounds the label sets kept per metric family (HTTP and TCP
 	// apart), a hard cap: past it, a record with a new label set has its
 	// source labels folded to "unknown" and joins an existing series, or
@@ -65,7 +74,7 @@ type Telemetry struct {
 	clusterID string
 	maxSeries int
 
-	std    *istioMetrics
+	std    atomic.Pointer[istioMetrics] // replaced when the labels change (shape.go)
 	health *healthMetrics
 	claims *claimsBudget
 
@@ -74,6 +83,14 @@ type Telemetry struct {
 	json      bool
 
 	tracer *tracer
+
+	// The Telemetry API's configuration in force (policy.go); nil: the
+	// options' settings.
+	pol           atomic.Pointer[policySet]
+	applyMu       sync.Mutex
+	releaseDelay  time.Duration
+	stdout        io.Writer
+	traceDefaults TracingOptions
 }
 
 // New registers the metrics in opts.Registry (or a new registry) and starts
@@ -88,6 +105,17 @@ func New(opts Options) (*Telemetry, error) {
 	}
 	if t.reg == nil {
 		t.reg = prometheus.NewRegistry()
+	}
+	t.stdout, t.releaseDelay = opts.Stdout, time.Minute
+	if t.stdout == nil {
+		t.stdout = os.Stdout
+	}
+	t.traceDefaults = TracingOptions{SamplingRatio: 0.01, ServiceName: opts.ServiceName}
+	if opts.Tracing != nil {
+		t.traceDefaults = *opts.Tracing
+		if opts.ServiceName != "" {
+			t.traceDefaults.ServiceName = opts.ServiceName
+		}
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -111,9 +139,11 @@ func New(opts Options) (*Telemetry, error) {
 		version = unknown
 	}
 	var err error
-	if t.std, err = newIstioMetrics(t.reg, version); err != nil {
+	std, err := newIstioMetrics(t.reg, version, &t.std)
+	if err != nil {
 		return nil, err
 	}
+	t.std.Store(std)
 	if t.health, err = newHealthMetrics(t.reg); err != nil {
 		return nil, err
 	}
@@ -136,10 +166,22 @@ func (t *Telemetry) Registry() *prometheus.Registry {
 
 // Shutdown flushes and stops the span exporter (bounded by ctx).
 func (t *Telemetry) Shutdown(ctx context.Context) error {
-	if t == nil || t.tracer == nil {
+	if t == nil {
 		return nil
 	}
-	return t.tracer.shutdown(ctx)
+	var errs []error
+	if t.tracer != nil {
+		errs = append(errs, t.tracer.shutdown(ctx))
+	}
+	if set := t.pol.Load(); set != nil {
+		for _, tr := range set.tracers {
+			errs = append(errs, tr.shutdown(ctx))
+		}
+		for _, o := range set.otel {
+			o.close()
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // healthMetrics are the proxy's own metrics, under kgateway_waypoint_.

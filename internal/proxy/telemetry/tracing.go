@@ -90,7 +90,7 @@ func newTracer(o TracingOptions, log *slog.Logger) (*tracer, error) {
 	}
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithBatcher(exp, batch...),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(o.SamplingRatio))),
+		sdktrace.WithSampler(sdktrace.ParentBased(ctxRatio{def: o.SamplingRatio})),
 		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", name))),
 	)
 	// The SDK reports export failures through the global handler.
@@ -146,6 +146,26 @@ func newExporter(endpoint string, headers map[string]string, timeout time.Durati
 
 func (tr *tracer) shutdown(ctx context.Context) error { return tr.tp.Shutdown(ctx) }
 
+// ctxRatio samples new traces at the ratio the request's Telemetry policy
+// put in the context (ratioKey), else at def.
+type ctxRatio struct{ def float64 }
+
+func (s ctxRatio) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	ratio := s.def
+	if r, ok := p.ParentContext.Value(ratioKey{}).(float64); ok {
+		ratio = r
+	}
+	switch {
+	case ratio >= 1:
+		return sdktrace.AlwaysSample().ShouldSample(p)
+	case ratio <= 0:
+		return sdktrace.NeverSample().ShouldSample(p)
+	}
+	return sdktrace.TraceIDRatioBased(ratio).ShouldSample(p)
+}
+
+func (s ctxRatio) Description() string { return "ParentBased{TelemetryRatio}" }
+
 // noSpan is the span when tracing is off: it costs nothing.
 type noSpan struct{}
 
@@ -171,10 +191,29 @@ func (t *Telemetry) StartSpan(ctx context.Context, h http.Header, name string) (
 // when the request itself carries no trace context, the tunnel's is the
 // span's parent, so the waypoint's span joins the trace ztunnel started.
 func (t *Telemetry) StartSpanInTunnel(ctx context.Context, h http.Header, name, tunnelParent string) (context.Context, Span) {
-	if t == nil || t.tracer == nil {
+	return t.StartServiceSpan(ctx, h, name, tunnelParent, "", "")
+}
+
+// StartServiceSpan is StartSpanInTunnel for a request to the service
+// namespace/name, traced as the Telemetry API configures it for that
+// service (Apply): its provider, sampling and custom tags.
+func (t *Telemetry) StartServiceSpan(ctx context.Context, h http.Header, name, tunnelParent, namespace, service string) (context.Context, Span) {
+	if t == nil {
 		return ctx, off
 	}
 	tr := t.tracer
+	var tags []attribute.KeyValue
+	if p := t.policyFor(namespace, service); p != nil && p.traceSet {
+		if p.trace == nil {
+			return ctx, off
+		}
+		tr = p.trace.tr
+		ctx = context.WithValue(ctx, ratioKey{}, p.trace.ratio)
+		tags = p.trace.spanTags(h)
+	}
+	if tr == nil {
+		return ctx, off
+	}
 	carrier := propagation.HeaderCarrier(h)
 	parent := tr.w3c.Extract(ctx, carrier)
 	b3Single, b3Multi := h.Get("B3") != "", h.Get("X-B3-Traceid") != ""
@@ -184,7 +223,7 @@ func (t *Telemetry) StartSpanInTunnel(ctx context.Context, h http.Header, name, 
 	if tunnelParent != "" && !trace.SpanContextFromContext(parent).IsValid() {
 		parent = tr.w3c.Extract(ctx, propagation.MapCarrier{"traceparent": tunnelParent})
 	}
-	attrs := []attribute.KeyValue{attribute.String("component", "proxy")}
+	attrs := append([]attribute.KeyValue{attribute.String("component", "proxy")}, tags...)
 	if id := h.Get("X-Request-Id"); id != "" {
 		attrs = append(attrs, attribute.String("guid:x-request-id", id))
 	}

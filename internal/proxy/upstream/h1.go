@@ -48,6 +48,10 @@ type h1Conn struct {
 	scratch  []byte // the response head's bytes, reused
 	addr     string
 	lastUsed time.Time
+	// uses is the number of requests sent on the connection; past
+	// maxUses (a DestinationRule's maxRequestsPerConnection; 0: no limit)
+	// it is closed rather than pooled.
+	uses, maxUses uint32
 }
 
 // inlineBodyLimit is the largest request body written before the response
@@ -67,8 +71,15 @@ func (c *H1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 // Do is RoundTrip with the context given apart (req's own is ignored),
 // which spares the proxy a copy of every request.
 func (c *H1Client) Do(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return c.DoWith(ctx, req, nil)
+}
+
+// DoWith is Do with a backend's own connection settings (nil: the
+// client's): its connect timeout, idle timeout and requests per
+// connection.
+func (c *H1Client) DoWith(ctx context.Context, req *http.Request, o *ConnOptions) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := c.get(ctx, req.URL.Host)
+		pc, reused, err := c.get(ctx, req.URL.Host, o)
 		if err != nil {
 			return nil, err
 		}
@@ -91,32 +102,53 @@ func replayable(req *http.Request) bool {
 }
 
 // get returns an idle connection to addr, or dials one.
-func (c *H1Client) get(ctx context.Context, addr string) (*h1Conn, bool, error) {
+func (c *H1Client) get(ctx context.Context, addr string, o *ConnOptions) (*h1Conn, bool, error) {
 	now := time.Now()
+	idleFor := c.idleTimeout
+	var maxUses uint32
+	if o != nil {
+		if o.IdleTimeout > 0 {
+			idleFor = min(idleFor, o.IdleTimeout)
+		}
+		maxUses = o.MaxRequests
+	}
 	c.mu.Lock()
 	list := c.idle[addr]
 	for len(list) > 0 {
 		pc := list[len(list)-1]
 		list = list[:len(list)-1]
-		if now.Sub(pc.lastUsed) < c.idleTimeout {
+		if now.Sub(pc.lastUsed) < idleFor {
 			c.idle[addr] = list
 			c.mu.Unlock()
+			pc.uses++
+			pc.maxUses = maxUses
 			return pc, true, nil
 		}
 		_ = pc.c.Close()
 	}
 	delete(c.idle, addr)
 	c.mu.Unlock()
-	conn, err := c.dial(ctx, "tcp", addr)
+	dctx := ctx
+	if o != nil && o.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, o.ConnectTimeout)
+		defer cancel()
+	}
+	conn, err := c.dial(dctx, "tcp", addr)
 	if err != nil {
 		return nil, false, err
 	}
 	lr := &headLimit{r: conn, n: -1}
-	return &h1Conn{c: conn, lr: lr, br: bufio.NewReaderSize(lr, 4096), bw: bufio.NewWriterSize(conn, 4096), addr: addr}, false, nil
+	return &h1Conn{c: conn, lr: lr, br: bufio.NewReaderSize(lr, 4096), bw: bufio.NewWriterSize(conn, 4096), addr: addr,
+		uses: 1, maxUses: maxUses}, false, nil
 }
 
 // put returns a connection to the pool (or closes it when the pool is full).
 func (c *H1Client) put(pc *h1Conn) {
+	if pc.maxUses > 0 && pc.uses >= pc.maxUses {
+		_ = pc.c.Close()
+		return
+	}
 	pc.lastUsed = time.Now()
 	c.mu.Lock()
 	if len(c.idle[pc.addr]) < c.maxIdle {

@@ -32,7 +32,17 @@ type Backend struct {
 	// when the backend has weights; nil: one tier of every endpoint.
 	tiers        [][]int32
 	leastRequest bool
-	next         atomic.Uint32
+	random       bool
+	// od is the DestinationRule's outlier detection (outlier.go); nil: the
+	// Outlier's defaults.
+	od *ir.OutlierDetection
+	// conn is the DestinationRule's connection pool settings (nil: the
+	// pool's defaults).
+	conn *ConnOptions
+	// hash, for a backend of consistent hashing, are the ring or Maglev
+	// tables, one per tier (hash.go); nil otherwise.
+	hash []hashTable
+	next atomic.Uint32
 	// order, for a backend with weighted endpoints (ir.Backend.Weights),
 	// is the round-robin sequence of endpoint indexes, each as often as
 	// its weight and spread out (weights.go); nil: each endpoint once.
@@ -55,7 +65,7 @@ func NewBackend(key string, b *ir.Backend, o *Outlier) *Backend {
 func NewBackendAt(key string, b *ir.Backend, o *Outlier, self Place) *Backend {
 	be := &Backend{Key: key, IR: b, H2C: b.Protocol == "H2C", endpoints: b.Endpoints,
 		health: make([]*endpointHealth, len(b.Endpoints)), index: make(map[string]int, len(b.Endpoints)),
-		leastRequest: b.LoadBalancer == ir.LoadBalancerLeastRequest}
+		leastRequest: b.LoadBalancer == ir.LoadBalancerLeastRequest, random: b.LoadBalancer == ir.LoadBalancerRandom}
 	for i, ep := range b.Endpoints {
 		be.health[i] = o.state(ep)
 		be.index[ep] = i
@@ -63,9 +73,17 @@ func NewBackendAt(key string, b *ir.Backend, o *Outlier, self Place) *Backend {
 			be.named = true
 		}
 	}
+	be.od = b.Outlier
+	if cp := b.ConnectionPool; cp != nil {
+		be.conn = &ConnOptions{ConnectTimeout: time.Duration(cp.ConnectTimeoutMs) * time.Millisecond,
+			IdleTimeout: time.Duration(cp.IdleTimeoutMs) * time.Millisecond, MaxRequests: cp.MaxRequestsPerConnection}
+	}
 	be.tiers = tiers(b, self)
+	if b.ConsistentHash != nil && len(b.Endpoints) > 0 {
+		be.hash = buildHash(b, be.tiers)
+	}
 	if len(b.Weights) > 0 {
-		if be.tiers == nil && !be.leastRequest {
+		if be.tiers == nil && !be.leastRequest && !be.random {
 			be.order = weightedOrder(b.Endpoints, b.Weights)
 		} else {
 			be.tiers = weightedTiers(be.tiers, b)
@@ -85,12 +103,19 @@ func (b *Backend) Pick() (addr string, ok bool) {
 	if n == 0 {
 		return "", false
 	}
-	if b.order != nil {
+	if b.order != nil && !b.random {
 		return b.pickWeighted()
 	}
 	now := nanotime()
 	// One step of the round-robin cursor per pick, whichever tier serves.
-	start := b.next.Add(1) - 1
+	var start uint32
+	if b.random {
+		// RANDOM: a random place to start from in the tier (weighted
+		// tiers repeat an endpoint as often as its weight).
+		start = rand.Uint32()
+	} else {
+		start = b.next.Add(1) - 1
+	}
 	if b.tiers == nil {
 		if i := b.pickIn(nil, n, now, start); i >= 0 {
 			return b.endpoints[i], true
@@ -297,6 +322,26 @@ func (p *Pool) Transport(b *Backend) http.RoundTripper {
 	return p.H1
 }
 
+// ConnOptions are a backend's own connection settings (a
+// DestinationRule's connectionPool); zero fields: the pool's.
+type ConnOptions struct {
+	ConnectTimeout time.Duration
+	IdleTimeout    time.Duration
+	MaxRequests    uint32
+}
+
+// Conn is the backend's connection settings; nil: the pool's defaults.
+func (b *Backend) Conn() *ConnOptions { return b.conn }
+
+// ConnectTimeout is how long a connect to the backend's endpoints may
+// take: the backend's own, else def.
+func (b *Backend) ConnectTimeout(def time.Duration) time.Duration {
+	if b.conn != nil && b.conn.ConnectTimeout > 0 {
+		return b.conn.ConnectTimeout
+	}
+	return def
+}
+
 // Dial opens a TCP connection to an endpoint, for TCP services (a
 // hostname endpoint to an address of its name, as Resolve gives).
 func (p *Pool) Dial(ctx context.Context, addr string) (net.Conn, error) {
@@ -337,6 +382,7 @@ type endpointHealth struct {
 	o            *Outlier
 	failures     atomic.Int32
 	ejections    atomic.Int32
+	fails5xx     atomic.Int32 // 5xx in a row, for a DestinationRule's consecutive5xxErrors
 	inflight     atomic.Int32 // requests and connections (Backend.Begin)
 	ejectedUntil atomic.Int64 // monotonic nanoseconds
 }

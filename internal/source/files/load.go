@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	istiotel "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -80,6 +81,14 @@ var kinds = map[kindKey][]string{
 	// --- kgateway TrafficPolicy ---
 	{kgwv1alpha1.Group, "TrafficPolicy"}:    {"v1alpha1"},
 	{kgwv1alpha1.Group, "GatewayExtension"}: {"v1alpha1"},
+	// --- Telemetry API (telemetry branch) ---
+	{"telemetry.istio.io", "Telemetry"}: {"v1", "v1alpha1"},
+	// --- end Telemetry API ---
+	// DestinationRule (issue 15, branch dr).
+	{"networking.istio.io", "DestinationRule"}: {"v1", "v1beta1", "v1alpha3"},
+	// kgateway GatewayParameters: decoded and validated, then left out of
+	// the snapshot (standalone deploys nothing).
+	{kgwv1alpha1.Group, "GatewayParameters"}: {"v1alpha1"},
 }
 
 // clusterScoped kinds have no namespace.
@@ -410,6 +419,17 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	case "GatewayExtension":
 		o := &kgwv1alpha1.GatewayExtension{}
 		obj, meta = o, &o.ObjectMeta
+	// --- Telemetry API (telemetry branch) ---
+	case "Telemetry":
+		o := &istiotel.Telemetry{}
+		obj, meta = o, &o.ObjectMeta
+	// --- end Telemetry API ---
+	case "DestinationRule":
+		o := &istionet.DestinationRule{}
+		obj, meta = o, &o.ObjectMeta
+	case "GatewayParameters":
+		o := &kgwv1alpha1.GatewayParameters{}
+		obj, meta = o, &o.ObjectMeta
 	default:
 		return nil, nil, fmt.Errorf("unsupported kind %s", kind)
 	}
@@ -428,6 +448,12 @@ func decode(kind string, raw []byte) (any, *metav1.ObjectMeta, error) {
 	case *istionet.ServiceEntry:
 		spec = &o.Spec
 	case *istionet.WorkloadEntry:
+		spec = &o.Spec
+	// --- Telemetry API (telemetry branch) ---
+	case *istiotel.Telemetry:
+		spec = &o.Spec
+		// --- end Telemetry API ---
+	case *istionet.DestinationRule:
 		spec = &o.Spec
 	}
 	if spec != nil {
@@ -492,6 +518,12 @@ func (l *loader) add(obj any) {
 		s.TrafficPolicies = append(s.TrafficPolicies, o)
 	case *kgwv1alpha1.GatewayExtension:
 		s.GatewayExtensions = append(s.GatewayExtensions, o)
+	// --- Telemetry API (telemetry branch) ---
+	case *istiotel.Telemetry:
+		s.Telemetries = append(s.Telemetries, o)
+		// --- end Telemetry API ---
+	case *istionet.DestinationRule:
+		s.DestinationRules = append(s.DestinationRules, o)
 	}
 }
 

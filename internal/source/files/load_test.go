@@ -182,3 +182,41 @@ spec:
 		})
 	}
 }
+
+// DestinationRules load in v1, v1beta1 and v1alpha3, strictly (a
+// misspelt field is an error, not a rule that silently does less).
+func TestLoadDestinationRule(t *testing.T) {
+	var docs []string
+	for _, v := range []string{"v1", "v1beta1", "v1alpha3"} {
+		docs = append(docs, `apiVersion: networking.istio.io/`+v+`
+kind: DestinationRule
+metadata: {name: dr-`+v+`, namespace: ns}
+spec:
+  host: svc
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {httpCookie: {name: s, ttl: 60s}}
+  subsets: [{name: v1, labels: {version: v1}}]
+`)
+	}
+	snap, err := Load([]string{writeFile(t, t.TempDir(), "dr.yaml", strings.Join(docs, "---\n"))}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.DestinationRules) != 3 {
+		t.Fatalf("loaded %d DestinationRules, want 3", len(snap.DestinationRules))
+	}
+	for _, dr := range snap.DestinationRules {
+		c := dr.Spec.GetTrafficPolicy().GetLoadBalancer().GetConsistentHash().GetHttpCookie()
+		if dr.Spec.GetHost() != "svc" || c.GetName() != "s" || c.GetTtl().AsDuration().Seconds() != 60 || dr.Spec.GetSubsets()[0].GetLabels()["version"] != "v1" {
+			t.Errorf("%s decoded wrongly: %v", dr.Name, dr.Spec.String())
+		}
+	}
+	p := writeFile(t, t.TempDir(), "bad.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: ns}\n"+
+		"spec: {host: svc, trafficPolicy: {loadBalancer: {consistentHash: {httpCookies: {name: s}}}}}\n")
+	_, err = Load([]string{p}, nil)
+	var le *LoadError
+	if !errors.As(err, &le) || le.Errors[0].Object != "DestinationRule ns/r" || !strings.Contains(le.Errors[0].Reason, "httpCookies") {
+		t.Fatalf("want a LoadError on DestinationRule ns/r naming httpCookies, got %v", err)
+	}
+}

@@ -1,6 +1,8 @@
 package files
 
 import (
+	kgwv1alpha1 "github.com/kgateway-dev/kgateway-waypoint/internal/api/kgateway/v1alpha1"
+
 	"bufio"
 	"bytes"
 	"fmt"
@@ -27,6 +29,10 @@ func validate(obj any) error {
 		if o.Spec.GatewayClassName == "" {
 			return fmt.Errorf("spec.gatewayClassName is required")
 		}
+	case *kgwv1alpha1.GatewayParameters:
+		// What kgateway's CRD checks; the deployment knobs themselves
+		// mean nothing to standalone.
+		return o.Spec.Validate()
 	}
 	return nil
 }

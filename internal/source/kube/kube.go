@@ -1,8 +1,8 @@
 // Package kube is the cluster source: shared informers (the controller-runtime
 // manager's cache) on every kind the translator reads, and one on istiod's
 // mesh ConfigMap, turned into a source.Snapshot on demand. Kinds whose CRD is not installed (GRPCRoute,
-// TCPRoute, ReferenceGrant, ServiceEntry, AuthorizationPolicy, kgateway's
-// TrafficPolicy and GatewayExtension) are left out
+// TCPRoute, ReferenceGrant, ServiceEntry, AuthorizationPolicy, DestinationRule,
+// Telemetry, kgateway's TrafficPolicy and GatewayExtension) are left out
 // of the snapshot and looked for again periodically, so installing a CRD
 // later needs no restart.
 package kube
@@ -18,6 +18,8 @@ import (
 
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	istiotel "istio.io/client-go/pkg/apis/telemetry/v1"
+	istiotelv1alpha1 "istio.io/client-go/pkg/apis/telemetry/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -139,6 +141,32 @@ func kinds() []*kind {
 				s.GatewayExtensions = ptrs(l.(*kgwv1alpha1.GatewayExtensionList).Items)
 			}},
 		// --- kgateway TrafficPolicy (end) ---
+		// --- Telemetry API (telemetry branch) ---
+		{name: "Telemetry", status: true, obj: func() client.Object { return &istiotel.Telemetry{} },
+			list: func() client.ObjectList { return &istiotel.TelemetryList{} },
+			fill: func(s *source.Snapshot, l client.ObjectList) {
+				s.Telemetries = l.(*istiotel.TelemetryList).Items
+			},
+			// Istio before 1.22 serves only v1alpha1 (the same schema).
+			alt: &kind{name: "Telemetry v1alpha1", status: true, obj: func() client.Object { return &istiotelv1alpha1.Telemetry{} },
+				list: func() client.ObjectList { return &istiotelv1alpha1.TelemetryList{} },
+				fill: func(s *source.Snapshot, l client.ObjectList) {
+					for _, o := range l.(*istiotelv1alpha1.TelemetryList).Items {
+						s.Telemetries = append(s.Telemetries, &istiotel.Telemetry{
+							TypeMeta:   metav1.TypeMeta{APIVersion: "telemetry.istio.io/v1alpha1", Kind: "Telemetry"},
+							ObjectMeta: o.ObjectMeta, Spec: *o.Spec.DeepCopy()})
+					}
+				}}},
+		// --- end Telemetry API ---
+		// --- DestinationRule (issue 15, branch dr): optional, as the
+		// other Istio kinds; v1 (objects written as v1beta1 or v1alpha3
+		// are served as v1 too: one schema). ---
+		{name: "DestinationRule", status: true, obj: func() client.Object { return &istionet.DestinationRule{} },
+			list: func() client.ObjectList { return &istionet.DestinationRuleList{} },
+			fill: func(s *source.Snapshot, l client.ObjectList) {
+				s.DestinationRules = l.(*istionet.DestinationRuleList).Items
+			}},
+		// --- end DestinationRule ---
 	}
 }
 
@@ -438,6 +466,8 @@ func sortSnapshot(s *source.Snapshot) {
 	sortObjs(s.RequestAuthentications)
 	sortObjs(s.TrafficPolicies) // kgateway TrafficPolicy
 	sortObjs(s.GatewayExtensions)
+	sortObjs(s.Telemetries)      // Telemetry API (telemetry branch)
+	sortObjs(s.DestinationRules) // DestinationRule (branch dr)
 }
 
 // CacheOptions are the manager cache settings the source expects: managed

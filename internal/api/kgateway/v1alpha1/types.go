@@ -30,9 +30,11 @@ const Group = "gateway.kgateway.dev"
 // GroupVersion is gateway.kgateway.dev/v1alpha1.
 var GroupVersion = schema.GroupVersion{Group: Group, Version: "v1alpha1"}
 
-// AddToScheme registers TrafficPolicy, GatewayExtension and their lists.
+// AddToScheme registers TrafficPolicy, GatewayExtension, GatewayParameters
+// and their lists.
 func AddToScheme(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &TrafficPolicy{}, &TrafficPolicyList{}, &GatewayExtension{}, &GatewayExtensionList{})
+	s.AddKnownTypes(GroupVersion, &TrafficPolicy{}, &TrafficPolicyList{}, &GatewayExtension{}, &GatewayExtensionList{},
+		&GatewayParameters{}, &GatewayParametersList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }
