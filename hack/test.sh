@@ -6,8 +6,11 @@
 # helm into .cache/helm (hack/helm/build.sh), Istio's echo server and HBONE
 # client into .cache/istio-interop (hack/istio-interop/build.sh), and the
 # real istiod (pilot-discovery, with the ztunnel-xds client) into
-# .cache/istiod (hack/istiod/build.sh: about 9 minutes the first time), so it
-# runs on a fresh machine that has Go.
+# .cache/istiod (hack/istiod/build.sh: about 9 minutes the first time), and
+# Envoy's rate limit service into .cache/ratelimit (hack/ratelimit/build.sh)
+# with Debian's redis-server (installed with apt-get when missing) for the
+# global rate limit end-to-end test, so it runs on a fresh machine that has
+# Go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +44,22 @@ echo "ISTIOD_BIN_DIR=$ISTIOD_BIN_DIR"
 echo "== Istio's echo server and HBONE client for the HBONE interop test (hack/istio-interop)"
 ISTIO_INTEROP_BIN="$(hack/istio-interop/build.sh)"
 export ISTIO_INTEROP_BIN
+
+# --- global rate limit (hack/ratelimit): envoyproxy/ratelimit and redis-server
+echo "== Envoy's rate limit service and redis-server for the global rate limit end-to-end test (hack/ratelimit)"
+RATELIMIT_BIN="$(nice -n 10 hack/ratelimit/build.sh)/ratelimit"
+export RATELIMIT_BIN
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "== installing redis-server (Debian)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  # The test starts its own on a free port: not the distribution's service.
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+fi
+REDIS_SERVER="$(command -v redis-server)"
+export REDIS_SERVER
+echo "RATELIMIT_BIN=$RATELIMIT_BIN REDIS_SERVER=$REDIS_SERVER"
+# --- end of global rate limit
 
 echo "== go test -race"
 go test -race -count=1 ./...

@@ -59,6 +59,10 @@ type Waypoint struct {
 	// ExtAuthzProviders are the mesh's external authorizers by name, for
 	// CUSTOM policies; a name not here denies what its policies select.
 	ExtAuthzProviders map[string]*ExtAuthzProvider `json:"extAuthzProviders,omitempty"`
+	// RateLimitProviders are the rate limit services (kgateway
+	// GatewayExtensions of type RateLimit) the TrafficPolicies' global
+	// rate limits call, by name (traffic.go).
+	RateLimitProviders map[string]*RateLimitProvider `json:"rateLimitProviders,omitempty"`
 	// DefaultRetry is the mesh's defaultHttpRetryPolicy, for HTTP requests
 	// whose route sets no retry policy; nil is the proxy's built-in default
 	// (connection failures retried twice on other endpoints).

@@ -6,6 +6,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/config"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/extauthz"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/rls"
 )
 
 // authorizers are the clients of one configuration's external authorizers
@@ -14,6 +15,10 @@ import (
 type authorizers struct {
 	providers map[string]*ir.ExtAuthzProvider
 	clients   map[string]extauthz.Client
+	// The rate limit services' clients (ir.Waypoint.RateLimitProviders),
+	// likewise: nil for one that could not be set up (its calls fail).
+	rlProviders map[string]*ir.RateLimitProvider
+	limiters    map[string]*rls.Client
 }
 
 // retireAfter is how long the clients of authorizers a new configuration
@@ -25,7 +30,8 @@ const retireAfter = time.Minute
 // up per connection: config.Config.Resolve), else new ones, and prev's are
 // closed after retireAfter.
 func (p *Proxy) authorizersFor(w *ir.Waypoint, prev *authorizers) *authorizers {
-	a := &authorizers{providers: w.ExtAuthzProviders}
+	a := &authorizers{providers: w.ExtAuthzProviders, rlProviders: w.RateLimitProviders}
+	a.limiters = p.limitersFor(w, prev)
 	if prev != nil && config.SameProviders(prev.providers, w.ExtAuthzProviders) {
 		a.clients = prev.clients
 		return a
@@ -58,4 +64,37 @@ func closeClients(clients map[string]extauthz.Client) {
 			_ = c.Close()
 		}
 	}
+}
+
+// limitersFor returns the rate limit service clients for w: prev's when
+// the services are the same, else new ones (prev's closed after
+// retireAfter).
+func (p *Proxy) limitersFor(w *ir.Waypoint, prev *authorizers) map[string]*rls.Client {
+	if prev != nil && config.SameRateLimitProviders(prev.rlProviders, w.RateLimitProviders) {
+		return prev.limiters
+	}
+	out := make(map[string]*rls.Client, len(w.RateLimitProviders))
+	for name, prov := range w.RateLimitProviders {
+		if prov.Invalid != "" {
+			p.log.Warn("rate limit service is invalid; its calls fail", "provider", name, "reason", prov.Invalid)
+			out[name] = nil
+			continue
+		}
+		c, err := rls.New(prov, rls.Options{Resolve: p.resolve})
+		if err != nil {
+			p.log.Warn("rate limit service cannot be used; its calls fail", "provider", name, "error", err.Error())
+		}
+		out[name] = c
+	}
+	if prev != nil && len(prev.limiters) > 0 {
+		old := prev.limiters
+		time.AfterFunc(retireAfter, func() {
+			for _, c := range old {
+				if c != nil {
+					_ = c.Close()
+				}
+			}
+		})
+	}
+	return out
 }

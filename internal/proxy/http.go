@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/extauthz"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/inbound"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/pathnorm"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/rls"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/route"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/telemetry"
 )
@@ -41,6 +43,8 @@ type exchange struct {
 	backend *ir.WeightedBackend // the backendRef chosen (nil: the service itself)
 	path    string              // the normalized path, percent-encoded as sent
 	ext     *extauthz.Decision  // the external authorizer's allow, when asked
+	rlHdr   http.Header         // the rate limit service's response headers, when asked
+	rlReply bool                // the exchange is the rate limit's 429: the service's Content-Type wins
 	// setCookie is the Set-Cookie of a consistent-hash cookie the waypoint
 	// generated for this request ("" when none).
 	setCookie string
@@ -75,6 +79,13 @@ func (p *Proxy) responseHeaders(x *exchange, h http.Header) {
 	}
 	if x.ext != nil {
 		x.ext.ApplyResponse(h)
+	}
+	for k, vv := range x.rlHdr {
+		if k == "Content-Type" && x.rlReply {
+			h[k] = vv // Envoy: the service's content type is authoritative on its 429
+			continue
+		}
+		h[k] = append(h[k], vv...)
 	}
 	h["Server"] = p.serverHeader
 }
@@ -172,6 +183,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// extAuth: the GatewayExtension's ext_authz server decides.
 		if tr.IR.ExtAuthz != "" && !p.checkExternal(x, tr.IR.ExtAuthz, "TrafficPolicy", false) {
+			return
+		}
+		// rateLimit.global: the rate limit service decides (Envoy's
+		// ratelimit filter runs after ext_authz in kgateway's chain).
+		if tr.Global != nil && !p.globalRateLimit(x, tr) {
 			return
 		}
 	}
@@ -591,4 +607,52 @@ func newRequestID() string {
 	out[23] = '-'
 	hex.Encode(out[24:], b[10:])
 	return string(out[:])
+}
+
+// globalRateLimit asks the rate limit service of the exchange's
+// TrafficPolicy about the request, as Envoy's ratelimit filter does. It
+// answers the client itself (429 over the limit, 500 when the service
+// fails and the provider does not fail open) and returns false; otherwise
+// it keeps the service's response headers for the response, applies its
+// request headers, and returns true.
+func (p *Proxy) globalRateLimit(x *exchange, tr *route.Traffic) bool {
+	r := x.r
+	pathQuery := x.path
+	if r.URL.RawQuery != "" {
+		pathQuery += "?" + r.URL.RawQuery
+	}
+	d := tr.Global.Build(rls.Request{Headers: r.Header, PathWithQuery: pathQuery, Remote: x.info.Source.Addr()})
+	if d == nil {
+		return true // an entry without a value: no descriptor, no call
+	}
+	name := tr.IR.GlobalRateLimit.Provider
+	var c *rls.Client
+	var prov *ir.RateLimitProvider
+	if x.auth != nil {
+		c, prov = x.auth.limiters[name], x.auth.rlProviders[name]
+	}
+	var res rls.Result
+	if c == nil {
+		res = rls.Result{Outcome: rls.Error, Err: errors.New("rate limit service unusable")}
+	} else {
+		res = c.ShouldRateLimit(x.ctx, d)
+	}
+	switch res.Outcome {
+	case rls.OverLimit:
+		x.rlHdr, x.rlReply = res.Headers, true
+		p.localReply(x, replyGlobalRateLimited(string(res.Body)))
+		return false
+	case rls.Error:
+		p.log.Debug("rate limit service failed", "provider", name, "error", fmt.Sprint(res.Err))
+		if prov == nil || !prov.FailOpen {
+			p.localReply(x, replyRateLimitError)
+			return false
+		}
+		return true
+	}
+	x.rlHdr = res.Headers
+	for k, vv := range res.RequestHeaders {
+		r.Header[k] = append(r.Header[k], vv...)
+	}
+	return true
 }

@@ -54,7 +54,16 @@ var (
 	replyRateLimited = reply{http.StatusTooManyRequests, "local_rate_limited", telemetry.FlagRateLimited, "local_rate_limited"}
 	replyCSRF        = reply{http.StatusForbidden, "Invalid origin", telemetry.FlagNone, "csrf_origin_mismatch"}
 	replyTooLarge    = reply{http.StatusRequestEntityTooLarge, "Payload Too Large", telemetry.FlagNone, "request_payload_too_large"}
+	// The global rate limit's failure when it does not fail open: 500
+	// without a body (Envoy's ratelimit filter).
+	replyRateLimitError = reply{http.StatusInternalServerError, "", telemetry.FlagRateLimitServiceError, "rate_limiter_error"}
 )
+
+// replyGlobalRateLimited is the global rate limit's 429: the service's
+// raw_body, empty by default (Envoy's ratelimit filter).
+func replyGlobalRateLimited(body string) reply {
+	return reply{http.StatusTooManyRequests, body, telemetry.FlagRateLimited, "request_rate_limited"}
+}
 
 // replyDenied is the 403 of a DENY or ALLOW policy's decision.
 func replyDenied(policy string) reply {

@@ -111,6 +111,7 @@ func (t *translator) run() *Result {
 	t.destinationRules()
 	t.loadBalancingConditions()
 	t.extAuthProviders()        // kgateway TrafficPolicy
+	t.rateLimitProviders()      // kgateway TrafficPolicy
 	t.trafficPolicyConditions() // kgateway TrafficPolicy
 	sortConditions(t.conditions)
 	t.countAttachedRoutes()

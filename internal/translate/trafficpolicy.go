@@ -9,8 +9,8 @@ package translate
 // rules) or to one rule of it by sectionName (the rule's name), and the
 // ExtensionRef filter of a route rule (group gateway.kgateway.dev, kind
 // TrafficPolicy). Merging is kgateway's shallow merge: each top-level
-// field (rateLimit, headerModifiers, cors, csrf, buffer, timeouts, retry)
-// is taken whole from the most specific attachment that sets it
+// field (rateLimit.local and rateLimit.global apart, extAuth,
+// headerModifiers, cors, csrf, buffer, timeouts, retry) is taken whole from the most specific attachment that sets it
 // (ExtensionRef > rule > HTTPRoute > Gateway listener > Gateway), and among
 // the policies of one attachment from the oldest (creation time, then
 // namespace/name). The kgateway.dev/inherited-policy-priority annotation on
@@ -84,11 +84,14 @@ type tpFields struct {
 	streamIdleMs    *int64
 	retry           *ir.Retry
 	extAuth         string // the provider name; "" with set["extAuth"]: disabled
+	globalRL        *ir.GlobalRateLimit
 	set             map[string]bool
 }
 
 // The top-level fields, in the order they are merged and reported.
-var tpFieldNames = []string{"rateLimit", "extAuth", "headerModifiers", "cors", "csrf", "buffer", "timeouts", "retry"}
+// "rateLimit" is rateLimit.local; kgateway merges rateLimit.global on its
+// own.
+var tpFieldNames = []string{"rateLimit", "rateLimit.global", "extAuth", "headerModifiers", "cors", "csrf", "buffer", "timeouts", "retry"}
 
 // tpIndex is the policies by attachment point.
 type tpIndex struct {
@@ -102,6 +105,9 @@ type tpIndex struct {
 	// extAuthProblems are why a GatewayExtension cannot be used, by
 	// provider name ("" when it can).
 	extAuthProblems map[string]string
+	// rateLimitProblems are the same for the rate limit services;
+	// rateLimitNotes, what of one is left out while it is used.
+	rateLimitProblems, rateLimitNotes map[string]string
 }
 
 // indexTrafficPolicies validates every TrafficPolicy and files it under
@@ -109,7 +115,7 @@ type tpIndex struct {
 func (t *translator) indexTrafficPolicies() {
 	idx := &tpIndex{byName: map[ir.NamespacedName]*tpolicy{}, route: map[ir.NamespacedName][]*tpolicy{},
 		rule: map[ir.NamespacedName]map[string][]*tpolicy{}, bound: map[ir.NamespacedName]bool{},
-		extAuthProblems: map[string]string{}}
+		extAuthProblems: map[string]string{}, rateLimitProblems: map[string]string{}, rateLimitNotes: map[string]string{}}
 	t.tp = idx
 	if len(t.snap.TrafficPolicies) == 0 {
 		return
@@ -393,6 +399,8 @@ func copyField(dst, src *tpFields, field string) {
 		dst.retry = src.retry
 	case "extAuth":
 		dst.extAuth = src.extAuth
+	case "rateLimit.global":
+		dst.globalRL = src.globalRL
 	}
 }
 
@@ -400,7 +408,7 @@ func copyField(dst, src *tpFields, field string) {
 // cors, the CORS too (for traffic no route entry takes).
 func (m *merged) traffic(cors bool) *ir.TrafficPolicy {
 	tr := &ir.TrafficPolicy{RequestHeaders: m.f.reqHdr, ResponseHeaders: m.f.respHdr, CSRF: m.f.csrf, MaxRequestBytes: m.f.maxBytes,
-		StreamIdleTimeoutMs: m.f.streamIdleMs, ExtAuthz: m.f.extAuth}
+		StreamIdleTimeoutMs: m.f.streamIdleMs, ExtAuthz: m.f.extAuth, GlobalRateLimit: m.f.globalRL}
 	if cors {
 		tr.CORS = m.f.cors
 	}
@@ -410,7 +418,8 @@ func (m *merged) traffic(cors bool) *ir.TrafficPolicy {
 		tr.LocalRateLimit = &tb
 	}
 	if tr.LocalRateLimit == nil && tr.RequestHeaders == nil && tr.ResponseHeaders == nil && tr.CSRF == nil &&
-		tr.MaxRequestBytes == 0 && tr.CORS == nil && tr.StreamIdleTimeoutMs == nil && tr.ExtAuthz == "" {
+		tr.MaxRequestBytes == 0 && tr.CORS == nil && tr.StreamIdleTimeoutMs == nil && tr.ExtAuthz == "" &&
+		tr.GlobalRateLimit == nil {
 		return nil
 	}
 	seen := map[string]bool{}
@@ -430,8 +439,13 @@ func convertTrafficPolicy(s *kgw.TrafficPolicySpec, p *tpolicy) tpFields {
 	f := tpFields{set: map[string]bool{}}
 	bad := func(format string, args ...any) { p.invalid = append(p.invalid, fmt.Sprintf(format, args...)) }
 	if rl := s.RateLimit; rl != nil {
-		if len(rl.Global) > 0 {
-			p.unsupported = append(p.unsupported, "rateLimit.global")
+		if g := rl.Global; g != nil {
+			if out, err := convertGlobalRateLimit(g, p.obj.Namespace); err != "" {
+				bad("%s", err)
+			} else {
+				f.set["rateLimit.global"] = true
+				f.globalRL = out
+			}
 		}
 		if l := rl.Local; l != nil {
 			if tb := l.TokenBucket; tb == nil {
@@ -704,6 +718,14 @@ func (t *translator) trafficPolicyConditions() {
 				p.invalid = append(p.invalid, "extAuth: "+prob+"; the requests it applies to are denied")
 			}
 		}
+		if p.f.globalRL != nil && p.won {
+			if prob := t.tp.rateLimitProblems[p.f.globalRL.Provider]; prob != "" {
+				p.invalid = append(p.invalid, "rateLimit.global: "+prob)
+			}
+			if note := t.tp.rateLimitNotes[p.f.globalRL.Provider]; note != "" {
+				p.unsupported = append(p.unsupported, note)
+			}
+		}
 		var missing []string
 		for _, m := range p.missing {
 			if m.route == nil || t.tp.bound[*m.route] {
@@ -844,6 +866,176 @@ func (t *translator) extAuthProvider(name string) (*ir.ExtAuthzProvider, string)
 	}
 	if b := ea.WithRequestBody; b != nil && b.MaxRequestBytes > 0 {
 		prov.Body = &ir.ExtAuthzBody{MaxRequestBytes: uint32(b.MaxRequestBytes), AllowPartialMessage: b.AllowPartialMessage, PackAsBytes: b.PackAsBytes}
+	}
+	return prov, ""
+}
+
+// convertGlobalRateLimit converts rateLimit.global as kgateway does
+// (createRateLimitActions): the entries of every descriptor, in order, make
+// one Envoy rate limit (one descriptor sent to the service). Header
+// entries use the header's name as the descriptor key, Path entries
+// "path" and the :path, RemoteAddress entries Envoy's "remote_address".
+func convertGlobalRateLimit(g *kgw.RateLimitPolicy, ns string) (*ir.GlobalRateLimit, string) {
+	if g.ExtensionRef == nil || g.ExtensionRef.Name == "" {
+		return nil, "rateLimit.global.extensionRef is required"
+	}
+	if len(g.Descriptors) == 0 {
+		return nil, "rateLimit.global: at least one descriptor is required"
+	}
+	if g.ExtensionRef.Namespace != nil && *g.ExtensionRef.Namespace != "" {
+		ns = string(*g.ExtensionRef.Namespace)
+	}
+	out := &ir.GlobalRateLimit{Provider: extAuthProviderName(ir.NamespacedName{Namespace: ns, Name: string(g.ExtensionRef.Name)})}
+	for i, d := range g.Descriptors {
+		if len(d.Entries) == 0 {
+			return nil, fmt.Sprintf("rateLimit.global.descriptors[%d]: at least one entry is required", i)
+		}
+		for j, e := range d.Entries {
+			where := fmt.Sprintf("rateLimit.global.descriptors[%d].entries[%d]", i, j)
+			switch e.Type {
+			case kgw.RateLimitEntryGeneric:
+				if e.Generic == nil || e.Generic.Key == "" || e.Generic.Value == "" || e.Header != nil {
+					return nil, where + ": a Generic entry needs generic.key and generic.value, and no header"
+				}
+				out.Entries = append(out.Entries, ir.RateLimitEntry{Kind: ir.RateLimitGeneric, Key: e.Generic.Key, Value: e.Generic.Value})
+			case kgw.RateLimitEntryHeader:
+				if e.Header == nil || *e.Header == "" || e.Generic != nil {
+					return nil, where + ": a Header entry needs header, and no generic"
+				}
+				out.Entries = append(out.Entries, ir.RateLimitEntry{Kind: ir.RateLimitHeader, Key: *e.Header, Header: *e.Header})
+			case kgw.RateLimitEntryRemoteAddress, kgw.RateLimitEntryPath:
+				if e.Generic != nil || e.Header != nil {
+					return nil, where + ": a " + e.Type + " entry takes neither generic nor header"
+				}
+				if e.Type == kgw.RateLimitEntryPath {
+					out.Entries = append(out.Entries, ir.RateLimitEntry{Kind: ir.RateLimitPath, Key: "path"})
+				} else {
+					out.Entries = append(out.Entries, ir.RateLimitEntry{Kind: ir.RateLimitRemoteAddress, Key: "remote_address"})
+				}
+			default:
+				return nil, fmt.Sprintf("%s: type %q is not one of Generic, Header, RemoteAddress, Path", where, e.Type)
+			}
+		}
+	}
+	return out, ""
+}
+
+// rateLimitProviders adds to the waypoint the rate limit service of every
+// GatewayExtension its TrafficPolicies' global rate limits use. One that
+// cannot be used is added as invalid: its calls fail, and its failOpen
+// (false when the extension is missing or of another type) decides; the
+// problem is reported on the policies through rateLimitProblems.
+func (t *translator) rateLimitProviders() {
+	used := map[string]bool{}
+	add := func(tr *ir.TrafficPolicy) {
+		if tr != nil && tr.GlobalRateLimit != nil {
+			used[tr.GlobalRateLimit.Provider] = true
+		}
+	}
+	for _, s := range t.out.Services {
+		for _, sp := range s.Ports {
+			add(sp.Traffic)
+			for _, e := range sp.Routes {
+				add(e.Traffic)
+			}
+		}
+	}
+	if t.out.WorkloadPort != nil {
+		add(t.out.WorkloadPort.Traffic)
+	}
+	if len(used) == 0 {
+		return
+	}
+	t.out.RateLimitProviders = map[string]*ir.RateLimitProvider{}
+	for _, name := range slices.Sorted(maps.Keys(used)) {
+		prov, problem := t.rateLimitProvider(name)
+		if problem != "" {
+			prov.Invalid = problem
+			t.tp.rateLimitProblems[name] = problem
+		}
+		t.out.RateLimitProviders[name] = prov
+	}
+}
+
+// rateLimitProvider converts the GatewayExtension a provider name names,
+// with kgateway's defaults (failOpen true, timeout 100ms).
+func (t *translator) rateLimitProvider(name string) (*ir.RateLimitProvider, string) {
+	prov := &ir.RateLimitProvider{Name: name, TimeoutMs: 100}
+	nn, _ := ir.ParseNamespacedName(strings.TrimPrefix(name, extAuthPrefix))
+	var ext *kgw.GatewayExtension
+	for _, g := range t.snap.GatewayExtensions {
+		if g.Namespace == nn.Namespace && g.Name == nn.Name {
+			ext = g
+		}
+	}
+	switch {
+	case ext == nil:
+		return prov, fmt.Sprintf("GatewayExtension %s not found; the requests it applies to get 500", nn)
+	case ext.Spec.RateLimit == nil:
+		return prov, fmt.Sprintf("GatewayExtension %s is not of type RateLimit; the requests it applies to get 500", nn)
+	}
+	rl := ext.Spec.RateLimit
+	prov.FailOpen = rl.FailOpen == nil || *rl.FailOpen
+	prov.Domain = rl.Domain
+	outcome := "; the requests it applies to get 500"
+	if prov.FailOpen {
+		outcome = "; the requests it applies to are not limited (failOpen)"
+	}
+	if rl.Domain == "" {
+		return prov, fmt.Sprintf("GatewayExtension %s: rateLimit.domain is required", nn) + outcome
+	}
+	if rl.Timeout != nil {
+		d, err := parseKgwDuration(*rl.Timeout)
+		if err != nil {
+			return prov, fmt.Sprintf("GatewayExtension %s: rateLimit.timeout %q is not a duration", nn, *rl.Timeout) + outcome
+		}
+		prov.TimeoutMs = d.Milliseconds()
+	}
+	switch rl.XRateLimitHeaders {
+	case "", "Off":
+	case "DraftVersion03":
+		prov.XRateLimitHeaders = true
+	default:
+		return prov, fmt.Sprintf("GatewayExtension %s: rateLimit.xRateLimitHeaders %q is not Off or DraftVersion03", nn, rl.XRateLimitHeaders) + outcome
+	}
+	g := rl.GrpcService
+	if g == nil {
+		return prov, fmt.Sprintf("GatewayExtension %s: rateLimit.grpcService is required", nn) + outcome
+	}
+	ref := g.BackendRef
+	if (ref.Group != nil && *ref.Group != "" && *ref.Group != "core") || (ref.Kind != nil && *ref.Kind != "Service") {
+		return prov, fmt.Sprintf("GatewayExtension %s: the grpcService backendRef must be a Service", nn) + outcome
+	}
+	ns := ext.Namespace
+	if ref.Namespace != nil && *ref.Namespace != "" {
+		ns = string(*ref.Namespace)
+	}
+	if ns != ext.Namespace {
+		return prov, fmt.Sprintf("GatewayExtension %s: a grpcService in another namespace is not supported", nn) + outcome
+	}
+	if ref.Port == nil {
+		return prov, fmt.Sprintf("GatewayExtension %s: the grpcService backendRef needs a port", nn) + outcome
+	}
+	if g.Authority != nil {
+		prov.Authority = *g.Authority
+	}
+	if len(g.Retry) > 0 {
+		t.tp.rateLimitNotes[name] = fmt.Sprintf("GatewayExtension %s: rateLimit.grpcService.retry (calls are not retried)", nn)
+	}
+	if g.RequestTimeout != nil {
+		// The gRPC call's own timeout bounds it too (Envoy applies both).
+		d, err := parseKgwDuration(*g.RequestTimeout)
+		if err != nil || d < time.Millisecond {
+			return prov, fmt.Sprintf("GatewayExtension %s: grpcService.requestTimeout %q: a duration of at least 1ms is required", nn, *g.RequestTimeout) + outcome
+		}
+		if ms := d.Milliseconds(); prov.TimeoutMs == 0 || ms < prov.TimeoutMs {
+			prov.TimeoutMs = ms
+		}
+	}
+	prov.Namespace, prov.Host, prov.Port = ns, string(ref.Name)+"."+ns+".svc."+t.opts.ClusterDomain, uint16(*ref.Port)
+	prov.Backend = t.authorizerBackend(ns, prov.Host, prov.Port)
+	if prov.Backend == "" {
+		return prov, fmt.Sprintf("GatewayExtension %s: Service %s/%s port %d not found", nn, ns, ref.Name, *ref.Port) + outcome
 	}
 	return prov, ""
 }

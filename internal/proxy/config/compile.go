@@ -144,6 +144,11 @@ func check(w *ir.Waypoint) error {
 			return fmt.Errorf("external authorizer %s is empty", name)
 		}
 	}
+	for name, p := range w.RateLimitProviders {
+		if p == nil {
+			return fmt.Errorf("rate limit service %s is empty", name)
+		}
+	}
 	return nil
 }
 
@@ -156,6 +161,15 @@ func (c *Config) compileAuthBackends() {
 		}
 		if c.authBackends == nil {
 			c.authBackends = make(map[hostPort]string, len(c.ir.ExtAuthzProviders))
+		}
+		c.authBackends[hostPort{p.Host, p.Port}] = p.Backend
+	}
+	for _, p := range c.ir.RateLimitProviders {
+		if p.Backend == "" {
+			continue
+		}
+		if c.authBackends == nil {
+			c.authBackends = make(map[hostPort]string, len(c.ir.RateLimitProviders))
 		}
 		c.authBackends[hostPort{p.Host, p.Port}] = p.Backend
 	}

@@ -142,6 +142,9 @@ func equalTraffic(a, b *ir.TrafficPolicy) bool {
 		eqPtr(a.ResponseHeaders, b.ResponseHeaders, equalHeaderModifier) &&
 		eqPtr(a.CORS, b.CORS, equalCORS) &&
 		a.MaxRequestBytes == b.MaxRequestBytes && a.ExtAuthz == b.ExtAuthz &&
+		eqPtr(a.GlobalRateLimit, b.GlobalRateLimit, func(a, b *ir.GlobalRateLimit) bool {
+			return a.Provider == b.Provider && slices.Equal(a.Entries, b.Entries)
+		}) &&
 		eqPtr(a.StreamIdleTimeoutMs, b.StreamIdleTimeoutMs, func(a, b *int64) bool { return *a == *b }) &&
 		eqPtr(a.CSRF, b.CSRF, func(a, b *ir.CSRF) bool {
 			return a.EnabledPercent == b.EnabledPercent && a.ShadowPercent == b.ShadowPercent &&
@@ -266,6 +269,25 @@ func sameProvider(a, b *ir.ExtAuthzProvider) bool {
 		slices.Equal(a.HeadersToDownstreamOnDeny, b.HeadersToDownstreamOnDeny) &&
 		slices.Equal(a.HeadersToDownstreamOnAllow, b.HeadersToDownstreamOnAllow) &&
 		a.Invalid == b.Invalid
+}
+
+// SameRateLimitProviders is SameProviders for the rate limit services
+// (ir.Waypoint.RateLimitProviders): equal in every field but Backend.
+func SameRateLimitProviders(a, b map[string]*ir.RateLimitProvider) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for name, pa := range a {
+		pb, ok := b[name]
+		if !ok || !eqPtr(pa, pb, func(a, b *ir.RateLimitProvider) bool {
+			x, y := *a, *b
+			x.Backend, y.Backend = "", ""
+			return x == y
+		}) {
+			return false
+		}
+	}
+	return true
 }
 
 func equalExtAuthzBody(a, b *ir.ExtAuthzBody) bool { return *a == *b }

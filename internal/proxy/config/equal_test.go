@@ -227,7 +227,7 @@ func TestWaypointFieldsAreAccountedFor(t *testing.T) {
 	compiled := []string{"Services", "Backends", "Workloads", "WorkloadPort", "NodeLocalities"}
 	forPorts := []string{"TrustDomain", "TrustDomainAliases"}
 	// Telemetry: read when the proxy updates its telemetry (Proxy.Update).
-	perRequest := []string{"PathNormalization", "DefaultRetry", "ExtAuthzProviders", "Telemetry"}
+	perRequest := []string{"PathNormalization", "DefaultRetry", "ExtAuthzProviders", "RateLimitProviders", "Telemetry"}
 	// names and the listener (dataplane.Runner; HBONE also picks how the
 	// proxy reaches endpoints: Proxy.Update gives it to the upstream pool)
 	unused := []string{"Gateway", "InboundPort", "HBONE"}
@@ -290,5 +290,22 @@ func TestEqualIsUnambiguous(t *testing.T) {
 	p2 := &ir.ServicePort{Port: 80, Routes: []*ir.HTTPRouteRule{nil}}
 	if equalPort(p1, p2) || equalPort(p2, p1) {
 		t.Fatal("a nil rule compared equal to a rule")
+	}
+}
+
+// Every field of a rate limit service but Backend decides whether the
+// proxy keeps its client.
+func TestSameRateLimitProvidersCoversEveryField(t *testing.T) {
+	providerType := reflect.TypeFor[ir.RateLimitProvider]()
+	notBackend := func(t reflect.Type, field string) bool { return t == providerType && field == "Backend" }
+	checkEqual(t, func(x, y *map[string]*ir.RateLimitProvider) bool { return SameRateLimitProviders(*x, *y) }, notBackend)
+	a := &ir.RateLimitProvider{Name: "p", Host: "rl.ns.svc.cluster.local", Port: 8081, Backend: "ns/rl:8081", Domain: "d"}
+	b := *a
+	b.Backend = ""
+	if !SameRateLimitProviders(map[string]*ir.RateLimitProvider{"p": a}, map[string]*ir.RateLimitProvider{"p": &b}) ||
+		!SameRateLimitProviders(nil, map[string]*ir.RateLimitProvider{}) ||
+		SameRateLimitProviders(map[string]*ir.RateLimitProvider{"p": a}, map[string]*ir.RateLimitProvider{"q": a}) ||
+		SameRateLimitProviders(map[string]*ir.RateLimitProvider{"p": a}, map[string]*ir.RateLimitProvider{"p": nil}) {
+		t.Fatal("rate limit service sets compared wrongly")
 	}
 }

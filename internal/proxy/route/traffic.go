@@ -9,6 +9,7 @@ import (
 
 	"github.com/kgateway-dev/kgateway-waypoint/internal/ir"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/ratelimit"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/rls"
 )
 
 // Traffic is a compiled ir.TrafficPolicy (kgateway's TrafficPolicy, merged).
@@ -22,6 +23,8 @@ type Traffic struct {
 	CORS *CORS
 	// CSRF is the compiled CSRF policy, nil without one.
 	CSRF *CSRF
+	// Global is the global rate limit's descriptor, nil without one.
+	Global *rls.Descriptor
 }
 
 // CompileTraffic compiles p (nil stays nil), taking its bucket from limits.
@@ -32,6 +35,13 @@ func CompileTraffic(p *ir.TrafficPolicy, limits *ratelimit.Registry) (*Traffic, 
 	t := &Traffic{IR: p, CORS: CompileCORS(p.CORS)}
 	if p.LocalRateLimit != nil {
 		t.Limit = limits.Get(*p.LocalRateLimit)
+	}
+	if p.GlobalRateLimit != nil {
+		d, err := rls.Compile(p.GlobalRateLimit)
+		if err != nil {
+			return nil, err
+		}
+		t.Global = d
 	}
 	if p.CSRF != nil {
 		c, err := compileCSRF(p.CSRF)

@@ -8,10 +8,10 @@ import (
 )
 
 // GatewayExtension is kgateway's reference to an external service a
-// policy uses: here, the ext_authz server of a TrafficPolicy's extAuth.
-// Written by hand from kgateway 2.1's schema like TrafficPolicy; the kinds
-// of extension the waypoint does not implement (extProc, rateLimit,
-// jwtProviders) and the fields it does not (httpService, the gRPC retry)
+// policy uses: here, the ext_authz server of a TrafficPolicy's extAuth and
+// the rate limit service of its rateLimit.global. Written by hand from
+// kgateway 2.1's schema like TrafficPolicy; the kinds of extension the
+// waypoint does not implement (extProc, jwtProviders) and the fields it does not (httpService, the gRPC retry)
 // are kept as raw JSON and reported.
 type GatewayExtension struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -31,11 +31,11 @@ type GatewayExtensionList struct {
 // GatewayExtensionSpec is exactly one kind of extension.
 type GatewayExtensionSpec struct {
 	// Type is ExtAuth, ExtProc, RateLimit (deprecated: the field set says).
-	Type         *string          `json:"type,omitempty"`
-	ExtAuth      *ExtAuthProvider `json:"extAuth,omitempty"`
-	ExtProc      json.RawMessage  `json:"extProc,omitempty"`
-	RateLimit    json.RawMessage  `json:"rateLimit,omitempty"`
-	JWTProviders json.RawMessage  `json:"jwtProviders,omitempty"`
+	Type         *string            `json:"type,omitempty"`
+	ExtAuth      *ExtAuthProvider   `json:"extAuth,omitempty"`
+	ExtProc      json.RawMessage    `json:"extProc,omitempty"`
+	RateLimit    *RateLimitProvider `json:"rateLimit,omitempty"`
+	JWTProviders json.RawMessage    `json:"jwtProviders,omitempty"`
 }
 
 // GatewayExtensionStatus is the extension's conditions.
@@ -77,6 +77,21 @@ type ExtAuthPolicy struct {
 	WithRequestBody   *ExtAuthBufferSettings     `json:"withRequestBody,omitempty"`
 	ContextExtensions map[string]string          `json:"contextExtensions,omitempty"`
 	Disable           *PolicyDisable             `json:"disable,omitempty"`
+}
+
+// RateLimitProvider is a rate limit service (envoy.service.ratelimit.v3).
+type RateLimitProvider struct {
+	GrpcService *ExtGrpcService `json:"grpcService,omitempty"`
+	// Domain is sent with every request to the service.
+	Domain string `json:"domain"`
+	// FailOpen lets requests through when the service cannot answer;
+	// unset is true (kgateway's default).
+	FailOpen *bool `json:"failOpen,omitempty"`
+	// Timeout bounds one call to the service; unset is 100ms.
+	Timeout *string `json:"timeout,omitempty"`
+	// XRateLimitHeaders is Off (the default) or DraftVersion03: the
+	// x-ratelimit-limit, -remaining and -reset response headers.
+	XRateLimitHeaders string `json:"xRateLimitHeaders,omitempty"`
 }
 
 // NamespacedObjectReference names an object, in the referrer's namespace

@@ -6,8 +6,7 @@
 // (install/helm/kgateway-crds/templates/gateway.kgateway.dev_trafficpolicies.yaml)
 // and api/v1alpha1/traffic_policy_types.go: the JSON names are kgateway's,
 // so users' manifests decode unchanged. The fields the waypoint honours are
-// typed; the others (ai, transformation, extProc, rateLimit.global,
-// autoHostRewrite, rbac) are kept as raw JSON, so that a manifest carrying
+// typed; the others (ai, transformation, extProc, autoHostRewrite, rbac) are kept as raw JSON, so that a manifest carrying
 // them still decodes and the translator can name them in the policy's
 // status instead of dropping them silently. Durations are kept as strings
 // so that a bad one is reported on the object rather than failing the
@@ -110,9 +109,44 @@ type LocalPolicyTargetSelectorWithSectionName struct {
 
 // RateLimit is local (token bucket) and global (external service) limiting.
 type RateLimit struct {
-	Local *LocalRateLimitPolicy `json:"local,omitempty"`
-	// Global is not honoured by the waypoint yet: reported when set.
-	Global json.RawMessage `json:"global,omitempty"`
+	Local  *LocalRateLimitPolicy `json:"local,omitempty"`
+	Global *RateLimitPolicy      `json:"global,omitempty"`
+}
+
+// RateLimitPolicy is a global rate limit: descriptors sent to the rate
+// limit service of a GatewayExtension of type RateLimit.
+type RateLimitPolicy struct {
+	Descriptors []RateLimitDescriptor `json:"descriptors"`
+	// ExtensionRef is required; a pointer so that a missing one is reported.
+	ExtensionRef *NamespacedObjectReference `json:"extensionRef,omitempty"`
+}
+
+// RateLimitDescriptor is a group of entries.
+type RateLimitDescriptor struct {
+	Entries []RateLimitDescriptorEntry `json:"entries"`
+}
+
+// The descriptor entry types of kgateway 2.1.
+const (
+	RateLimitEntryGeneric       = "Generic"
+	RateLimitEntryHeader        = "Header"
+	RateLimitEntryRemoteAddress = "RemoteAddress"
+	RateLimitEntryPath          = "Path"
+)
+
+// RateLimitDescriptorEntry is one entry: a fixed key and value (Generic),
+// a request header's value (Header), the client's address
+// (RemoteAddress) or the request path (Path).
+type RateLimitDescriptorEntry struct {
+	Type    string                           `json:"type"`
+	Generic *RateLimitDescriptorEntryGeneric `json:"generic,omitempty"`
+	Header  *string                          `json:"header,omitempty"`
+}
+
+// RateLimitDescriptorEntryGeneric is a fixed key and value.
+type RateLimitDescriptorEntryGeneric struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
 }
 
 // LocalRateLimitPolicy is Envoy's local rate limit; empty disables one

@@ -19,7 +19,7 @@ spec:
   targetSelectors: [{group: gateway.networking.k8s.io, kind: Gateway, matchLabels: {team: web}, sectionName: l}]
   rateLimit:
     local: {tokenBucket: {maxTokens: 1, tokensPerFill: 1, fillInterval: 100s}}
-    global: {descriptors: [{entries: [{type: RemoteAddress}]}], extensionRef: {name: rl}}
+    global: {descriptors: [{entries: [{type: RemoteAddress}, {type: Generic, generic: {key: k, value: v}}, {type: Header, header: x-user}]}], extensionRef: {name: rl}}
   cors: {allowOrigins: [https://a.example], allowCredentials: true, maxAge: 5}
   csrf: {percentageEnabled: 100, additionalOrigins: [{exact: a.example, ignoreCase: true}]}
   headerModifiers:
@@ -60,7 +60,9 @@ func TestDecodeAndDeepCopy(t *testing.T) {
 	*cp.Spec.TargetRefs[0].SectionName = "other"
 	cp.Spec.TargetSelectors[0].MatchLabels["team"] = "z"
 	*cp.Spec.RateLimit.Local.TokenBucket.TokensPerFill = 9
-	cp.Spec.RateLimit.Global[0] = ' '
+	cp.Spec.RateLimit.Global.ExtensionRef.Name = "other"
+	cp.Spec.RateLimit.Global.Descriptors[0].Entries[1].Generic.Value = "other"
+	*cp.Spec.RateLimit.Global.Descriptors[0].Entries[2].Header = "other"
 	cp.Spec.Cors.AllowOrigins[0] = "changed"
 	*cp.Spec.Cors.AllowCredentials = false
 	*cp.Spec.Csrf.AdditionalOrigins[0].Exact = "changed"
@@ -116,6 +118,31 @@ spec:
 	if g.Spec.ExtAuth.GrpcService.BackendRef.Name != "ext-authz" || *g.Spec.ExtAuth.GrpcService.BackendRef.Port != 9000 ||
 		g.Spec.ExtAuth.HeadersToForward[0] != "cookie" || g.Spec.ExtAuth.WithRequestBody.MaxRequestBytes != 10 {
 		t.Fatalf("changing the copy changed the original: %+v", g.Spec.ExtAuth)
+	}
+	var rl kgw.GatewayExtension
+	rlDoc := `apiVersion: gateway.kgateway.dev/v1alpha1
+kind: GatewayExtension
+metadata: {name: global-ratelimit, namespace: ns}
+spec:
+  type: RateLimit
+  rateLimit:
+    grpcService: {backendRef: {name: ratelimit, port: 8081}}
+    domain: api-gateway
+    failOpen: false
+    timeout: 250ms
+    xRateLimitHeaders: DraftVersion03
+`
+	if err := yaml.UnmarshalStrict([]byte(rlDoc), &rl); err != nil {
+		t.Fatal(err)
+	}
+	rc := rl.DeepCopy()
+	if !reflect.DeepEqual(&rl, rc) || rl.Spec.RateLimit.Domain != "api-gateway" || *rl.Spec.RateLimit.FailOpen {
+		t.Fatalf("rate limit extension: %+v", rl.Spec.RateLimit)
+	}
+	*rc.Spec.RateLimit.FailOpen, *rc.Spec.RateLimit.Timeout = true, "1s"
+	rc.Spec.RateLimit.GrpcService.BackendRef.Name = "other"
+	if *rl.Spec.RateLimit.FailOpen || *rl.Spec.RateLimit.Timeout != "250ms" || rl.Spec.RateLimit.GrpcService.BackendRef.Name != "ratelimit" {
+		t.Fatalf("changing the copy changed the original: %+v", rl.Spec.RateLimit)
 	}
 	l := &kgw.GatewayExtensionList{Items: []kgw.GatewayExtension{g}}
 	lc := l.DeepCopyObject().(*kgw.GatewayExtensionList)

@@ -98,7 +98,7 @@ func (in *TrafficPolicySpec) DeepCopyInto(out *TrafficPolicySpec) {
 		}
 	}
 	if in.RateLimit != nil {
-		rl := &RateLimit{Global: raw(in.RateLimit.Global)}
+		rl := &RateLimit{Global: in.RateLimit.Global.DeepCopy()}
 		if l := in.RateLimit.Local; l != nil {
 			rl.Local = &LocalRateLimitPolicy{}
 			if tb := l.TokenBucket; tb != nil {
@@ -164,7 +164,7 @@ func (in *GatewayExtension) DeepCopyInto(out *GatewayExtension) {
 	in.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
 	s := in.Spec
 	out.Spec = GatewayExtensionSpec{Type: ptr(s.Type), ExtAuth: s.ExtAuth.DeepCopy(),
-		ExtProc: raw(s.ExtProc), RateLimit: raw(s.RateLimit), JWTProviders: raw(s.JWTProviders)}
+		ExtProc: raw(s.ExtProc), RateLimit: s.RateLimit.DeepCopy(), JWTProviders: raw(s.JWTProviders)}
 	out.Status.Conditions = nil
 	for _, c := range in.Status.Conditions {
 		out.Status.Conditions = append(out.Status.Conditions, *c.DeepCopy())
@@ -222,4 +222,42 @@ func (in *ExtAuthPolicy) DeepCopy() *ExtAuthPolicy {
 		out.ExtensionRef = &NamespacedObjectReference{Name: r.Name, Namespace: ptr(r.Namespace)}
 	}
 	return out
+}
+
+// DeepCopy copies the global rate limit policy.
+func (in *RateLimitPolicy) DeepCopy() *RateLimitPolicy {
+	if in == nil {
+		return nil
+	}
+	out := &RateLimitPolicy{}
+	if in.ExtensionRef != nil {
+		out.ExtensionRef = &NamespacedObjectReference{Name: in.ExtensionRef.Name, Namespace: ptr(in.ExtensionRef.Namespace)}
+	}
+	if in.Descriptors != nil {
+		out.Descriptors = make([]RateLimitDescriptor, len(in.Descriptors))
+		for i, d := range in.Descriptors {
+			if d.Entries == nil {
+				continue
+			}
+			out.Descriptors[i].Entries = make([]RateLimitDescriptorEntry, len(d.Entries))
+			for j, e := range d.Entries {
+				out.Descriptors[i].Entries[j] = RateLimitDescriptorEntry{Type: e.Type, Generic: ptr(e.Generic), Header: ptr(e.Header)}
+			}
+		}
+	}
+	return out
+}
+
+// DeepCopy copies the rate limit provider.
+func (in *RateLimitProvider) DeepCopy() *RateLimitProvider {
+	if in == nil {
+		return nil
+	}
+	out := *in
+	if g := in.GrpcService; g != nil {
+		out.GrpcService = &ExtGrpcService{BackendRef: *g.BackendRef.DeepCopy(), Authority: ptr(g.Authority),
+			RequestTimeout: ptr(g.RequestTimeout), Retry: raw(g.Retry)}
+	}
+	out.FailOpen, out.Timeout = ptr(in.FailOpen), ptr(in.Timeout)
+	return &out
 }
