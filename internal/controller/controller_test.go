@@ -46,7 +46,13 @@ func startController(t *testing.T, pre ...client.Object) (*kubetest.Env, *contro
 // startControllerWith starts a controller with o (its addresses, logger
 // and deployer settings filled in for the test).
 func startControllerWith(t *testing.T, o controller.Options, pre ...client.Object) (*kubetest.Env, *controller.Controller) {
-	env := kubetest.Start(t, kubetest.All)
+	return startControllerCRDs(t, kubetest.All, o, pre...)
+}
+
+// startControllerCRDs is startControllerWith on an API server that serves
+// the CRD sets crds (kubetest.All and the optional ones, e.g. kgateway's).
+func startControllerCRDs(t *testing.T, crds int, o controller.Options, pre ...client.Object) (*kubetest.Env, *controller.Controller) {
+	env := kubetest.Start(t, crds)
 	for _, o := range pre {
 		if err := env.Client.Create(context.Background(), o); err != nil {
 			t.Fatal(err)

@@ -47,22 +47,8 @@ func gatewayCondition(ctx context.Context, t *testing.T, env *kubetest.Env, key 
 // GatewayParameters re-renders the Deployment live; a reference to a
 // missing one is Accepted=False/InvalidParameters until it is created.
 func TestGatewayParametersDeployLive(t *testing.T) {
-	env := kubetest.Start(t, kubetest.All|kubetest.KgatewayGatewayParameters)
+	env, _ := startControllerCRDs(t, kubetest.All|kubetest.KgatewayGatewayParameters, controller.Options{})
 	c, ctx := env.Client, context.Background()
-	ctl, err := controller.New(env.Config, controller.Options{XDSAddress: "127.0.0.1:0", Logger: testLogger(),
-		Deployer: deployer.Config{Image: "kgateway-waypoint:test", XDSAddress: "xds.example:15010"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := ctl.Start(cctx); err != nil {
-			t.Errorf("controller: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
 
 	apply(t, c, []byte(`
 apiVersion: v1

@@ -13,7 +13,6 @@ import (
 
 	kgw "github.com/kgateway-dev/kgateway-waypoint/internal/api/kgateway/v1alpha1"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/controller"
-	"github.com/kgateway-dev/kgateway-waypoint/internal/deployer"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/kubetest"
 )
 
@@ -23,22 +22,8 @@ import (
 // the field the waypoint leaves out), next to another controller's entry,
 // which stays; a policy that stops attaching loses our entry.
 func TestTrafficPolicyStatus(t *testing.T) {
-	env := kubetest.Start(t, kubetest.All|kubetest.KgatewayTrafficPolicy)
+	env, _ := startControllerCRDs(t, kubetest.All|kubetest.KgatewayTrafficPolicy, controller.Options{})
 	c, ctx := env.Client, context.Background()
-	ctl, err := controller.New(env.Config, controller.Options{XDSAddress: "127.0.0.1:0", Logger: testLogger(),
-		Deployer: deployer.Config{Image: "kgateway-waypoint:test", XDSAddress: "xds.example:15010"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := ctl.Start(cctx); err != nil {
-			t.Errorf("controller: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
 
 	apply(t, c, []byte(`
 apiVersion: v1
