@@ -95,6 +95,7 @@ func FuzzReadResponseAgreesWithNetHTTP(f *testing.F) {
 		"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
 		"HTTP/1.1 304 Not Modified\r\n\r\n",
 		"HTTP/1.1 200\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
+		"HTTP/1.0 200 OK\r\nConnection: Close,0000000000\r\n\r\n",
 		"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\nabc",
 		"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n0\r\n\r\n",
 	} {

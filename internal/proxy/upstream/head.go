@@ -103,12 +103,13 @@ func frame(br *bufio.Reader, req *http.Request, resp *http.Response) error {
 	conn := h["Connection"]
 	hasClose := httpwire.HasToken(conn, "close")
 	if resp.ProtoMinor == 0 {
+		// HTTP/1.0 keeps its Connection header, as net/http does.
 		resp.Close = hasClose || !httpwire.HasToken(conn, "keep-alive")
 	} else {
 		resp.Close = hasClose
-	}
-	if hasClose {
-		delete(h, "Connection") // as net/http does: the close is in resp.Close
+		if hasClose {
+			delete(h, "Connection") // as net/http does: the close is in resp.Close
+		}
 	}
 	te, cls := h["Transfer-Encoding"], h["Content-Length"]
 	noBody := (req != nil && req.Method == http.MethodHead) || resp.StatusCode/100 == 1 ||
