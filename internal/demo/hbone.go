@@ -2,10 +2,7 @@ package demo
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,10 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/kgateway-dev/kgateway-waypoint/internal/identity"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/hbone"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ztunnelstandin"
 )
 
 // Native HBONE (demo --hbone): the demo also stands in for the mesh CA
@@ -38,9 +34,10 @@ type meshCA struct {
 	certDir string // the waypoint's cert-chain.pem, key.pem, root-cert.pem
 	curl    *hbone.Pool
 	ztunnel net.Listener // the httpbin pod's ztunnel
-	// tunnels counts the CONNECTs the httpbin pod's ztunnel served;
-	// strangers those from a client other than the waypoint.
-	tunnels, strangers atomic.Int64
+	standIn *ztunnelstandin.Server
+	// strangers counts the httpbin pod's ztunnel's clients other than the
+	// waypoint.
+	strangers atomic.Int64
 }
 
 // setupMesh creates the CA, the waypoint's certificate files and the
@@ -95,77 +92,20 @@ func (m *meshCA) close() {
 	}
 }
 
-// serveZtunnel accepts HBONE (mTLS with the pod's certificate, clients of
-// the mesh only), and connects each CONNECT stream to its :authority, the
-// pod's own address.
+// serveZtunnel serves the httpbin pod's ztunnel: HBONE with the pod's
+// certificate, clients of the mesh only, each CONNECT to the pod itself.
 func (m *meshCA) serveZtunnel(pod *identity.Bundle) {
-	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS13, NextProtos: []string{"h2"}, Certificates: []tls.Certificate{*pod.Certificate},
-		ClientAuth: tls.RequireAnyClientCert,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			id, err := identity.Verify(raw, pod.Roots, "cluster.local", nil, time.Now())
-			if err == nil && id != waypointID {
+	m.standIn = &ztunnelstandin.Server{
+		Bundle: pod,
+		Peer: func(id identity.ID) error {
+			if id != waypointID {
 				m.strangers.Add(1)
 			}
-			return err
+			return nil
 		},
+		Allow: func(ap netip.AddrPort) bool { return ap.Addr() == httpbinPod },
 	}
-	h2s := &http2.Server{}
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodConnect {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		ap, err := netip.ParseAddrPort(r.Host)
-		if err != nil || ap.Addr() != httpbinPod {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		up, err := net.DialTimeout("tcp", r.Host, 5*time.Second)
-		if err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		defer func() { _ = up.Close() }()
-		m.tunnels.Add(1)
-		w.WriteHeader(http.StatusOK)
-		rc := http.NewResponseController(w)
-		_ = rc.Flush()
-		go func() {
-			_, _ = io.Copy(up, r.Body)
-			_ = up.(*net.TCPConn).CloseWrite()
-		}()
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := up.Read(buf)
-			if n > 0 {
-				if _, werr := w.Write(buf[:n]); werr != nil || rc.Flush() != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	})
-	go func() {
-		for {
-			c, err := m.ztunnel.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				tc := tls.Server(c, cfg)
-				_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
-				if tc.Handshake() != nil {
-					_ = c.Close()
-					return
-				}
-				_ = tc.SetDeadline(time.Time{})
-				h2s.ServeConn(tc, &http2.ServeConnOpts{Handler: handler})
-			}()
-		}
-	}()
+	go func() { _ = m.standIn.Serve(m.ztunnel) }()
 }
 
 // hboneGateway is waypoint-gw.yaml with Istio's waypoint listener, which
@@ -216,7 +156,7 @@ func (d *demo) dialHBONE(ctx context.Context, src netip.AddrPort) (net.Conn, err
 // checkMesh says what the httpbin pod's ztunnel saw: the waypoint reached
 // httpbin over HBONE with its own certificate.
 func (d *demo) checkMesh() {
-	n, strangers := d.mesh.tunnels.Load(), d.mesh.strangers.Load()
+	n, strangers := d.mesh.standIn.Tunnels.Load(), d.mesh.strangers.Load()
 	d.say("\n# the httpbin pod's ztunnel carried %d HBONE tunnels from %s (%d from other clients)", n, waypointID, strangers)
 	d.expect(n > 0, "--hbone: the waypoint never reached httpbin over HBONE")
 	d.expect(strangers == 0, "--hbone: %d tunnels to httpbin came from a client other than the waypoint", strangers)

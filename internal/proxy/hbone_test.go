@@ -3,8 +3,6 @@ package proxy_test
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/kgateway-dev/kgateway-waypoint/internal/identity"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/hbone"
@@ -23,10 +19,11 @@ import (
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/upstream"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/source/files"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/translate"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ztunnelstandin"
 )
 
-// destZtunnel is the destination pod's ztunnel as Istio's own Go HBONE
-// server (pkg/hbone) is written, on x/net/http2 directly: mTLS with the
+// destZtunnel is the destination pod's ztunnel (the stand-in, on
+// x/net/http2 as Istio's own Go HBONE server is written): mTLS with the
 // pod's certificate, each CONNECT dialled to its :authority and copied.
 // It records the identity of each client.
 type destZtunnel struct {
@@ -42,65 +39,13 @@ func startDestZtunnel(t *testing.T, ip string, pod *identity.Bundle) *destZtunne
 		t.Fatal(err)
 	}
 	z := &destZtunnel{addr: ln.Addr().String()}
-	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS13, NextProtos: []string{"h2"}, Certificates: []tls.Certificate{*pod.Certificate},
-		ClientAuth: tls.RequireAnyClientCert,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			id, err := identity.Verify(raw, pod.Roots, "cluster.local", nil, time.Now())
-			if err == nil {
-				z.mu.Lock()
-				z.seen = append(z.seen, id.String())
-				z.mu.Unlock()
-			}
-			return err
-		},
-	}
-	h2s := &http2.Server{}
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodConnect {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		dst, err := net.Dial("tcp", r.Host)
-		if err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		defer func() { _ = dst.Close() }()
-		w.WriteHeader(http.StatusOK)
-		_ = http.NewResponseController(w).Flush()
-		go func() {
-			_, _ = io.Copy(dst, r.Body)
-			_ = dst.(*net.TCPConn).CloseWrite()
-		}()
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := dst.Read(buf)
-			if n > 0 {
-				_, _ = w.Write(buf[:n])
-				_ = http.NewResponseController(w).Flush()
-			}
-			if err != nil {
-				return
-			}
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				tc := tls.Server(c, cfg)
-				if tc.Handshake() != nil {
-					_ = c.Close()
-					return
-				}
-				h2s.ServeConn(tc, &http2.ServeConnOpts{Handler: handler})
-			}()
-		}
-	}()
+	s := &ztunnelstandin.Server{Bundle: pod, Peer: func(id identity.ID) error {
+		z.mu.Lock()
+		z.seen = append(z.seen, id.String())
+		z.mu.Unlock()
+		return nil
+	}}
+	go func() { _ = s.Serve(ln) }()
 	t.Cleanup(func() { _ = ln.Close() })
 	return z
 }

@@ -90,9 +90,9 @@ func TestHBONETargetsDoTheJob(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tg.Stop()
-		before := z.Tunnels.Load()
+		before := z.HBONE.Tunnels.Load()
 		run(t, tg)
-		if z.Tunnels.Load() == before {
+		if z.HBONE.Tunnels.Load() == before {
 			t.Fatal("the waypoint did not reach the backend over HBONE through the stand-in")
 		}
 		if z.TLSConns.Load() != 0 {

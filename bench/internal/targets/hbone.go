@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,10 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/kgateway-dev/kgateway-waypoint/internal/identity"
 	"github.com/kgateway-dev/kgateway-waypoint/internal/proxy/hbone"
+	"github.com/kgateway-dev/kgateway-waypoint/internal/ztunnelstandin"
 )
 
 // The native-HBONE rows (issue 14's cost): the client speaks mTLS HBONE to
@@ -110,24 +108,15 @@ func LoadBundle(dir string) (*identity.Bundle, error) {
 	return identity.NewBundle(b[0], b[1], b[2])
 }
 
-// mtlsServer is the servers' TLS: 1.3 only, a client certificate of the
-// mesh required, the peer's identity one of allowed.
-func mtlsServer(b *identity.Bundle, alpn []string, allowed ...identity.ID) *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS13, NextProtos: alpn, Certificates: []tls.Certificate{*b.Certificate},
-		ClientAuth: tls.RequireAnyClientCert,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			id, err := identity.Verify(raw, b.Roots, "cluster.local", nil, time.Now())
-			if err != nil {
-				return err
+// allowOnly refuses every peer but the allowed ones.
+func allowOnly(allowed ...identity.ID) func(identity.ID) error {
+	return func(id identity.ID) error {
+		for _, a := range allowed {
+			if id == a {
+				return nil
 			}
-			for _, a := range allowed {
-				if id == a {
-					return nil
-				}
-			}
-			return fmt.Errorf("peer %s is not allowed", id)
-		},
+		}
+		return fmt.Errorf("peer %s is not allowed", id)
 	}
 }
 
@@ -140,9 +129,11 @@ func mtlsServer(b *identity.Bundle, alpn []string, allowed ...identity.ID) *tls.
 // connects to the backend: the TLS-terminating backend of the HAProxy
 // TLS-cost reference.
 type ZtunnelStandIn struct {
-	// Tunnels counts the CONNECT streams carried to the backend, TLSConns
-	// the TLS connections.
-	Tunnels, TLSConns atomic.Int64
+	// HBONE is the HBONE side; its Tunnels counts the CONNECT streams
+	// carried to the backend.
+	HBONE ztunnelstandin.Server
+	// TLSConns counts the TLS connections carried to the backend.
+	TLSConns atomic.Int64
 }
 
 // Serve serves hboneLn and tlsLn (either may be nil) with b, the backend
@@ -165,72 +156,13 @@ func (z *ZtunnelStandIn) Serve(hboneLn, tlsLn net.Listener, b *identity.Bundle, 
 }
 
 func (z *ZtunnelStandIn) serveHBONE(ln net.Listener, b *identity.Bundle, backend netip.AddrPort) error {
-	cfg := mtlsServer(b, []string{"h2"}, WaypointID)
-	h2s := &http2.Server{
-		MaxConcurrentStreams:         1000,
-		MaxReadFrameSize:             hbone.MaxFrameSize,
-		MaxUploadBufferPerConnection: hbone.ConnectionWindow,
-		MaxUploadBufferPerStream:     hbone.StreamWindow,
-	}
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodConnect {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		if ap, err := netip.ParseAddrPort(r.Host); err != nil || ap != backend {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		up, err := net.DialTimeout("tcp", backend.String(), 5*time.Second)
-		if err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		defer func() { _ = up.Close() }()
-		z.Tunnels.Add(1)
-		w.WriteHeader(http.StatusOK)
-		rc := http.NewResponseController(w)
-		if rc.Flush() != nil {
-			return
-		}
-		go func() {
-			buf := make([]byte, 32<<10)
-			_, _ = io.CopyBuffer(up, r.Body, buf)
-			_ = up.(*net.TCPConn).CloseWrite()
-		}()
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := up.Read(buf)
-			if n > 0 {
-				if _, werr := w.Write(buf[:n]); werr != nil || rc.Flush() != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	})
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		go func() {
-			tc := tls.Server(c, cfg)
-			_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
-			if tc.Handshake() != nil {
-				_ = c.Close()
-				return
-			}
-			_ = tc.SetDeadline(time.Time{})
-			h2s.ServeConn(tc, &http2.ServeConnOpts{Handler: handler})
-		}()
-	}
+	z.HBONE.Bundle, z.HBONE.Peer = b, allowOnly(WaypointID)
+	z.HBONE.Allow = func(ap netip.AddrPort) bool { return ap == backend }
+	return z.HBONE.Serve(ln)
 }
 
 func (z *ZtunnelStandIn) serveTLS(ln net.Listener, b *identity.Bundle, backend netip.AddrPort) error {
-	cfg := mtlsServer(b, []string{"http/1.1"}, HAProxyID)
+	cfg := (&ztunnelstandin.Server{Bundle: b, Peer: allowOnly(HAProxyID)}).TLSConfig("http/1.1")
 	for {
 		c, err := ln.Accept()
 		if err != nil {
