@@ -276,30 +276,9 @@ func StartWaypointHBONE(env *Env, o Opts) (*Target, error) {
 	if env.Certs == nil || !env.StandInHBONE.IsValid() {
 		return nil, errors.New("waypoint-hbone needs the mesh certificates and the ztunnel stand-in")
 	}
-	mdir := filepath.Join(env.Dir, "waypoint-hbone-manifests")
-	if err := os.MkdirAll(mdir, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(mdir, "bench.yaml"), []byte(HBONEManifests(env.Backend)), 0o644); err != nil {
-		return nil, err
-	}
-	in, err := FreePort("127.0.0.1")
-	if err != nil {
-		return nil, err
-	}
-	st, err := FreePort("127.0.0.1")
-	if err != nil {
-		return nil, err
-	}
-	p, err := start(env.Dir, "waypoint-hbone", o.CPUs, env.WaypointBin, "standalone", "-f", mdir,
-		"--inbound-address", in.String(), "--status-address", st.String(),
-		"--metrics-address", "127.0.0.1:0", "--admin-address", "off",
+	p, in, err := startStandalone(env, o, "waypoint-hbone", HBONEManifests(env.Backend),
 		"--cert-dir", env.Certs.WaypointDir, "--upstream-hbone-port", fmt.Sprint(env.StandInHBONE.Port()))
 	if err != nil {
-		return nil, err
-	}
-	if err := WaitReady(p, st.String()); err != nil {
-		p.Stop()
 		return nil, err
 	}
 	pool := hbone.NewPool(hbone.PoolOptions{Identity: identity.NewStatic(env.Certs.Client),

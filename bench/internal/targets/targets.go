@@ -233,33 +233,45 @@ func Direct(env *Env) *Target {
 // StartWaypoint runs our waypoint, the real binary in standalone mode, on
 // the scenario's manifests.
 func StartWaypoint(env *Env, o Opts) (*Target, error) {
-	mdir := filepath.Join(env.Dir, "waypoint-manifests")
-	if err := os.MkdirAll(mdir, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(mdir, "bench.yaml"), []byte(WaypointManifests(env.Backend)), 0o644); err != nil {
-		return nil, err
-	}
-	in, err := FreePort("127.0.0.1")
+	p, in, err := startStandalone(env, o, "waypoint", WaypointManifests(env.Backend))
 	if err != nil {
-		return nil, err
-	}
-	st, err := FreePort("127.0.0.1")
-	if err != nil {
-		return nil, err
-	}
-	p, err := start(env.Dir, "waypoint", o.CPUs, env.WaypointBin, "standalone", "-f", mdir,
-		"--inbound-address", in.String(), "--status-address", st.String(),
-		"--metrics-address", "127.0.0.1:0", "--admin-address", "off")
-	if err != nil {
-		return nil, err
-	}
-	if err := WaitReady(p, st.String()); err != nil {
-		p.Stop()
 		return nil, err
 	}
 	// HTTP/1.1 and h2c share the waypoint's one listener.
 	return &Target{Name: "waypoint", Addr: in.String(), H2CAddr: in.String(), PROXY: true, Proc: p}, nil
+}
+
+// startStandalone runs the waypoint binary in standalone mode as name, on
+// manifests (written to a folder of its own), with extra flags, and waits
+// until it is ready. It returns the process and its inbound address.
+func startStandalone(env *Env, o Opts, name, manifests string, extra ...string) (*Proc, netip.AddrPort, error) {
+	mdir := filepath.Join(env.Dir, name+"-manifests")
+	if err := os.MkdirAll(mdir, 0o755); err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	if err := os.WriteFile(filepath.Join(mdir, "bench.yaml"), []byte(manifests), 0o644); err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	in, err := FreePort("127.0.0.1")
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	st, err := FreePort("127.0.0.1")
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	args := append([]string{"standalone", "-f", mdir,
+		"--inbound-address", in.String(), "--status-address", st.String(),
+		"--metrics-address", "127.0.0.1:0", "--admin-address", "off"}, extra...)
+	p, err := start(env.Dir, name, o.CPUs, env.WaypointBin, args...)
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	if err := WaitReady(p, st.String()); err != nil {
+		p.Stop()
+		return nil, netip.AddrPort{}, err
+	}
+	return p, in, nil
 }
 
 // WaitReady waits for GET /healthz/ready = 200 on the waypoint's status address.
